@@ -1,0 +1,453 @@
+"""A guest run: a fresh Store and instance, driven through ``wapo_poll`` from asyncio.
+
+``GuestModule`` is the compiled code (shared, cached); ``Instance`` is one
+sandbox (never reused after it ends or traps). The host calls ``wapo_poll``
+when the run starts and again whenever a resource the guest waits on becomes
+ready, until the guest says it is finished, fails, or a limit stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+from .abi import Call, ErrorCode, err, to_signed_i64
+from .engine import EPOCH_TICK, EngineConfig, get_engine
+from .errors import GuestError, GuestLoadError, GuestTrap, LimitExceeded, RunError, UnhandledRejection
+from .keys import NodeKey, node_key
+from .limits import Limits, format_size
+from .memory import GuestMemory
+from .module_cache import load_module
+from .ocalls import dispatch
+from .resources import Oneshot, ResourceTable
+
+MAX_OUTPUT = 64 * 1024 * 1024
+
+
+@dataclass
+class LogRecord:
+    level: str  # error | warn | info | debug | trace
+    message: str
+    time: float = field(default_factory=time.time)
+
+
+@dataclass
+class RunResult:
+    output: bytes
+    logs: list[LogRecord]
+    error: RunError | None
+    duration: float
+    fuel_consumed: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+# --- the imports, defined once per engine on a shared Linker -----------------
+
+_current = threading.local()
+_linkers: dict[EngineConfig, wasmtime.Linker] = {}
+_linker_lock = threading.Lock()
+_OCALL_TYPE = wasmtime.FuncType([wasmtime.ValType.i32()] * 6, [wasmtime.ValType.i64()])
+
+
+def _ocall_entry(task: int, func: int, p0: int, p1: int, p2: int, p3: int) -> int:
+    state: GuestState | None = getattr(_current, "state", None)
+    if state is None:  # a call from a guest we are not running: refuse, never raise
+        return to_signed_i64(err(ErrorCode.CONDITION_ERROR))
+    return dispatch(state, task, func, p0, p1, p2, p3)
+
+
+def _linker_for(config: EngineConfig) -> wasmtime.Linker:
+    linker = _linkers.get(config)
+    if linker is not None:
+        return linker
+    with _linker_lock:
+        linker = _linkers.get(config)
+        if linker is None:
+            linker = wasmtime.Linker(get_engine(config))
+            linker.define_wasi()
+            for module, name in (("wapo", "ocall"), ("wapo", "ocall_fast_return"),
+                                 ("env", "sidevm_ocall"), ("env", "sidevm_ocall_fast_return")):
+                linker.define_func(module, name, _OCALL_TYPE, _ocall_entry)
+            _linkers[config] = linker
+    return linker
+
+
+def _export(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -> object | None:
+    """One export by name, without wrapping all of them (that costs per export)."""
+    item = ffi.wasmtime_extern_t()
+    raw = name.encode()
+    found = ffi.wasmtime_instance_export_get(
+        store._context(), ctypes.byref(instance._instance), raw, len(raw), ctypes.byref(item))
+    if not found:
+        return None
+    from wasmtime._extern import wrap_extern
+    return wrap_extern(item)
+
+
+class GuestModule:
+    """Compiled guest code: loaded once, instantiated per run."""
+
+    def __init__(self, wasm: bytes, name: str = "guest") -> None:
+        self.wasm = bytes(wasm)
+        self.name = name
+        self._pres: dict[EngineConfig, wasmtime.InstancePre] = {}
+        self.instance_pre(EngineConfig())  # compile now: a bad module fails here, not mid-run
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "GuestModule":
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise GuestLoadError(f"cannot read {path}: {exc.strerror}") from exc
+        return cls(data, name=path.name)
+
+    def instance_pre(self, config: EngineConfig) -> wasmtime.InstancePre:
+        pre = self._pres.get(config)
+        if pre is None:
+            module = load_module(self.wasm, config)
+            self._check_shape(module)
+            try:
+                pre = _linker_for(config).instantiate_pre(module)
+            except wasmtime.WasmtimeError as exc:
+                raise GuestLoadError(f"{self.name} imports something this host does not provide: "
+                                     f"{str(exc).splitlines()[0]}") from exc
+            self._pres[config] = pre
+        return pre
+
+    def _check_shape(self, module: wasmtime.Module) -> None:
+        names = {e.name for e in module.exports}
+        if "memory" not in names:
+            raise GuestLoadError(f"{self.name} exports no memory: it is not a Wapo guest")
+        if "wapo_poll" not in names and "sidevm_poll" not in names:
+            raise GuestLoadError(f"{self.name} exports no wapo_poll: it is not a Wapo guest")
+
+
+class GuestState:
+    """What the ocall handlers see of the running instance."""
+
+    def __init__(self, instance: "Instance") -> None:
+        self._instance = instance
+        self.limits = instance.limits
+        self.app_address = instance.app_address
+        self.loop: asyncio.AbstractEventLoop = asyncio.get_event_loop()
+        self.memory: GuestMemory = None  # type: ignore[assignment]  # set at instantiation
+        self.resources = ResourceTable(self.wake, instance.limits.max_resources)
+        self.pending_return: bytes | None = None
+        self.ready_tasks: dict[int, None] = {0: None}
+        self.woken: list[int] = []
+        self._woken_set: set[int] = set()
+        self.poll_requested = True
+        self.wake_event = asyncio.Event()
+        self.trace = False
+        self.output = bytearray()
+        self.logs: list[LogRecord] = []
+        self.failure: RunError | None = None
+        self.host_faults = 0
+        self.input_channels: dict = {}
+        self.pending_input: dict[int, list[bytes]] = {}
+
+    # tasks and wakers
+    def wake(self, task: int, waker: int) -> None:
+        if waker not in self._woken_set:
+            self._woken_set.add(waker)
+            self.woken.append(waker)
+        self.queue_task(task)
+
+    def queue_task(self, task: int) -> None:
+        self.ready_tasks[task] = None
+        self.poll_requested = True
+        self.wake_event.set()
+
+    def pop_ready_task(self) -> int | None:
+        if not self.ready_tasks:
+            return None
+        task = next(iter(self.ready_tasks))
+        del self.ready_tasks[task]
+        return task
+
+    def take_woken(self) -> list[int]:
+        woken, self.woken = self.woken, []
+        self._woken_set.clear()
+        return woken
+
+    # results
+    def add_log(self, level: str, message: str) -> None:
+        record = LogRecord(level, message)
+        self.logs.append(record)
+        if self._instance.on_log is not None:
+            self._instance.on_log(record)
+
+    def emit_output(self, data: bytes) -> None:
+        if len(self.output) + len(data) > MAX_OUTPUT:
+            from .abi import OcallError
+            raise OcallError(ErrorCode.RESOURCE_LIMITED, f"program output is capped at {format_size(MAX_OUTPUT)}")
+        self.output += data
+
+    def guest_report(self, kind: int, text: str) -> None:
+        if self.failure is None:
+            self.failure = self._instance._failure_from_report(kind, text)
+
+    def gas_consumed(self) -> int:
+        return self._instance.fuel_consumed() // 1024
+
+    def node_key(self) -> NodeKey:
+        return node_key(self._instance.data_dir)
+
+
+class Instance:
+    """One sandbox. Create, ``await run()``, read the result; never reused."""
+
+    def __init__(
+        self,
+        module: GuestModule,
+        *,
+        args: Sequence[str] = (),
+        env: Iterable[tuple[str, str]] = (),
+        limits: Limits = Limits(),
+        app_address: bytes | None = None,
+        data_dir: Path | None = None,
+        inherit_stdio: bool = False,
+        burst_grace: float = 0.0,
+        backtrace_export: str | None = None,
+        on_log=None,
+    ) -> None:
+        self.module = module
+        self.args = [module.name, *args]
+        self.env = list(env)
+        self.limits = limits
+        self.app_address = app_address or _default_address(module.wasm)
+        if len(self.app_address) != 32:
+            raise ValueError("an app address is 32 bytes")
+        self.data_dir = data_dir
+        self.inherit_stdio = inherit_stdio
+        self.burst_grace = burst_grace
+        self.backtrace_export = backtrace_export
+        self.on_log = on_log
+        self._config = EngineConfig(fuel=limits.fuel is not None)
+        self._store: wasmtime.Store | None = None
+        self._state: GuestState | None = None
+        self._poll: wasmtime.Func | None = None
+        self._started = 0.0
+        self._poll_started = 0.0
+        self._done = False
+
+    # --- host API for input (queries, requests, tests) ---------------------------
+    def send_input(self, kind: int, message: bytes) -> None:
+        """Deliver a message on input channel ``kind`` (buffered until the guest opens it)."""
+        st = self._require_state()
+        channel = st.input_channels.get(kind)
+        if channel is None:
+            st.pending_input.setdefault(kind, []).append(bytes(message))
+        else:
+            channel.push(bytes(message))
+
+    def end_input(self, kind: int) -> None:
+        st = self._require_state()
+        channel = st.input_channels.get(kind)
+        if channel is not None:
+            channel.end()
+
+    def new_oneshot(self) -> tuple[int, asyncio.Future[bytes]]:
+        st = self._require_state()
+        future: asyncio.Future[bytes] = st.loop.create_future()
+        return st.resources.add(Oneshot(future)), future
+
+    def _require_state(self) -> GuestState:
+        if self._state is None:
+            self._state = GuestState(self)
+        return self._state
+
+    # --- the run -------------------------------------------------------------------
+    async def run(self) -> RunResult:
+        if self._done or self._store is not None:
+            raise RuntimeError("an Instance runs once; create a new one")
+        st = self._require_state()
+        st.loop = asyncio.get_running_loop()
+        self._started = time.monotonic()
+        error: RunError | None = None
+        try:
+            self._instantiate(st)
+            error = await self._drive(st)
+        except RunError as exc:
+            error = exc
+        finally:
+            self._done = True
+            st.resources.close_all()
+        if error is not None:
+            st.add_log("error", error.describe())
+        fuel = self.fuel_consumed() if self.limits.fuel is not None else None
+        result = RunResult(bytes(st.output), st.logs, error, time.monotonic() - self._started, fuel)
+        self._store = None
+        self._poll = None
+        return result
+
+    def _instantiate(self, st: GuestState) -> None:
+        pre = self.module.instance_pre(self._config)
+        store = wasmtime.Store(get_engine(self._config))
+        wasi = wasmtime.WasiConfig()
+        wasi.argv = self.args
+        wasi.env = self.env
+        if self.inherit_stdio:
+            wasi.inherit_stdout()
+            wasi.inherit_stderr()
+        store.set_wasi(wasi)
+        store.set_limits(memory_size=self.limits.memory)
+        if self.limits.fuel is not None:
+            store.set_fuel(self.limits.fuel)
+        self._store = store
+        self._set_deadline()
+        try:
+            instance = pre.instantiate(store)
+        except wasmtime.Trap as exc:
+            raise self._trap_error(exc, st) from None
+        except wasmtime.WasmtimeError as exc:
+            raise GuestLoadError(f"cannot instantiate {self.module.name} with a {format_size(self.limits.memory)} "
+                                 f"memory limit: {str(exc).splitlines()[0]}") from exc
+        memory = _export(store, instance, "memory")
+        st.memory = GuestMemory(store, memory)  # type: ignore[arg-type]
+        self._poll = _export(store, instance, "wapo_poll") or _export(store, instance, "sidevm_poll")  # type: ignore
+        self._instance = instance
+        initialize = _export(store, instance, "_initialize")
+        if initialize is not None:
+            self._enter(initialize, st)
+
+    def _set_deadline(self) -> None:
+        assert self._store is not None
+        budget = self.limits.burst + self.burst_grace
+        if self.limits.time:
+            remaining = self.limits.time - (time.monotonic() - self._started)
+            budget = min(budget, max(remaining, 0.0) + self.burst_grace)
+        self._store.set_epoch_deadline(max(1, math.ceil(budget / EPOCH_TICK)) + 1)
+
+    def _enter(self, func: wasmtime.Func, st: GuestState) -> int:
+        """Call into the guest with the limits armed; a trap becomes a RunError."""
+        self._set_deadline()
+        previous = getattr(_current, "state", None)
+        _current.state = st
+        self._poll_started = time.monotonic()
+        try:
+            return func(self._store)
+        except wasmtime.Trap as exc:
+            raise self._trap_error(exc, st) from None
+        except wasmtime.WasmtimeError as exc:
+            raise GuestTrap(f"the guest failed: {str(exc).splitlines()[0]}") from None
+        finally:
+            _current.state = previous
+
+    async def _drive(self, st: GuestState) -> RunError | None:
+        assert self._poll is not None
+        while True:
+            st.poll_requested = False
+            st.wake_event.clear()
+            status = self._enter(self._poll, st)
+            if st.host_faults:
+                return GuestTrap(f"the host failed {st.host_faults} ocall(s); see the host log")
+            if st.failure is not None:
+                return st.failure
+            if status == 1:
+                return None
+            if status != 0:
+                return GuestError(f"wapo_poll returned {status} (0 = pending, 1 = finished)")
+            if not st.poll_requested:
+                await self._wait_for_wake(st)
+
+    async def _wait_for_wake(self, st: GuestState) -> None:
+        if not self.limits.time:
+            await st.wake_event.wait()
+            return
+        remaining = self.limits.time - (time.monotonic() - self._started)
+        try:
+            await asyncio.wait_for(st.wake_event.wait(), timeout=max(remaining, 0.0))
+        except asyncio.TimeoutError:
+            raise LimitExceeded(
+                "time", f"{time.monotonic() - self._started:.2f} s", f"{self.limits.time:g} s",
+                stack="    (the guest was waiting, not running: no stack)",
+                hint="--time-limit raises it, 0 removes it") from None
+
+    # --- errors ---------------------------------------------------------------------
+    def _guest_backtrace(self, st: GuestState) -> str:
+        """Ask the guest where it was stopped (WapoJS exports an allocation-free backtrace)."""
+        if not self.backtrace_export or self._store is None:
+            return ""
+        func = _export(self._store, self._instance, self.backtrace_export)
+        if func is None:
+            return ""
+        try:
+            self._store.set_epoch_deadline(20)
+            if self.limits.fuel is not None:
+                self._store.set_fuel(10_000_000)
+            ptr = func(self._store)  # type: ignore[operator]
+            return st.memory.read_cstr(ptr).rstrip("\n")
+        except (wasmtime.Trap, wasmtime.WasmtimeError):
+            return ""
+
+    def _trap_error(self, trap: wasmtime.Trap, st: GuestState) -> RunError:
+        code = trap.trap_code
+        now = time.monotonic()
+        if code == wasmtime.TrapCode.INTERRUPT:
+            stack = self._guest_backtrace(st) or _wasm_frames(trap)
+            ran = now - self._poll_started
+            if self.limits.time and now - self._started >= self.limits.time:
+                return LimitExceeded("time", f"{now - self._started:.2f} s", f"{self.limits.time:g} s", stack=stack,
+                                     hint="--time-limit raises it, 0 removes it")
+            return LimitExceeded("burst", f"{ran * 1000:.0f} ms", f"{self.limits.burst * 1000:.0f} ms", stack=stack,
+                                 hint="time inside the guest without returning to the host; --burst-limit raises it")
+        if code == wasmtime.TrapCode.OUT_OF_FUEL:
+            stack = self._guest_backtrace(st) or _wasm_frames(trap)
+            return LimitExceeded("fuel", f"{self.limits.fuel}", f"{self.limits.fuel} units", stack=stack,
+                                 hint="--fuel raises it")
+        if code == wasmtime.TrapCode.STACK_OVERFLOW:
+            return LimitExceeded("stack", "all", f"{2} MiB of wasm stack", stack=_wasm_frames(trap),
+                                 hint="recursion too deep")
+        message = trap.message.splitlines()[0] if trap.message else "trap"
+        return GuestTrap(f"the guest trapped: {message}", stack=_wasm_frames(trap))
+
+    def _failure_from_report(self, kind: int, text: str) -> RunError:
+        head, _, stack = text.partition("\n")
+        if kind == 2:
+            return UnhandledRejection(head, stack=stack)
+        if kind == 3:
+            ran = time.monotonic() - self._poll_started
+            return LimitExceeded("burst", f"{ran * 1000:.0f} ms", f"{self.limits.burst * 1000:.0f} ms", stack=stack,
+                                 hint="time inside the guest without returning to the host; --burst-limit raises it")
+        if kind == 4:
+            return LimitExceeded("time", f"{time.monotonic() - self._started:.2f} s", f"{self.limits.time:g} s",
+                                 stack=stack, hint="--time-limit raises it, 0 removes it")
+        if kind == 5:
+            used = self._state.memory.size() if self._state and self._state.memory else 0
+            return LimitExceeded("memory", format_size(used), format_size(self.limits.memory), stack=stack,
+                                 hint=f"{head}; --memory-limit raises it")
+        return GuestError(head, stack=stack)
+
+    def fuel_consumed(self) -> int:
+        if self.limits.fuel is None or self._store is None:
+            return 0
+        try:
+            return self.limits.fuel - self._store.get_fuel()
+        except wasmtime.WasmtimeError:
+            return 0
+
+
+def _wasm_frames(trap: wasmtime.Trap, limit: int = 12) -> str:
+    lines = []
+    for frame in trap.frames[:limit]:
+        lines.append(f"    at wasm {frame.func_name or f'func[{frame.func_index}]'} (+{frame.func_offset:#x})")
+    return "\n".join(lines)
+
+
+def _default_address(wasm: bytes) -> bytes:
+    import hashlib
+    return hashlib.sha256(b"wapo-app:" + wasm).digest()

@@ -1,0 +1,267 @@
+"""The ocall handlers: one function per call number, and the dispatcher the imports call.
+
+Handlers take the calling instance's state and the raw i32 slots. They return
+an int (a direct Ok value) or bytes (an EO result the guest fetches with
+get_return), and signal failure with ``OcallError``. The dispatcher turns
+everything, including a bug in a handler, into an i64 for the guest: nothing
+a guest passes can raise into the host.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Callable, Union
+
+from . import scale
+from .abi import Call, ErrorCode, OcallError, err, i32, ok, to_signed_i64, u32
+from .resources import InputChannel, Oneshot, Timer
+
+if TYPE_CHECKING:
+    from .instance import GuestState
+
+log = logging.getLogger("wapo.host")
+
+Handler = Callable[["GuestState", int, int, int, int, int], Union[int, bytes]]
+HANDLERS: dict[int, Handler] = {}
+
+MAX_GETRANDOM = 1 << 20
+MAX_DERIVE_PATH = 256
+MAX_SGX_REPORT_DATA = 64
+MAX_LOG_MESSAGE = 1 << 20
+LOG_LEVELS = {1: "error", 2: "warn", 3: "info", 4: "debug", 5: "trace"}
+INPUT_KINDS = {1: "stdin?", 2: "reserved", 3: "query", 4: "http"}
+
+
+def handles(call: Call) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[int(call)] = fn
+        return fn
+    return register
+
+
+def _ms(value: int) -> int:
+    value = u32(value)
+    if value > 0x7FFFFFFF:
+        raise OcallError(ErrorCode.INVALID_PARAMETER, "timer delay out of range")
+    return value
+
+
+# --- results and tasks -----------------------------------------------------
+
+@handles(Call.GET_RETURN)
+def get_return(st: GuestState, task: int, ptr: int, length: int, _2: int, _3: int) -> int:
+    data = st.pending_return
+    if data is None:
+        raise OcallError(ErrorCode.NOT_FOUND, "no result waiting")
+    if u32(length) < len(data):
+        raise OcallError(ErrorCode.INVALID_PARAMETER, f"buffer of {u32(length)} bytes for a {len(data)}-byte result")
+    st.memory.write(ptr, data)
+    st.pending_return = None
+    return len(data)
+
+
+@handles(Call.MARK_TASK_READY)
+def mark_task_ready(st: GuestState, task: int, target: int, *_: int) -> int:
+    st.queue_task(i32(target))
+    return 0
+
+
+@handles(Call.NEXT_READY_TASK)
+def next_ready_task(st: GuestState, task: int, *_: int) -> int:
+    nxt = st.pop_ready_task()
+    if nxt is None:
+        raise OcallError(ErrorCode.NOT_FOUND)
+    return nxt
+
+
+@handles(Call.AWAKE_WAKERS)
+def awake_wakers(st: GuestState, task: int, *_: int) -> bytes:
+    return scale.vec_i32(st.take_woken())
+
+
+@handles(Call.ENABLE_OCALL_TRACE)
+def enable_ocall_trace(st: GuestState, task: int, flag: int, *_: int) -> int:
+    st.trace = bool(flag)
+    return 0
+
+
+# --- resources ---------------------------------------------------------------
+
+@handles(Call.CLOSE)
+def close(st: GuestState, task: int, res: int, *_: int) -> int:
+    st.resources.close(i32(res))
+    return 0
+
+
+@handles(Call.POLL)
+def poll(st: GuestState, task: int, waker: int, res: int, *_: int) -> bytes:
+    message = st.resources.get(i32(res)).poll_message(task, i32(waker))
+    return scale.vec_u8(message)
+
+
+@handles(Call.POLL_READ)
+def poll_read(st: GuestState, task: int, waker: int, res: int, ptr: int, length: int) -> int:
+    st.memory.check(ptr, length)  # validate the whole buffer before any side effect
+    data = st.resources.get(i32(res)).poll_read(task, i32(waker), u32(length))
+    st.memory.write(ptr, data)
+    return len(data)
+
+
+@handles(Call.POLL_WRITE)
+def poll_write(st: GuestState, task: int, waker: int, res: int, ptr: int, length: int) -> int:
+    data = st.memory.read(ptr, length)
+    return st.resources.get(i32(res)).poll_write(task, i32(waker), data)
+
+
+@handles(Call.POLL_SHUTDOWN)
+def poll_shutdown(st: GuestState, task: int, waker: int, res: int, *_: int) -> int:
+    st.resources.get(i32(res)).poll_shutdown(task, i32(waker))
+    return 0
+
+
+@handles(Call.POLL_RES)
+def poll_res(st: GuestState, task: int, waker: int, res: int, *_: int) -> int:
+    st.resources.get(i32(res))
+    raise OcallError(ErrorCode.UNSUPPORTED_OPERATION, "no resource of this host finishes with a new resource yet")
+
+
+@handles(Call.CREATE_TIMER)
+def create_timer(st: GuestState, task: int, delay: int, *_: int) -> int:
+    return st.resources.add(Timer(st.loop, _ms(delay)))
+
+
+@handles(Call.RESET_TIMER)
+def reset_timer(st: GuestState, task: int, res: int, delay: int, *_: int) -> int:
+    timer = st.resources.get_as(i32(res), Timer)
+    assert isinstance(timer, Timer)
+    timer.reset(_ms(delay))
+    return 0
+
+
+@handles(Call.ONESHOT_SEND)
+def oneshot_send(st: GuestState, task: int, res: int, ptr: int, length: int, _3: int) -> int:
+    data = st.memory.read(ptr, length)
+    shot = st.resources.get_as(i32(res), Oneshot)
+    assert isinstance(shot, Oneshot)
+    shot.send(data)
+    return 0
+
+
+@handles(Call.ONESHOT_SEND_ERROR)
+def oneshot_send_error(st: GuestState, task: int, res: int, ptr: int, length: int, _3: int) -> int:
+    message = st.memory.read_str(ptr, length)
+    shot = st.resources.get_as(i32(res), Oneshot)
+    assert isinstance(shot, Oneshot)
+    shot.send_error(message)
+    return 0
+
+
+@handles(Call.CREATE_INPUT_CHANNEL)
+def create_input_channel(st: GuestState, task: int, kind: int, *_: int) -> bytes:
+    kind = i32(kind)
+    if kind not in (3, 4):
+        raise OcallError(ErrorCode.INVALID_PARAMETER, f"unknown input channel kind {kind} (3 = queries, 4 = HTTP)")
+    if kind in st.input_channels:
+        raise OcallError(ErrorCode.ALREADY_EXISTS, f"input channel {kind} already exists")
+    channel = InputChannel()
+    for message in st.pending_input.pop(kind, []):
+        channel.push(message)
+    rid = st.resources.add(channel)
+    st.input_channels[kind] = channel
+    return scale.i32(rid)
+
+
+# --- the outside world ---------------------------------------------------------
+
+@handles(Call.GETRANDOM)
+def getrandom(st: GuestState, task: int, ptr: int, length: int, *_: int) -> int:
+    if u32(length) > MAX_GETRANDOM:
+        raise OcallError(ErrorCode.INVALID_PARAMETER, f"at most {MAX_GETRANDOM} random bytes per call")
+    st.memory.check(ptr, length)
+    st.memory.write(ptr, os.urandom(u32(length)))
+    return 0
+
+
+@handles(Call.LOG)
+def log_message(st: GuestState, task: int, level: int, ptr: int, length: int, _3: int) -> int:
+    level = i32(level)
+    if level not in LOG_LEVELS:
+        raise OcallError(ErrorCode.INVALID_PARAMETER, f"log level {level} is not 1..5")
+    if u32(length) > MAX_LOG_MESSAGE:
+        raise OcallError(ErrorCode.INVALID_PARAMETER, "log message too long")
+    text = st.memory.read(ptr, length).decode("utf-8", "replace")
+    st.add_log(LOG_LEVELS[level], text)
+    return 0
+
+
+@handles(Call.EMIT_PROGRAM_OUTPUT)
+def emit_program_output(st: GuestState, task: int, ptr: int, length: int, *_: int) -> int:
+    st.emit_output(st.memory.read(ptr, length))
+    return 0
+
+
+@handles(Call.APP_ADDRESS)
+def app_address(st: GuestState, task: int, *_: int) -> bytes:
+    return st.app_address
+
+
+@handles(Call.SIGN)
+def sign(st: GuestState, task: int, ptr: int, length: int, *_: int) -> bytes:
+    return scale.vec_u8(st.node_key().sign(st.memory.read(ptr, length)))
+
+
+@handles(Call.WORKER_PUBKEY)
+def worker_pubkey(st: GuestState, task: int, *_: int) -> bytes:
+    return st.node_key().public
+
+
+@handles(Call.SGX_QUOTE)
+def sgx_quote(st: GuestState, task: int, ptr: int, length: int, *_: int) -> bytes:
+    if u32(length) > MAX_SGX_REPORT_DATA:
+        raise OcallError(ErrorCode.INVALID_PARAMETER, "report data is at most 64 bytes")
+    st.memory.read(ptr, length)
+    return scale.option(None)  # no TEE on this host: there is never a quote
+
+
+@handles(Call.APP_GAS_CONSUMED)
+def app_gas_consumed(st: GuestState, task: int, *_: int) -> bytes:
+    return scale.u64(st.gas_consumed()) + scale.u64(0)
+
+
+@handles(Call.DERIVE_SECRET)
+def derive_secret(st: GuestState, task: int, ptr: int, length: int, *_: int) -> bytes:
+    if u32(length) > MAX_DERIVE_PATH:
+        raise OcallError(ErrorCode.INVALID_PARAMETER, f"the path is at most {MAX_DERIVE_PATH} bytes")
+    return st.node_key().derive_secret(st.app_address, st.memory.read(ptr, length))
+
+
+@handles(Call.WAPOJS_REPORT)
+def wapojs_report(st: GuestState, task: int, kind: int, ptr: int, length: int, _3: int) -> int:
+    text = st.memory.read(ptr, length).decode("utf-8", "replace")
+    st.guest_report(i32(kind), text)
+    return 0
+
+
+# --- dispatch --------------------------------------------------------------------
+
+def dispatch(st: GuestState, task: int, func: int, p0: int, p1: int, p2: int, p3: int) -> int:
+    handler = HANDLERS.get(func)
+    if handler is None:
+        result = err(ErrorCode.UNKNOWN_CALL_NUMBER)
+    else:
+        try:
+            value = handler(st, task, p0, p1, p2, p3)
+            if isinstance(value, (bytes, bytearray)):
+                st.pending_return = bytes(value)
+                value = len(value)
+            result = ok(value)
+        except OcallError as exc:
+            result = err(exc.code)
+        except Exception:  # a host bug: keep the host up, count it, tell the guest
+            log.exception("ocall %d raised", func)
+            st.host_faults += 1
+            result = err(ErrorCode.IO_ERROR)
+    if st.trace:
+        st.add_log("trace", f"ocall task={task} func={func} args=({p0}, {p1}, {p2}, {p3}) -> {result:#x}")
+    return to_signed_i64(result)

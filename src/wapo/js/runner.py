@@ -1,0 +1,88 @@
+"""Running JavaScript: the WapoJS guest on the host, with the JS-side limits set to match."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..host import GuestModule, Instance, Limits, RunResult
+from ..host.errors import WapoError
+from ..host.limits import MIB
+from . import build
+
+# The wasm memory also holds the 1 MiB C stack, static data and allocator slack.
+JS_MEMORY_RESERVE = 3 * MIB
+# QuickJS checks its own stack use against this, below the 1 MiB C stack, so
+# deep recursion throws a catchable RangeError instead of trapping.
+JS_STACK_SIZE = 900 * 1024
+# The guest stops itself at the burst limit (with a JS stack); the host's epoch
+# deadline is this much later and catches what the guest cannot (long built-ins).
+BURST_GRACE = 0.1
+
+
+class ScriptError(WapoError):
+    """The script cannot be handed to the guest (it is not a valid argument)."""
+
+
+@lru_cache(maxsize=1)
+def wapojs_module() -> GuestModule:
+    """The WapoJS guest, built on first use if the install did not build it."""
+    return GuestModule(build.ensure_wasm().read_bytes(), name="wapojs")
+
+
+def guest_args(code: str, args: Sequence[str], limits: Limits, *, module: bool, name: str | None) -> list[str]:
+    if "\0" in code:
+        raise ScriptError("the script contains a NUL character, which cannot be passed to the guest")
+    for a in args:
+        if "\0" in a:
+            raise ScriptError("a script argument contains a NUL character")
+    argv = [
+        f"--memory-limit={max(limits.memory - JS_MEMORY_RESERVE, MIB)}",
+        f"--stack-size={JS_STACK_SIZE}",
+        f"--burst-ms={limits.burst * 1000:.0f}",
+        f"--time-ms={limits.time * 1000:.0f}",
+    ]
+    if module:
+        argv.append("--module")
+    if name:
+        argv.append(f"--name={name}")
+    return [*argv, "-c", code, *args]
+
+
+def js_instance(
+    code: str,
+    args: Sequence[str] = (),
+    *,
+    limits: Limits = Limits(),
+    module: bool = False,
+    name: str | None = None,
+    env: Sequence[tuple[str, str]] = (),
+    data_dir: Path | None = None,
+    on_log: Callable | None = None,
+) -> Instance:
+    return Instance(
+        wapojs_module(),
+        args=guest_args(code, args, limits, module=module, name=name),
+        env=env,
+        limits=limits,
+        app_address=hashlib.sha256(b"wapo-js:" + code.encode()).digest(),
+        data_dir=data_dir,
+        burst_grace=BURST_GRACE,
+        backtrace_export="wapojs_backtrace",
+        on_log=on_log,
+    )
+
+
+async def run_js_async(code: str, args: Sequence[str] = (), *, limits: Limits = Limits(), module: bool = False,
+                       name: str | None = None, on_log: Callable | None = None) -> RunResult:
+    """Run ``code`` in a fresh sandbox; ``scriptArgs`` is ``args``; returns output, logs and any error."""
+    return await js_instance(code, args, limits=limits, module=module, name=name, on_log=on_log).run()
+
+
+def run_js(code: str, args: Sequence[str] = (), *, limits: Limits = Limits(), module: bool = False,
+           name: str | None = None, on_log: Callable | None = None) -> RunResult:
+    """Blocking form of ``run_js_async`` for scripts and the REPL (not inside a running event loop)."""
+    return asyncio.run(run_js_async(code, args, limits=limits, module=module, name=name, on_log=on_log))
