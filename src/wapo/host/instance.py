@@ -21,10 +21,10 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from .abi import Call, ErrorCode, err, to_signed_i64
-from .engine import EPOCH_TICK, EngineConfig, get_engine
+from .engine import EPOCH_TICK, MAX_WASM_STACK, EngineConfig, get_engine
 from .errors import GuestError, GuestLoadError, GuestTrap, LimitExceeded, RunError, UnhandledRejection
 from .keys import NodeKey, node_key
-from .limits import Limits, format_size
+from .limits import MIB, Limits, format_size
 from .memory import GuestMemory
 from .module_cache import load_module
 from .ocalls import dispatch
@@ -58,7 +58,6 @@ class RunResult:
 _current = threading.local()
 _linkers: dict[EngineConfig, wasmtime.Linker] = {}
 _linker_lock = threading.Lock()
-_OCALL_TYPE = wasmtime.FuncType([wasmtime.ValType.i32()] * 6, [wasmtime.ValType.i64()])
 
 
 def _ocall_entry(task: int, func: int, p0: int, p1: int, p2: int, p3: int) -> int:
@@ -77,9 +76,11 @@ def _linker_for(config: EngineConfig) -> wasmtime.Linker:
         if linker is None:
             linker = wasmtime.Linker(get_engine(config))
             linker.define_wasi()
+            # a FuncType binds to the first engine it is used with: one per linker
+            ocall_type = wasmtime.FuncType([wasmtime.ValType.i32()] * 6, [wasmtime.ValType.i64()])
             for module, name in (("wapo", "ocall"), ("wapo", "ocall_fast_return"),
                                  ("env", "sidevm_ocall"), ("env", "sidevm_ocall_fast_return")):
-                linker.define_func(module, name, _OCALL_TYPE, _ocall_entry)
+                linker.define_func(module, name, ocall_type, _ocall_entry)
             _linkers[config] = linker
     return linker
 
@@ -410,8 +411,9 @@ class Instance:
             return LimitExceeded("fuel", f"{self.limits.fuel}", f"{self.limits.fuel} units", stack=stack,
                                  hint="--fuel raises it")
         if code == wasmtime.TrapCode.STACK_OVERFLOW:
-            return LimitExceeded("stack", "all", f"{2} MiB of wasm stack", stack=_wasm_frames(trap),
-                                 hint="recursion too deep")
+            stack = self._guest_backtrace(st) or _wasm_frames(trap)
+            return LimitExceeded("stack", "all", f"the {MAX_WASM_STACK // MIB} MiB wasm stack", stack=stack,
+                                 hint="recursion too deep, e.g. deeply nested data")
         message = trap.message.splitlines()[0] if trap.message else "trap"
         return GuestTrap(f"the guest trapped: {message}", stack=_wasm_frames(trap))
 

@@ -16,8 +16,10 @@ from . import build
 # The wasm memory also holds the 1 MiB C stack, static data and allocator slack.
 JS_MEMORY_RESERVE = 3 * MIB
 # QuickJS checks its own stack use against this, below the 1 MiB C stack, so
-# deep recursion throws a catchable RangeError instead of trapping.
-JS_STACK_SIZE = 900 * 1024
+# deep recursion throws a catchable RangeError instead of trapping. The wasm
+# stack (2 MiB) must not run out first: at 900 KiB it did, at 700 KiB not
+# (recursion depth ~2,000 JS calls); 640 KiB leaves a margin.
+JS_STACK_SIZE = 640 * 1024
 # The guest stops itself at the burst limit (with a JS stack); the host's epoch
 # deadline is this much later and catches what the guest cannot (long built-ins).
 BURST_GRACE = 0.1

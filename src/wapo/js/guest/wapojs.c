@@ -420,9 +420,16 @@ static void fail_with_exception(void)
         kind = S.stop_reason;
         /* the uncatchable "interrupted" error carries the stack where the run stopped */
         buf_put_error(ctx, &b, exc);
-    } else if (is_out_of_memory(ctx, exc)) {
+    } else if (is_out_of_memory(ctx, exc) ||
+               (!JS_IsObject(exc) && S.rt->malloc_state.malloc_limit &&
+                S.rt->malloc_state.malloc_size > S.rt->malloc_state.malloc_limit / 10 * 9)) {
+        /* with the heap full, even the error object may not be allocated */
         kind = REPORT_MEMORY_LIMIT;
-        buf_put_error(ctx, &b, exc);
+        if (!JS_IsObject(exc))
+            buf_put(&b, "out of memory", 13);
+        kind = REPORT_MEMORY_LIMIT;
+        if (JS_IsObject(exc))
+            buf_put_error(ctx, &b, exc);
     } else {
         buf_put_error(ctx, &b, exc);
     }

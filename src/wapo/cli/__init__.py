@@ -1,0 +1,1 @@
+"""The ``wapo`` command."""
