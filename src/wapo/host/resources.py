@@ -73,8 +73,9 @@ class Timer(Resource):
             raise OcallError(ErrorCode.INVALID_PARAMETER, "negative timer delay")
         if self._handle is not None:
             self._handle.cancel()
-        self.fired = delay_ms == 0
-        self._handle = None if self.fired else self._loop.call_later(delay_ms / 1000, self._fire)
+        # even a 0 ms timer fires from the event loop, so the guest yields to other work first
+        self.fired = False
+        self._handle = self._loop.call_later(delay_ms / 1000, self._fire)
 
     def _fire(self) -> None:
         self._handle = None

@@ -566,21 +566,28 @@ static bool run_jobs(void)
     }
 }
 
-/* Run every timer that is due now; false on an uncaught exception. */
+/* Run the timers that are due now (not the ones their callbacks add: those
+ * wait for the next round, so the loop can yield). False on an uncaught error. */
 static bool run_due_timers(bool *ran)
 {
     double t = now_ms();
+    int64_t last_id = S.next_timer_id;
     *ran = false;
-    for (int i = 0; i < S.n_timers; i++) {
-        if (S.timers[i].deadline > t)
-            continue;
-        Timer cur = S.timers[i];
+    for (;;) {
+        int due = -1;
+        for (int i = 0; i < S.n_timers; i++) {
+            if (S.timers[i].id < last_id && S.timers[i].deadline <= t &&
+                (due < 0 || S.timers[i].deadline < S.timers[due].deadline))
+                due = i;
+        }
+        if (due < 0)
+            return true;
+        Timer cur = S.timers[due];
         JSValue func = JS_DupValue(S.ctx, cur.func);
         if (cur.interval >= 0) {
-            S.timers[i].deadline = t + cur.interval;
+            S.timers[due].deadline = t + cur.interval;
         } else {
-            S.timers[i] = S.timers[--S.n_timers];
-            i--;
+            S.timers[due] = S.timers[--S.n_timers];
         }
         JSValue r = JS_Call(S.ctx, func, JS_UNDEFINED, cur.argc, (JSValueConst *)cur.argv);
         JS_FreeValue(S.ctx, func);
@@ -594,13 +601,7 @@ static bool run_due_timers(bool *ran)
         JS_FreeValue(S.ctx, r);
         if (!run_jobs())
             return false;
-        /* the callback may have cleared or added timers: rescan from the start */
-        i = -1;
-        t = now_ms();
-        if (S.stop_reason)
-            break;
     }
-    return true;
 }
 
 /* Collect the woken wakers (EO call). WapoJS waits on one timer only, so it
@@ -711,7 +712,8 @@ int32_t wapo_poll(void)
             return 2;
         if (fail_on_unhandled_rejection())
             return 2;
-        if (!ran || now_ms() - S.poll_start > 50)
+        double spent = now_ms() - S.poll_start;
+        if (!ran || spent > 50 || (S.burst_ms > 0 && spent > S.burst_ms / 4))
             break;  /* yield to the host now and then, even with zero-delay timers */
     }
     if (arm_host_timer())
