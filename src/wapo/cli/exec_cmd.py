@@ -15,14 +15,28 @@ _VALUE_OPTIONS = {"--memory-limit", "--time-limit", "--burst-limit", "--fuel"}
 _FLAG_OPTIONS = {"--module", "--trace", "-h", "--help"}
 
 
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def limit_arguments(parser: argparse.ArgumentParser) -> None:
     """The limit flags shared by every command that runs guests."""
     d = Limits()
-    parser.add_argument("--memory-limit", type=parse_size, default=d.memory, metavar="SIZE",
+    parser.add_argument("--memory-limit", type=_size, default=d.memory, metavar="SIZE",
                         help="guest memory, e.g. 100MB (default), up to 4GB")
-    parser.add_argument("--time-limit", type=parse_duration, default=d.time, metavar="DURATION",
+    parser.add_argument("--time-limit", type=_duration, default=d.time, metavar="DURATION",
                         help="wall time of the run, e.g. 60s (default); 0 = unlimited")
-    parser.add_argument("--burst-limit", type=parse_duration, default=d.burst, metavar="DURATION",
+    parser.add_argument("--burst-limit", type=_duration, default=d.burst, metavar="DURATION",
                         help="CPU time inside the guest between two returns to the host (default 1s)")
     parser.add_argument("--fuel", type=int, default=None, metavar="N",
                         help="meter execution with N units of wasmtime fuel (off by default; costs speed)")
