@@ -168,11 +168,11 @@ def build(progress: Progress | None = _stderr_progress, out: Path | None = None)
         objects = [str(work / (unit.stem + ".o")) for unit in units]
 
         def compile_unit(i: int) -> None:
-            if progress:
-                progress(f"compiling {units[i].name} ({i + 1}/{len(units)})")
             _run(zig + ["cc", *CFLAGS, "-I", str(src), "-I", str(GUEST_DIR), "-c", str(units[i]), "-o", objects[i]],
                  f"compiling {units[i].name}")
 
+        if progress:
+            progress(f"compiling {', '.join(u.name for u in units)} (quickjs.c is inside wapojs.c; ~30 s)")
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             list(pool.map(compile_unit, range(len(units))))
         if progress:
@@ -180,7 +180,7 @@ def build(progress: Progress | None = _stderr_progress, out: Path | None = None)
         linked = work / WASM_NAME
         _run(zig + ["cc", *CFLAGS, *LDFLAGS, *objects, "-o", str(linked)], "linking the guest")
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp_target = target.with_suffix(".tmp")
+        tmp_target = target.with_suffix(f".{os.getpid()}.tmp")
         shutil.copyfile(linked, tmp_target)
         os.replace(tmp_target, target)
     if out is not None:
