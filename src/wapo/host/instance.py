@@ -291,9 +291,16 @@ class Instance:
             st.add_log("error", error.describe())
         fuel = self.fuel_consumed() if self.limits.fuel is not None else None
         result = RunResult(bytes(st.output), st.logs, error, time.monotonic() - self._started, fuel)
+        self._release(st)
+        return result
+
+    def _release(self, st: GuestState) -> None:
+        """Drop every reference to the Store now: Instance and GuestState refer to each other,
+        and leaving the Store to the cycle collector kept finished sandboxes' memory alive."""
+        st.memory = None  # type: ignore[assignment]
         self._store = None
         self._poll = None
-        return result
+        self._instance = None
 
     def _instantiate(self, st: GuestState) -> None:
         pre = self.module.instance_pre(self._config)
