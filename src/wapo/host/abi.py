@@ -68,6 +68,8 @@ class Call(IntEnum):
     APP_UNLOCK = 263
     # --- extensions (ours) ---
     WAPOJS_REPORT = 1001
+    HOST_CALL = 1002
+    WATCH = 1003
 
 
 class OcallError(Exception):

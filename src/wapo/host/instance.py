@@ -129,11 +129,16 @@ class GuestModule:
         return pre
 
     def _check_shape(self, module: wasmtime.Module) -> None:
-        names = {e.name for e in module.exports}
-        if "memory" not in names:
+        kinds = {e.name: e.type for e in module.exports}
+        if not isinstance(kinds.get("memory"), wasmtime.MemoryType):
             raise GuestLoadError(f"{self.name} exports no memory: it is not a Wapo guest")
-        if "wapo_poll" not in names and "sidevm_poll" not in names:
-            raise GuestLoadError(f"{self.name} exports no wapo_poll: it is not a Wapo guest")
+        poll = kinds.get("wapo_poll", kinds.get("sidevm_poll"))
+        if not isinstance(poll, wasmtime.FuncType) or [str(t) for t in poll.params] or \
+                [str(t) for t in poll.results] != ["i32"]:
+            raise GuestLoadError(f"{self.name} exports no function wapo_poll() -> i32: it is not a Wapo guest")
+        init = kinds.get("_initialize")
+        if init is not None and (not isinstance(init, wasmtime.FuncType) or init.params or init.results):
+            raise GuestLoadError(f"{self.name} exports an _initialize that is not a function () -> ()")
 
 
 class GuestState:
@@ -159,6 +164,7 @@ class GuestState:
         self.host_faults = 0
         self.input_channels: dict = {}
         self.pending_input: dict[int, list[bytes]] = {}
+        self.ended_input: set[int] = set()
 
     # tasks and wakers
     def wake(self, task: int, waker: int) -> None:
@@ -256,9 +262,12 @@ class Instance:
             channel.push(bytes(message))
 
     def end_input(self, kind: int) -> None:
+        """No more messages on channel ``kind`` (the guest reads EndOfFile after the queued ones)."""
         st = self._require_state()
         channel = st.input_channels.get(kind)
-        if channel is not None:
+        if channel is None:
+            st.ended_input.add(kind)
+        else:
             channel.end()
 
     def new_oneshot(self) -> tuple[int, asyncio.Future[bytes]]:
@@ -317,6 +326,7 @@ class Instance:
             store.set_fuel(self.limits.fuel)
         self._store = store
         self._set_deadline()
+        self._poll_started = time.monotonic()  # a start function runs inside instantiate
         try:
             instance = pre.instantiate(store)
         except wasmtime.Trap as exc:
@@ -421,8 +431,7 @@ class Instance:
             stack = self._guest_backtrace(st) or _wasm_frames(trap)
             return LimitExceeded("stack", "all", f"the {MAX_WASM_STACK // MIB} MiB wasm stack", stack=stack,
                                  hint="recursion too deep, e.g. deeply nested data")
-        message = trap.message.splitlines()[0] if trap.message else "trap"
-        return GuestTrap(f"the guest trapped: {message}", stack=_wasm_frames(trap))
+        return GuestTrap(f"the guest trapped: {_trap_cause(trap)}", stack=_wasm_frames(trap))
 
     def _failure_from_report(self, kind: int, text: str) -> RunError:
         head, _, stack = text.partition("\n")
@@ -448,6 +457,17 @@ class Instance:
             return self.limits.fuel - self._store.get_fuel()
         except wasmtime.WasmtimeError:
             return 0
+
+
+def _trap_cause(trap: wasmtime.Trap) -> str:
+    """wasmtime's message starts with a backtrace header; the cause is the `wasm trap:` line."""
+    lines = [line.strip() for line in (trap.message or "").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("wasm trap:"):
+            return line[len("wasm trap:"):].strip()
+    if "Caused by:" in lines:
+        return " ".join(lines[lines.index("Caused by:") + 1:]) or "trap"
+    return lines[-1] if lines else "trap"
 
 
 def _wasm_frames(trap: wasmtime.Trap, limit: int = 12) -> str:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Callable, Union
 
 from . import scale
 from .abi import Call, ErrorCode, OcallError, err, i32, ok, to_signed_i64, u32
+from . import services
 from .resources import InputChannel, Oneshot, Timer
 
 if TYPE_CHECKING:
@@ -165,10 +166,12 @@ def create_input_channel(st: GuestState, task: int, kind: int, *_: int) -> bytes
     if kind in st.input_channels:
         raise OcallError(ErrorCode.ALREADY_EXISTS, f"input channel {kind} already exists")
     channel = InputChannel()
+    rid = st.resources.add(channel)  # may fail (ResourceLimited): queued input stays queued
+    st.input_channels[kind] = channel
     for message in st.pending_input.pop(kind, []):
         channel.push(message)
-    rid = st.resources.add(channel)
-    st.input_channels[kind] = channel
+    if kind in st.ended_input:
+        channel.end()
     return scale.i32(rid)
 
 
@@ -240,6 +243,23 @@ def derive_secret(st: GuestState, task: int, ptr: int, length: int, *_: int) -> 
 def wapojs_report(st: GuestState, task: int, kind: int, ptr: int, length: int, _3: int) -> int:
     text = st.memory.read(ptr, length).decode("utf-8", "replace")
     st.guest_report(i32(kind), text)
+    return 0
+
+
+MAX_SERVICE_NAME = 256
+
+
+@handles(Call.HOST_CALL)
+def host_call(st: GuestState, task: int, name_ptr: int, name_len: int, ptr: int, length: int) -> bytes:
+    if u32(name_len) > MAX_SERVICE_NAME:
+        raise OcallError(ErrorCode.INVALID_PARAMETER, "service name too long")
+    method = st.memory.read_str(name_ptr, name_len)
+    return services.call(st, method, st.memory.read(ptr, length))
+
+
+@handles(Call.WATCH)
+def watch(st: GuestState, task: int, waker: int, res: int, *_: int) -> int:
+    st.resources.get(i32(res)).poll_ready(task, i32(waker))
     return 0
 
 

@@ -52,6 +52,10 @@ class Resource:
     def poll_message(self, task: int, waker: int) -> bytes:
         raise OcallError(ErrorCode.UNSUPPORTED_OPERATION, f"{self.kind} is not a channel")
 
+    def poll_ready(self, task: int, waker: int) -> None:
+        """Return if the resource has something for the guest now, else park (Pending)."""
+        raise OcallError(ErrorCode.UNSUPPORTED_OPERATION, f"{self.kind} cannot be watched")
+
     def close(self) -> None:
         self._waiter = None
 
@@ -93,6 +97,26 @@ class Timer(Resource):
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+
+
+class FutureResource(Resource):
+    """The result of asynchronous host work (a service call): ready when the future is done."""
+
+    kind = "pending operation"
+
+    def __init__(self, future: asyncio.Future) -> None:
+        super().__init__()
+        self.future = future
+        future.add_done_callback(lambda _f: self._notify())
+
+    def poll_ready(self, task: int, waker: int) -> None:
+        if not self.future.done():
+            self._park(task, waker)
+
+    def close(self) -> None:
+        super().close()
+        if not self.future.done():
+            self.future.cancel()
 
 
 class InputChannel(Resource):

@@ -36,6 +36,8 @@ enum {
     OC_LOG = 220,
     OC_EMIT_OUTPUT = 243,
     OC_WAPOJS_REPORT = 1001, /* extension range: see docs/abi.md */
+    OC_HOST_CALL = 1002,
+    OC_WATCH = 1003,
 };
 
 enum { ERR_PENDING = 11 };
@@ -52,6 +54,7 @@ enum {
 enum { LOG_ERROR = 1, LOG_WARN = 2, LOG_INFO = 3, LOG_DEBUG = 4, LOG_TRACE = 5 };
 
 #define TIMER_WAKER 1
+#define FIRST_WATCH_WAKER 2
 
 static int32_t oc_fast(int32_t func, int32_t p0, int32_t p1, int32_t p2, int32_t p3, int32_t *value)
 {
@@ -105,9 +108,12 @@ static struct {
     int32_t host_timer; /* resource id, or -1 */
     JSValue prelude_exports[PRELUDE_COUNT + 1]; /* JS_UNDEFINED until a module is loaded */
     JSValue host;  /* the native bindings object handed to prelude modules */
+    struct Watch { int32_t waker, res; JSValue callback; } *watches;  /* host.watch() callbacks */
+    int n_watches, cap_watches;
+    int32_t next_waker;
     JSValue *rejections;  /* unhandled rejected promises */
     int n_rejections, cap_rejections;
-} S = { .host_timer = -1, .next_timer_id = 1, .burst_ms = 1000, .time_ms = 0 };
+} S = { .host_timer = -1, .next_timer_id = 1, .burst_ms = 1000, .time_ms = 0, .next_waker = FIRST_WATCH_WAKER };
 
 static double now_ms(void)
 {
@@ -459,6 +465,217 @@ static bool fail_on_unhandled_rejection(void)
     return true;
 }
 
+/* ---- native bindings for the prelude (the `host` object) --------------- */
+
+/* Bytes of a Uint8Array / ArrayBuffer / string argument (strings as UTF-8). */
+typedef struct { const uint8_t *p; size_t n; const char *cstr; } Bytes;
+
+static bool get_bytes(JSContext *ctx, JSValueConst v, Bytes *b)
+{
+    b->cstr = NULL;
+    if (JS_IsUndefined(v) || JS_IsNull(v)) {
+        b->p = (const uint8_t *)"";
+        b->n = 0;
+        return true;
+    }
+    if (JS_IsString(v)) {
+        b->cstr = JS_ToCStringLen(ctx, &b->n, v);
+        b->p = (const uint8_t *)b->cstr;
+        return b->cstr != NULL;
+    }
+    size_t n;
+    uint8_t *p = JS_GetUint8Array(ctx, &n, v);
+    if (!p) {
+        JS_FreeValue(ctx, JS_GetException(ctx));
+        p = JS_GetArrayBuffer(ctx, &n, v);
+    }
+    if (!p) {
+        JS_FreeValue(ctx, JS_GetException(ctx));
+        JS_ThrowTypeError(ctx, "expected a string, Uint8Array or ArrayBuffer");
+        return false;
+    }
+    b->p = p ? p : (const uint8_t *)"";
+    b->n = n;
+    return true;
+}
+
+static void free_bytes(JSContext *ctx, Bytes *b)
+{
+    if (b->cstr)
+        JS_FreeCString(ctx, b->cstr);
+}
+
+/* host.call(method, payload?) -> Uint8Array. A generic synchronous host
+ * service (hashing, starting a fetch...); errors come back as "Name: message"
+ * and are thrown as that kind of error. */
+static JSValue js_host_call(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    (void)this_val;
+    Bytes method, payload;
+    if (argc < 1 || !JS_IsString(argv[0]))
+        return JS_ThrowTypeError(ctx, "host.call: method must be a string");
+    if (!get_bytes(ctx, argv[0], &method))
+        return JS_EXCEPTION;
+    if (!get_bytes(ctx, argc > 1 ? argv[1] : JS_UNDEFINED, &payload)) {
+        free_bytes(ctx, &method);
+        return JS_EXCEPTION;
+    }
+    int64_t r = wapo_ocall(0, OC_HOST_CALL, (int32_t)(uintptr_t)method.p, (int32_t)method.n,
+                           (int32_t)(uintptr_t)payload.p, (int32_t)payload.n);
+    free_bytes(ctx, &method);
+    free_bytes(ctx, &payload);
+    if (r >> 32)
+        return JS_ThrowInternalError(ctx, "host.call failed with ocall error %d", (int)(uint32_t)r);
+    size_t len = (uint32_t)r;
+    uint8_t *buf = js_malloc(ctx, len ? len : 1);
+    if (!buf)
+        return JS_EXCEPTION;
+    if (len)
+        wapo_ocall_fast(0, OC_GET_RETURN, (int32_t)(uintptr_t)buf, (int32_t)len, 0, 0);
+    if (len == 0 || buf[0] != 0) {
+        /* error: "Name: message" */
+        const char *text = len > 1 ? (const char *)buf + 1 : "Error: host call failed";
+        size_t tlen = len > 1 ? len - 1 : strlen(text);
+        const char *colon = memchr(text, ':', tlen);
+        JSValue msg = JS_NewStringLen(ctx, colon ? colon + 2 : text, colon ? tlen - (colon + 2 - text) : tlen);
+        JSValue err;
+        if (colon && !strncmp(text, "TypeError", colon - text))
+            err = JS_NewTypeError(ctx, "%s", "");
+        else if (colon && !strncmp(text, "RangeError", colon - text))
+            err = JS_NewRangeError(ctx, "%s", "");
+        else
+            err = JS_NewError(ctx);
+        if (colon && strncmp(text, "TypeError", colon - text) && strncmp(text, "RangeError", colon - text) &&
+            strncmp(text, "Error", colon - text))
+            JS_DefinePropertyValueStr(ctx, err, "name", JS_NewStringLen(ctx, text, colon - text),
+                                      JS_PROP_WRITABLE | JS_PROP_CONFIGURABLE);
+        JS_DefinePropertyValueStr(ctx, err, "message", msg, JS_PROP_WRITABLE | JS_PROP_CONFIGURABLE);
+        js_free(ctx, buf);
+        return JS_Throw(ctx, err);
+    }
+    JSValue out = JS_NewUint8ArrayCopy(ctx, buf + 1, len - 1);
+    js_free(ctx, buf);
+    return out;
+}
+
+static JSValue call_later_job(JSContext *ctx, int argc, JSValueConst *argv)
+{
+    (void)argc;
+    return JS_Call(ctx, argv[0], JS_UNDEFINED, 0, NULL);
+}
+
+/* host.watch(res, callback): call back (once) when resource `res` is ready. */
+static JSValue js_host_watch(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    (void)this_val;
+    int32_t res;
+    if (argc < 2 || JS_ToInt32(ctx, &res, argv[0]) || !JS_IsFunction(ctx, argv[1]))
+        return JS_ThrowTypeError(ctx, "host.watch(resource, callback)");
+    if (S.n_watches == S.cap_watches) {
+        int cap = S.cap_watches ? S.cap_watches * 2 : 16;
+        struct Watch *nw = js_realloc(ctx, S.watches, cap * sizeof(*nw));
+        if (!nw)
+            return JS_EXCEPTION;
+        S.watches = nw;
+        S.cap_watches = cap;
+    }
+    int32_t waker = S.next_waker++;
+    if (S.next_waker < FIRST_WATCH_WAKER)
+        S.next_waker = FIRST_WATCH_WAKER;
+    int64_t r = wapo_ocall_fast(0, OC_WATCH, waker, res, 0, 0);
+    int32_t tag = (int32_t)(r >> 32), val = (int32_t)(uint32_t)r;
+    if (tag && val != ERR_PENDING)
+        return JS_ThrowInternalError(ctx, "host.watch: resource %d cannot be watched (error %d)", res, val);
+    if (!tag) {
+        /* ready now: call back from the job queue, never synchronously */
+        return JS_EnqueueJob(ctx, call_later_job, 1, &argv[1]) < 0 ? JS_EXCEPTION : JS_UNDEFINED;
+    }
+    struct Watch *w = &S.watches[S.n_watches++];
+    w->waker = waker;
+    w->res = res;
+    w->callback = JS_DupValue(ctx, argv[1]);
+    return JS_UNDEFINED;
+}
+
+/* host.close(res): free a host resource and forget its watchers. */
+static JSValue js_host_close(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    (void)this_val;
+    int32_t res;
+    if (argc < 1 || JS_ToInt32(ctx, &res, argv[0]))
+        return JS_ThrowTypeError(ctx, "host.close(resource)");
+    for (int i = 0; i < S.n_watches; i++) {
+        if (S.watches[i].res == res) {
+            JS_FreeValue(ctx, S.watches[i].callback);
+            S.watches[i--] = S.watches[--S.n_watches];
+        }
+    }
+    oc_fast(OC_CLOSE, res, 0, 0, 0, NULL);
+    return JS_UNDEFINED;
+}
+
+static JSValue js_host_utf8_encode(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    (void)this_val;
+    size_t n;
+    const char *s = JS_ToCStringLen(ctx, &n, argc ? argv[0] : JS_UNDEFINED);
+    if (!s)
+        return JS_EXCEPTION;
+    JSValue out = JS_NewUint8ArrayCopy(ctx, (const uint8_t *)s, n);
+    JS_FreeCString(ctx, s);
+    return out;
+}
+
+static bool utf8_valid(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = p[i];
+        if (c < 0x80) { i++; continue; }
+        size_t len;
+        uint32_t cp, min;
+        if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; min = 0x80; }
+        else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; min = 0x800; }
+        else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; min = 0x10000; }
+        else return false;
+        if (i + len > n)
+            return false;
+        for (size_t k = 1; k < len; k++) {
+            if ((p[i + k] & 0xC0) != 0x80)
+                return false;
+            cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+/* host.utf8Decode(bytes, fatal): fatal throws TypeError on invalid UTF-8. */
+static JSValue js_host_utf8_decode(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    (void)this_val;
+    Bytes b;
+    if (!get_bytes(ctx, argc ? argv[0] : JS_UNDEFINED, &b))
+        return JS_EXCEPTION;
+    if (argc > 1 && JS_ToBool(ctx, argv[1]) && !utf8_valid(b.p, b.n)) {
+        free_bytes(ctx, &b);
+        return JS_ThrowTypeError(ctx, "The encoded data was not valid utf-8");
+    }
+    JSValue out = JS_NewStringLen(ctx, (const char *)b.p, b.n);
+    free_bytes(ctx, &b);
+    return out;
+}
+
+static const JSCFunctionListEntry host_funcs[] = {
+    JS_CFUNC_DEF("call", 2, js_host_call),
+    JS_CFUNC_DEF("watch", 2, js_host_watch),
+    JS_CFUNC_DEF("close", 1, js_host_close),
+    JS_CFUNC_DEF("utf8Encode", 1, js_host_utf8_encode),
+    JS_CFUNC_DEF("utf8Decode", 2, js_host_utf8_decode),
+};
+
 /* ---- the JS prelude, loaded lazily ------------------------------------- */
 
 /* Evaluate prelude module `idx` once; its function returns an object of exports. */
@@ -587,6 +804,7 @@ static bool install_globals(JSContext *ctx)
     JS_SetPropertyStr(ctx, global, "scriptArgs", args);
     JS_SetPropertyStr(ctx, global, "scriptOutput", JS_UNDEFINED);
     S.host = JS_NewObject(ctx);
+    JS_SetPropertyFunctionList(ctx, S.host, host_funcs, countof(host_funcs));
     install_prelude(ctx, global);
     JS_FreeValue(ctx, global);
     return true;
@@ -692,21 +910,49 @@ static bool run_due_timers(bool *ran)
     }
 }
 
-/* Collect the woken wakers (EO call). WapoJS waits on one timer only, so it
- * needs no detail: an empty list encodes in one byte and is not fetched. */
-static void drain_wakers(void)
+/* Collect the woken wakers (EO call) and call back their watchers. An empty
+ * list encodes in one byte and is not fetched. False on an uncaught error. */
+static bool drain_wakers(void)
 {
     int64_t r = wapo_ocall(0, OC_AWAKE_WAKERS, 0, 0, 0, 0);
     if (r >> 32)
-        return;
+        return true;
     int32_t len = (int32_t)(uint32_t)r;
     if (len <= 1)
-        return;
+        return true;
     uint8_t *buf = malloc(len);
-    if (buf) {
-        wapo_ocall_fast(0, OC_GET_RETURN, (int32_t)(uintptr_t)buf, len, 0, 0);
-        free(buf);
+    if (!buf)
+        return true;
+    wapo_ocall_fast(0, OC_GET_RETURN, (int32_t)(uintptr_t)buf, len, 0, 0);
+    /* SCALE Vec<i32>: compact length, then little-endian i32s */
+    size_t off, count;
+    uint8_t mode = buf[0] & 3;
+    if (mode == 0) { count = buf[0] >> 2; off = 1; }
+    else if (mode == 1) { count = (buf[0] | (buf[1] << 8)) >> 2; off = 2; }
+    else { count = ((uint32_t)buf[0] | (buf[1] << 8) | (buf[2] << 16) | ((uint32_t)buf[3] << 24)) >> 2; off = 4; }
+    bool ok = true;
+    for (size_t k = 0; k < count && off + 4 * (k + 1) <= (size_t)len && ok; k++) {
+        int32_t waker;
+        memcpy(&waker, buf + off + 4 * k, 4);
+        for (int i = 0; i < S.n_watches; i++) {
+            if (S.watches[i].waker != waker)
+                continue;
+            JSValue cb = S.watches[i].callback;
+            S.watches[i] = S.watches[--S.n_watches];
+            JSValue ret = JS_Call(S.ctx, cb, JS_UNDEFINED, 0, NULL);
+            JS_FreeValue(S.ctx, cb);
+            if (JS_IsException(ret)) {
+                fail_with_exception();
+                ok = false;
+            } else {
+                JS_FreeValue(S.ctx, ret);
+                ok = run_jobs();
+            }
+            break;
+        }
     }
+    free(buf);
+    return ok;
 }
 
 /* Arm the host timer for the earliest JS timer; true if the guest must wait for it. */
@@ -789,8 +1035,9 @@ int32_t wapo_poll(void)
         }
         if (!eval_main())
             return 2;
-    } else if (S.host_timer >= 0) {
-        drain_wakers();
+    } else if (S.host_timer >= 0 || S.n_watches > 0) {
+        if (!drain_wakers())
+            return 2;
     }
     if (!run_jobs())
         return 2;
@@ -804,7 +1051,7 @@ int32_t wapo_poll(void)
         if (!ran || spent > 50 || (S.burst_ms > 0 && spent > S.burst_ms / 4))
             break;  /* yield to the host now and then, even with zero-delay timers */
     }
-    if (arm_host_timer())
+    if (arm_host_timer() || S.n_watches > 0)
         return 0;
     emit_output();
     if (S.finished)
