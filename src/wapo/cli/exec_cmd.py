@@ -8,10 +8,12 @@ import sys
 from pathlib import Path
 
 from ..host import GuestModule, Instance, Limits, LogRecord, RunResult, WapoError
+from ..host.http.policy import HttpLimits, NetworkPolicy, parse_cidr
 from ..host.limits import parse_duration, parse_size
 
 WASM_MAGIC = b"\0asm"
-_VALUE_OPTIONS = {"--memory-limit", "--time-limit", "--burst-limit", "--fuel"}
+_VALUE_OPTIONS = {"--memory-limit", "--time-limit", "--burst-limit", "--fuel", "--allow-address",
+                  "--fetch-timeout", "--max-response-size"}
 _FLAG_OPTIONS = {"--module", "--trace", "-h", "--help"}
 
 
@@ -40,6 +42,29 @@ def limit_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPU time inside the guest between two returns to the host (default 1s)")
     parser.add_argument("--fuel", type=int, default=None, metavar="N",
                         help="meter execution with N units of wasmtime fuel (off by default; costs speed)")
+    h = HttpLimits()
+    parser.add_argument("--allow-address", action="append", type=_cidr, default=[], metavar="CIDR",
+                        help="let fetch reach this range although it is loopback/private/link-local/... "
+                             "(repeatable), e.g. 127.0.0.1/32")
+    parser.add_argument("--fetch-timeout", type=_duration, default=h.timeout, metavar="DURATION",
+                        help=f"time from a fetch to its response head, redirects included (default {h.timeout:g}s)")
+    parser.add_argument("--max-response-size", type=_size, default=h.max_response_size, metavar="SIZE",
+                        help="largest fetch response body (default 100MB)")
+
+
+def _cidr(text: str):
+    try:
+        return parse_cidr(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def network_from(args: argparse.Namespace) -> NetworkPolicy:
+    """The network policy of the flags --allow-address, --fetch-timeout, --max-response-size."""
+    d = HttpLimits()
+    return NetworkPolicy(allow=tuple(getattr(args, "allow_address", None) or ()),
+                         http=HttpLimits(timeout=getattr(args, "fetch_timeout", d.timeout),
+                                         max_response_size=getattr(args, "max_response_size", d.max_response_size)))
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
@@ -104,6 +129,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(ours)
     try:
         limits = limits_from(args)
+        args.network = network_from(args)
     except ValueError as exc:
         parser.error(str(exc))
     path = Path(args.file)
@@ -126,7 +152,8 @@ async def _run(path: Path, data: bytes, script_args: list[str], limits: Limits,
                args: argparse.Namespace) -> RunResult:
     if data.startswith(WASM_MAGIC) or path.suffix in (".wasm", ".wat"):
         instance = Instance(GuestModule(data, name=path.name), args=script_args, limits=limits,
-                            inherit_stdio=True, on_log=print_log)
+                            inherit_stdio=True, on_log=print_log,
+                            network=args.network)
         if args.trace:
             instance._require_state().trace = True
         return await instance.run()
@@ -136,5 +163,6 @@ async def _run(path: Path, data: bytes, script_args: list[str], limits: Limits,
     except UnicodeDecodeError as exc:
         raise WapoError(f"{path} is neither a wasm module nor UTF-8 JavaScript") from exc
     module = args.module or path.suffix == ".mjs"
-    instance = js_instance(code, script_args, limits=limits, module=module, name=path.name, on_log=print_log)
+    instance = js_instance(code, script_args, limits=limits, module=module, name=path.name, on_log=print_log,
+                           network=args.network)
     return await instance.run()

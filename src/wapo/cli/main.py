@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import build_cmd, exec_cmd
+from . import build_cmd, call_cmd, exec_cmd, logs_cmd, publish_cmd, secrets_cmd, serve_cmd
 
-COMMANDS = {"exec": exec_cmd, "build": build_cmd}
+COMMANDS = {
+    "serve": serve_cmd, "publish": publish_cmd, "call": call_cmd, "secrets": secrets_cmd, "logs": logs_cmd,
+    "exec": exec_cmd, "build": build_cmd,
+}
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -28,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "call":
+        return call_cmd.run(args, parser)
     return COMMANDS[args.command].run(args)
 
 

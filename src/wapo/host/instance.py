@@ -148,6 +148,7 @@ class GuestState:
         self._instance = instance
         self.limits = instance.limits
         self.app_address = instance.app_address
+        self.network = instance.network
         self.loop: asyncio.AbstractEventLoop = asyncio.get_event_loop()
         self.memory: GuestMemory = None  # type: ignore[assignment]  # set at instantiation
         self.resources = ResourceTable(self.wake, instance.limits.max_resources)
@@ -165,6 +166,7 @@ class GuestState:
         self.input_channels: dict = {}
         self.pending_input: dict[int, list[bytes]] = {}
         self.ended_input: set[int] = set()
+        self.cancelled: asyncio.Future[None] = self.loop.create_future()  # the caller went away
 
     # tasks and wakers
     def wake(self, task: int, waker: int) -> None:
@@ -198,6 +200,9 @@ class GuestState:
             self._instance.on_log(record)
 
     def emit_output(self, data: bytes) -> None:
+        if self._instance.on_output is not None:  # streamed to the caller as it is produced
+            self._instance.on_output(bytes(data))
+            return
         if len(self.output) + len(data) > MAX_OUTPUT:
             from .abi import OcallError
             raise OcallError(ErrorCode.RESOURCE_LIMITED, f"program output is capped at {format_size(MAX_OUTPUT)}")
@@ -230,8 +235,11 @@ class Instance:
         burst_grace: float = 0.0,
         backtrace_export: str | None = None,
         on_log=None,
+        on_output=None,
+        network=None,
     ) -> None:
         self.module = module
+        self.network = network  # a wapo.host.http.NetworkPolicy; None = the defaults (fetch)
         self.args = [module.name, *args]
         self.env = list(env)
         self.limits = limits
@@ -243,6 +251,7 @@ class Instance:
         self.burst_grace = burst_grace
         self.backtrace_export = backtrace_export
         self.on_log = on_log
+        self.on_output = on_output  # if set, output goes there as emitted, not into RunResult.output
         self._config = EngineConfig(fuel=limits.fuel is not None)
         self._store: wasmtime.Store | None = None
         self._state: GuestState | None = None
@@ -260,6 +269,12 @@ class Instance:
             st.pending_input.setdefault(kind, []).append(bytes(message))
         else:
             channel.push(bytes(message))
+
+    def cancel(self) -> None:
+        """Tell the guest its caller is gone (e.g. an HTTP client disconnected); it may watch for this."""
+        st = self._require_state()
+        if not st.cancelled.done():
+            st.cancelled.set_result(None)
 
     def end_input(self, kind: int) -> None:
         """No more messages on channel ``kind`` (the guest reads EndOfFile after the queued ones)."""

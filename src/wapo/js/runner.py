@@ -12,6 +12,7 @@ from ..host import GuestModule, Instance, Limits, RunResult
 from ..host.errors import WapoError
 from ..host.limits import MIB
 from . import build
+from . import services  # noqa: F401  (registers the wapojs.* host services)
 
 # The wasm memory also holds the 1 MiB C stack, static data and allocator slack.
 JS_MEMORY_RESERVE = 3 * MIB
@@ -35,7 +36,8 @@ def wapojs_module() -> GuestModule:
     return GuestModule(build.ensure_wasm().read_bytes(), name="wapojs")
 
 
-def guest_args(code: str, args: Sequence[str], limits: Limits, *, module: bool, name: str | None) -> list[str]:
+def guest_args(code: str, args: Sequence[str], limits: Limits, *, module: bool, name: str | None,
+               entry: str | None = None) -> list[str]:
     if "\0" in code:
         raise ScriptError("the script contains a NUL character, which cannot be passed to the guest")
     for a in args:
@@ -51,6 +53,8 @@ def guest_args(code: str, args: Sequence[str], limits: Limits, *, module: bool, 
         argv.append("--module")
     if name:
         argv.append(f"--name={name}")
+    if entry:
+        argv.append(f"--entry={entry}")
     return [*argv, "-c", code, *args]
 
 
@@ -64,27 +68,38 @@ def js_instance(
     env: Sequence[tuple[str, str]] = (),
     data_dir: Path | None = None,
     on_log: Callable | None = None,
+    on_output: Callable[[bytes], None] | None = None,
+    entry: str | None = None,
+    app_address: bytes | None = None,
+    network=None,
 ) -> Instance:
+    """A sandbox for ``code``. ``entry`` names a prelude entry point that runs the code
+    (e.g. ``runAgent``); ``on_output`` receives output as it is emitted."""
     return Instance(
         wapojs_module(),
-        args=guest_args(code, args, limits, module=module, name=name),
+        args=guest_args(code, args, limits, module=module, name=name, entry=entry),
         env=env,
         limits=limits,
-        app_address=hashlib.sha256(b"wapo-js:" + code.encode()).digest(),
+        app_address=app_address or hashlib.sha256(b"wapo-js:" + code.encode()).digest(),
         data_dir=data_dir,
         burst_grace=BURST_GRACE,
         backtrace_export="wapojs_backtrace",
         on_log=on_log,
+        on_output=on_output,
+        network=network,
     )
 
 
 async def run_js_async(code: str, args: Sequence[str] = (), *, limits: Limits = Limits(), module: bool = False,
-                       name: str | None = None, on_log: Callable | None = None) -> RunResult:
-    """Run ``code`` in a fresh sandbox; ``scriptArgs`` is ``args``; returns output, logs and any error."""
-    return await js_instance(code, args, limits=limits, module=module, name=name, on_log=on_log).run()
+                       name: str | None = None, on_log: Callable | None = None, network=None) -> RunResult:
+    """Run ``code`` in a fresh sandbox; ``scriptArgs`` is ``args``; returns output, logs and any error.
+    ``network`` is a ``wapo.host.http.NetworkPolicy`` (allowed addresses, fetch limits)."""
+    return await js_instance(code, args, limits=limits, module=module, name=name, on_log=on_log,
+                             network=network).run()
 
 
 def run_js(code: str, args: Sequence[str] = (), *, limits: Limits = Limits(), module: bool = False,
-           name: str | None = None, on_log: Callable | None = None) -> RunResult:
+           name: str | None = None, on_log: Callable | None = None, network=None) -> RunResult:
     """Blocking form of ``run_js_async`` for scripts and the REPL (not inside a running event loop)."""
-    return asyncio.run(run_js_async(code, args, limits=limits, module=module, name=name, on_log=on_log))
+    return asyncio.run(run_js_async(code, args, limits=limits, module=module, name=name, on_log=on_log,
+                                    network=network))

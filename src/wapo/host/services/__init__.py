@@ -58,3 +58,6 @@ def u32(value: int) -> bytes:
 
 # Each module registers its services with @service when imported.
 from . import digest  # noqa: E402,F401
+from . import crypto  # noqa: E402,F401
+from . import run  # noqa: E402,F401
+from . import http  # noqa: E402,F401

@@ -96,9 +96,12 @@ static struct {
     double time_ms;
     double run_start;
     double poll_start;
+    bool exit_requested;  /* process.exit() was called */
+    int32_t exit_code;
     int stop_reason;  /* REPORT_BURST_LIMIT / REPORT_TIME_LIMIT when the interrupt handler fired */
     bool is_module;
     const char *name;
+    const char *entry;  /* a prelude entry point (`// @provides @NAME`) that runs the code */
     const char *code;
     int script_argc;
     char **script_argv;
@@ -424,6 +427,11 @@ static void fail_with_exception(void)
 {
     JSContext *ctx = S.ctx;
     JSValue exc = JS_GetException(ctx);
+    if (S.exit_requested) {  /* process.exit(): not an error of the script */
+        JS_FreeValue(ctx, exc);
+        S.finished = true;
+        return;
+    }
     int kind = REPORT_UNCAUGHT;
     Buf b = {0};
     if (S.stop_reason) {
@@ -668,12 +676,128 @@ static JSValue js_host_utf8_decode(JSContext *ctx, JSValueConst this_val, int ar
     return out;
 }
 
+/* host.evalModule(code, name) -> [evaluation promise, namespace] */
+static JSValue js_host_eval_module(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    (void)this_val;
+    size_t n;
+    if (argc < 2)
+        return JS_ThrowTypeError(ctx, "host.evalModule(code, name)");
+    const char *code = JS_ToCStringLen(ctx, &n, argv[0]);
+    if (!code)
+        return JS_EXCEPTION;
+    const char *name = JS_ToCString(ctx, argv[1]);
+    if (!name) {
+        JS_FreeCString(ctx, code);
+        return JS_EXCEPTION;
+    }
+    JSValue fn = JS_Eval(ctx, code, n, name, JS_EVAL_TYPE_MODULE | JS_EVAL_FLAG_COMPILE_ONLY);
+    JS_FreeCString(ctx, code);
+    JS_FreeCString(ctx, name);
+    if (JS_IsException(fn))
+        return fn;
+    JSModuleDef *m = JS_VALUE_GET_PTR(fn);  /* stays alive in the runtime's module list */
+    JSValue promise = JS_EvalFunction(ctx, fn);  /* links, then evaluates: namespace after linking */
+    if (JS_IsException(promise))
+        return promise;
+    JSValue ns = JS_GetModuleNamespace(ctx, m);
+    if (JS_IsException(ns)) {
+        JS_FreeValue(ctx, promise);
+        return ns;
+    }
+    JSValue pair = JS_NewArray(ctx);
+    JS_SetPropertyUint32(ctx, pair, 0, promise);
+    JS_SetPropertyUint32(ctx, pair, 1, ns);
+    return pair;
+}
+
+/* host.evalScript(code, name): evaluate as a classic script in the global scope. */
+static JSValue js_host_eval_script(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    (void)this_val;
+    size_t n;
+    if (argc < 2)
+        return JS_ThrowTypeError(ctx, "host.evalScript(code, name)");
+    const char *code = JS_ToCStringLen(ctx, &n, argv[0]);
+    if (!code)
+        return JS_EXCEPTION;
+    const char *name = JS_ToCString(ctx, argv[1]);
+    if (!name) {
+        JS_FreeCString(ctx, code);
+        return JS_EXCEPTION;
+    }
+    JSValue r = JS_Eval(ctx, code, n, name, JS_EVAL_TYPE_GLOBAL);
+    JS_FreeCString(ctx, code);
+    JS_FreeCString(ctx, name);
+    return r;
+}
+
+/* host.memoryUsage(): the JS heap, from JS_ComputeMemoryUsage, and the wasm memory (for Wapo.memoryStats). */
+static JSValue js_host_memory_usage(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    (void)this_val; (void)argc; (void)argv;
+    JSMemoryUsage u;
+    JS_ComputeMemoryUsage(S.rt, &u);
+    JSValue o = JS_NewObject(ctx);
+    if (JS_IsException(o))
+        return o;
+    JS_SetPropertyStr(ctx, o, "mallocSize", JS_NewInt64(ctx, u.malloc_size));
+    JS_SetPropertyStr(ctx, o, "mallocLimit", JS_NewInt64(ctx, u.malloc_limit));
+    JS_SetPropertyStr(ctx, o, "memoryUsedSize", JS_NewInt64(ctx, u.memory_used_size));
+    JS_SetPropertyStr(ctx, o, "mallocCount", JS_NewInt64(ctx, u.malloc_count));
+    JS_SetPropertyStr(ctx, o, "objCount", JS_NewInt64(ctx, u.obj_count));
+    JS_SetPropertyStr(ctx, o, "strCount", JS_NewInt64(ctx, u.str_count));
+    JS_SetPropertyStr(ctx, o, "strSize", JS_NewInt64(ctx, u.str_size));
+    JS_SetPropertyStr(ctx, o, "wasmMemorySize", JS_NewInt64(ctx, (int64_t)__builtin_wasm_memory_size(0) * 65536));
+    return o;
+}
+
+/* host.environ() -> ["NAME=value", ...]: the sandbox's WASI environment (what the host passed). */
+static JSValue js_host_environ(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    (void)this_val; (void)argc; (void)argv;
+    size_t count = 0, size = 0;
+    JSValue list = JS_NewArray(ctx);
+    if (__wasi_environ_sizes_get(&count, &size) != 0 || count == 0)
+        return list;
+    char **ptrs = malloc(count * sizeof(char *));
+    char *buf = malloc(size ? size : 1);
+    if (ptrs && buf && __wasi_environ_get((uint8_t **)ptrs, (uint8_t *)buf) == 0) {
+        for (size_t i = 0; i < count; i++)
+            JS_SetPropertyUint32(ctx, list, (uint32_t)i, JS_NewString(ctx, ptrs[i]));
+    }
+    free(ptrs);
+    free(buf);
+    return list;
+}
+
+/* host.exit(code): end the run now (process.exit). An uncatchable error unwinds the JS stack;
+ * the poll loop then finishes the run: code 0 as a success, others as a failure. */
+static JSValue js_host_exit(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    (void)this_val;
+    int32_t code = 0;
+    if (argc > 0 && JS_ToInt32(ctx, &code, argv[0]))
+        return JS_EXCEPTION;
+    S.exit_requested = true;
+    S.exit_code = code;
+    JSValue err = JS_NewError(ctx);
+    JS_DefinePropertyValueStr(ctx, err, "message", JS_NewString(ctx, "process.exit"), JS_PROP_CONFIGURABLE);
+    JS_SetUncatchableError(ctx, err);
+    return JS_Throw(ctx, err);
+}
+
 static const JSCFunctionListEntry host_funcs[] = {
+    JS_CFUNC_DEF("environ", 0, js_host_environ),
+    JS_CFUNC_DEF("exit", 1, js_host_exit),
+    JS_CFUNC_DEF("evalModule", 2, js_host_eval_module),
+    JS_CFUNC_DEF("evalScript", 2, js_host_eval_script),
     JS_CFUNC_DEF("call", 2, js_host_call),
     JS_CFUNC_DEF("watch", 2, js_host_watch),
     JS_CFUNC_DEF("close", 1, js_host_close),
     JS_CFUNC_DEF("utf8Encode", 1, js_host_utf8_encode),
     JS_CFUNC_DEF("utf8Decode", 2, js_host_utf8_decode),
+    JS_CFUNC_DEF("memoryUsage", 0, js_host_memory_usage),
 };
 
 /* ---- the JS prelude, loaded lazily ------------------------------------- */
@@ -744,6 +868,12 @@ static void install_prelude(JSContext *ctx, JSValueConst global)
         while (*p) {
             const char *end = strchr(p, ' ');
             size_t n = end ? (size_t)(end - p) : strlen(p);
+            if (*p == '@') {  /* an internal entry point, not a global */
+                p += n;
+                while (*p == ' ')
+                    p++;
+                continue;
+            }
             JSValue data[2] = { JS_NewInt32(ctx, i), JS_NewStringLen(ctx, p, n) };
             JSAtom name = JS_NewAtomLen(ctx, p, n);
             JSValue get = JS_NewCFunctionData(ctx, prelude_getter, 0, 0, 2, data);
@@ -777,6 +907,8 @@ static bool parse_args(int argc, char **argv)
             S.is_module = true;
         else if (!strncmp(a, "--name=", 7))
             S.name = a + 7;
+        else if (!strncmp(a, "--entry=", 8))
+            S.entry = a + 8;
         else if (!strcmp(a, "-c") && i + 1 < argc) {
             S.code = argv[++i];
             i++;
@@ -842,9 +974,52 @@ static bool start(void)
     return install_globals(S.ctx);
 }
 
+/* Hand the code to a prelude entry point: entry(code, name, isModule, scriptArgs). */
+static bool run_entry(void)
+{
+    JSContext *ctx = S.ctx;
+    size_t want = strlen(S.entry);
+    for (int i = 0; i < PRELUDE_COUNT; i++) {
+        const char *p = prelude_modules[i].provides;
+        while ((p = strchr(p, '@')) != NULL) {
+            p++;
+            if (strncmp(p, S.entry, want) || (p[want] && p[want] != ' '))
+                continue;
+            JSValue exports = prelude_load(ctx, i);
+            if (JS_IsException(exports)) {
+                fail_with_exception();
+                return false;
+            }
+            JSValue fn = JS_GetPropertyStr(ctx, exports, S.entry);
+            JS_FreeValue(ctx, exports);
+            JSValue args[3] = {
+                JS_NewString(ctx, S.code),
+                JS_NewString(ctx, S.name ? S.name : "<agent>"),
+                JS_NewBool(ctx, S.is_module),
+            };
+            JSValue r = JS_Call(ctx, fn, JS_UNDEFINED, 3, args);
+            JS_FreeValue(ctx, fn);
+            for (int k = 0; k < 3; k++)
+                JS_FreeValue(ctx, args[k]);
+            if (JS_IsException(r)) {
+                fail_with_exception();
+                return false;
+            }
+            JS_FreeValue(ctx, r);
+            return true;
+        }
+    }
+    static const char msg[] = "wapojs: unknown --entry";
+    host_report(REPORT_SETUP, msg, sizeof(msg) - 1);
+    S.finished = true;
+    return false;
+}
+
 static bool eval_main(void)
 {
     JSContext *ctx = S.ctx;
+    if (S.entry)
+        return run_entry();
     int flags = S.is_module ? JS_EVAL_TYPE_MODULE : JS_EVAL_TYPE_GLOBAL;
     const char *name = S.name ? S.name : (S.is_module ? "<module>" : "<script>");
     JSValue r = JS_Eval(ctx, S.code, strlen(S.code), name, flags);
@@ -1017,13 +1192,27 @@ static void emit_output(void)
     JS_FreeValue(ctx, out);
 }
 
+/* The poll result after the run stopped on an error, or on process.exit(code). */
+static int32_t failed(void)
+{
+    if (!S.exit_requested)
+        return 2;
+    emit_output();  /* what the script set before exiting is its answer */
+    if (S.exit_code == 0)
+        return 1;
+    char msg[64];
+    int n = snprintf(msg, sizeof(msg), "process.exit(%d)", (int)S.exit_code);
+    host_report(REPORT_UNCAUGHT, msg, n);
+    return 2;
+}
+
 /* 0: pending; 1: finished; 2: failed (reported through OC_WAPOJS_REPORT). */
 __attribute__((export_name("wapo_poll")))
 int32_t wapo_poll(void)
 {
     S.poll_start = now_ms();
     if (S.finished)
-        return 2;
+        return failed();
     if (!S.started) {
         S.started = true;
         S.run_start = S.poll_start;
@@ -1031,22 +1220,22 @@ int32_t wapo_poll(void)
             static const char msg[] = "wapojs: could not create the JS runtime";
             host_report(REPORT_SETUP, msg, sizeof(msg) - 1);
             S.finished = true;
-            return 2;
+            return failed();
         }
         if (!eval_main())
-            return 2;
+            return failed();
     } else if (S.host_timer >= 0 || S.n_watches > 0) {
         if (!drain_wakers())
-            return 2;
+            return failed();
     }
     if (!run_jobs())
-        return 2;
+        return failed();
     for (;;) {
         bool ran;
         if (!run_due_timers(&ran))
-            return 2;
+            return failed();
         if (fail_on_unhandled_rejection())
-            return 2;
+            return failed();
         double spent = now_ms() - S.poll_start;
         if (!ran || spent > 50 || (S.burst_ms > 0 && spent > S.burst_ms / 4))
             break;  /* yield to the host now and then, even with zero-delay timers */
@@ -1055,7 +1244,7 @@ int32_t wapo_poll(void)
         return 0;
     emit_output();
     if (S.finished)
-        return 2;
+        return failed();
     S.finished = true;
     return 1;
 }

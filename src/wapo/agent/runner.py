@@ -1,0 +1,131 @@
+"""Running an agent once: a fresh WapoJS sandbox, the request in, the HTTP answer out.
+
+An ``AgentRun`` exposes the answer as it becomes known: ``head`` resolves as
+soon as the status and headers are known (at once for a streamed style C
+answer, at the end for styles A and B) and ``chunks`` yields the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..host import Limits, LogRecord, RunError
+from ..js.runner import js_instance
+from .request import AgentRequest
+from .response import HEAD_MAGIC, AgentResponse, BadAgentAnswer, parse_head, parse_output
+
+ENTRY = "runAgent"
+
+
+@dataclass
+class AgentResult:
+    response: AgentResponse | None
+    error: str | None
+    error_kind: str | None
+    logs: list[LogRecord] = field(default_factory=list)
+    duration: float = 0.0
+    streamed: bool = False
+
+
+class AgentRun:
+    def __init__(self, code: str, request: AgentRequest, *, limits: Limits = Limits(), name: str = "agent.js",
+                 app_id: str = "", data_dir: Path | None = None, max_body: int = 16 * 1024 * 1024) -> None:
+        self.request = request
+        self.max_body = max_body
+        self.head: asyncio.Future[AgentResponse] = asyncio.get_running_loop().create_future()
+        self.head.add_done_callback(lambda f: f.cancelled() or f.exception())  # no "never retrieved" noise
+        self.chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._buffer = bytearray()
+        self._streaming: bool | None = None
+        self._head_parsed = False
+        self._sent = 0
+        self._too_big = False
+        address = hashlib.sha256(b"wapo-agent:" + (app_id or code).encode()).digest()
+        self.instance = js_instance(code, [request.payload_json()], limits=limits, name=name, entry=ENTRY,
+                                    data_dir=data_dir, on_output=self._on_output, app_address=address)
+
+    def _on_output(self, data: bytes) -> None:
+        if self._head_parsed:
+            self._body_chunk(data)
+            return
+        self._buffer += data
+        if self._streaming is None:
+            if len(self._buffer) < len(HEAD_MAGIC) and HEAD_MAGIC.startswith(bytes(self._buffer)):
+                return  # too short to tell yet
+            self._streaming = self._buffer.startswith(HEAD_MAGIC)
+        if not self._streaming:
+            return  # style A or B: the answer is the whole output, parsed at the end
+        newline = self._buffer.find(b"\n")
+        if newline < 0:
+            return
+        self._head_parsed = True
+        try:
+            self.head.set_result(parse_head(bytes(self._buffer[len(HEAD_MAGIC):newline])))
+        except BadAgentAnswer as exc:
+            self.head.set_exception(exc)
+        rest = bytes(self._buffer[newline + 1:])
+        self._buffer.clear()
+        if rest:
+            self._body_chunk(rest)
+
+    @property
+    def streaming(self) -> bool:
+        """True once a style C head was read: the body follows through ``chunks``."""
+        return self._head_parsed
+
+    def _body_chunk(self, data: bytes) -> None:
+        self._sent += len(data)
+        if self._sent > self.max_body:
+            self._too_big = True
+            return
+        self.chunks.put_nowait(data)
+
+    async def run(self) -> AgentResult:
+        result = await self.instance.run()
+        error = result.error
+        response: AgentResponse | None = None
+        streamed = self._head_parsed and not self.head.exception()
+        message = error.describe() if error else None
+        kind = error.kind if error else None
+        if streamed:
+            self.chunks.put_nowait(None)
+            if self._too_big and not error:
+                message, kind = f"the agent's answer is larger than {self.max_body} bytes", "answer_too_large"
+        elif error is None:
+            try:
+                if len(self._buffer) > self.max_body:
+                    raise BadAgentAnswer(f"the agent's answer is larger than {self.max_body} bytes")
+                response = parse_output(bytes(self._buffer))
+            except BadAgentAnswer as exc:
+                message, kind = str(exc), "bad_answer" if "larger" not in str(exc) else "answer_too_large"
+            if response is not None and not self.head.done():
+                self.head.set_result(response)
+        if not self.head.done():
+            self.head.set_exception(AgentFailed(message or "the agent failed", kind or "error"))
+        return AgentResult(response, message, kind, result.logs, result.duration, streamed)
+
+
+class AgentFailed(Exception):
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+async def call_agent(code: str, request: AgentRequest, *, limits: Limits = Limits(), name: str = "agent.js",
+                     app_id: str = "", data_dir: Path | None = None) -> AgentResult:
+    """Run an agent to completion and return its whole answer (streamed bodies are collected)."""
+    run = AgentRun(code, request, limits=limits, name=name, app_id=app_id, data_dir=data_dir)
+    result = await run.run()
+    if result.streamed:
+        head = run.head.result()
+        body = bytearray()
+        while (chunk := run.chunks.get_nowait()) is not None:
+            body += chunk
+        result.response = AgentResponse(head.status, head.headers, bytes(body))
+    return result
+
+
+__all__ = ["AgentRequest", "AgentResponse", "AgentResult", "AgentRun", "AgentFailed", "call_agent", "RunError"]

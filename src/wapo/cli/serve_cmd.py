@@ -1,0 +1,82 @@
+"""``wapo serve``: the gateway. With no arguments it serves a sample agent on the embedded defaults."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..gateway.config import GatewayConfig, load_config
+from .common import data_dir, data_dir_argument, open_store
+from .exec_cmd import _duration, _size
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run the gateway (/ipfs/<cid>, /vaults, /logs)",
+                       description="Serve agents by CID over HTTP. On start it publishes a sample agent and "
+                                   "prints its URL.")
+    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8000)")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="processes sharing the port (default 1)")
+    p.add_argument("--config", type=Path, default=None, metavar="FILE", help="a TOML config file")
+    p.add_argument("--debug", action="store_true", help="show agent errors to callers")
+    p.add_argument("--ipfs-gateway", action="append", default=[], metavar="URL",
+                   help="fetch unknown CIDs from this IPFS HTTP gateway (repeatable; verified against the CID)")
+    p.add_argument("--memory-limit", type=_size, default=None, metavar="SIZE", help="per run (default 100MB)")
+    p.add_argument("--time-limit", type=_duration, default=None, metavar="DURATION", help="per run (default 60s)")
+    p.add_argument("--burst-limit", type=_duration, default=None, metavar="DURATION", help="per run (default 1s)")
+    data_dir_argument(p)
+
+
+def config_from(args: argparse.Namespace) -> GatewayConfig:
+    config = GatewayConfig()
+    if args.config:
+        config = load_config(args.config, config)
+    changes: dict = {}
+    for name in ("host", "port", "workers"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    if args.debug:
+        changes["debug"] = True
+    if args.ipfs_gateway:
+        changes["ipfs_gateways"] = tuple(args.ipfs_gateway)
+    limits = {}
+    if args.memory_limit is not None:
+        limits["memory"] = args.memory_limit
+    if args.time_limit is not None:
+        limits["time"] = args.time_limit
+    if args.burst_limit is not None:
+        limits["burst"] = args.burst_limit
+    if limits:
+        changes["limits"] = config.limits.with_(**limits)
+    changes["data_dir"] = args.data_dir or config.data_dir or data_dir(args)
+    config = config.with_(**changes)
+    if config.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..gateway.sample import SAMPLE_AGENT
+    from ..gateway.server import run_server
+    from ..js.runner import wapojs_module
+    try:
+        config = config_from(args)
+    except ValueError as exc:
+        print(f"wapo serve: {exc}", file=sys.stderr)
+        return 2
+    wapojs_module()  # build or load the guest before listening, not on the first request
+    with open_store(args) as store:
+        sample = store.put_code(SAMPLE_AGENT.encode())
+    base = f"http://{config.host if ':' not in config.host else f'[{config.host}]'}:{config.port}"
+
+    def ready() -> None:
+        print(f"wapo gateway on {base} (data in {config.data_dir}, {config.workers} worker(s))", flush=True)
+        print(f"sample agent: {base}/ipfs/{sample}?name=you", flush=True)
+
+    try:
+        run_server(config, ready=ready)
+    except OSError as exc:
+        print(f"wapo serve: cannot listen on {config.host}:{config.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0

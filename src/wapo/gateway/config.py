@@ -1,0 +1,91 @@
+"""Gateway settings: embedded defaults, optionally a TOML file, then command-line flags."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..host import Limits
+from ..host.limits import parse_duration, parse_size
+
+MB = 1000 * 1000
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path | None = None
+    workers: int = 1
+    debug: bool = False  # show errors and stacks to callers (never in production)
+    limits: Limits = Limits()
+    max_limits: Limits = Limits(memory=4 * 1024**3, time=0, burst=10.0)  # what a per-CID override may reach
+    cid_limits: dict[str, Limits] = field(default_factory=dict)  # per-CID overrides (v0 CIDs)
+    max_request_body: int = 10 * MB
+    max_answer: int = 32 * MB
+    ipfs_gateways: tuple[str, ...] = ()  # e.g. ("https://ipfs.io",): where unknown CIDs are fetched
+    ipfs_timeout: float = 30.0
+    max_code_size: int = 20 * MB
+    public_url: str | None = None  # the base URL agents see in request.url; default from the request
+    allow_addresses: tuple = ()  # CIDRs fetch may reach although private/loopback
+
+    def limits_for(self, cid: str) -> Limits:
+        """The server limits, overridden per CID but never above ``max_limits``."""
+        wanted = self.cid_limits.get(cid)
+        if wanted is None:
+            return self.limits
+        cap = self.max_limits
+
+        def capped(value: float, ceiling: float) -> float:
+            return value if ceiling == 0 else (min(value, ceiling) if value else ceiling)
+
+        return Limits(memory=min(wanted.memory, cap.memory), time=capped(wanted.time, cap.time),
+                      burst=min(wanted.burst, cap.burst), fuel=wanted.fuel)
+
+    def with_(self, **changes: object) -> "GatewayConfig":
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _limits(table: dict, base: Limits) -> Limits:
+    changes: dict = {}
+    if "memory" in table:
+        changes["memory"] = parse_size(str(table["memory"]))
+    if "time" in table:
+        changes["time"] = parse_duration(str(table["time"]))
+    if "burst" in table:
+        changes["burst"] = parse_duration(str(table["burst"]))
+    if "fuel" in table:
+        changes["fuel"] = int(table["fuel"])
+    return base.with_(**changes)
+
+
+def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayConfig:
+    """Read a TOML file: top-level keys of GatewayConfig, [limits], [max_limits], [cid."Qm..."]."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read config {path}: {exc}") from exc
+    changes: dict = {}
+    for key in ("host", "debug", "public_url"):
+        if key in data:
+            changes[key] = data[key]
+    for key in ("port", "workers"):
+        if key in data:
+            changes[key] = int(data[key])
+    if "data_dir" in data:
+        changes["data_dir"] = Path(data["data_dir"])
+    for key in ("max_request_body", "max_answer", "max_code_size"):
+        if key in data:
+            changes[key] = parse_size(str(data[key]))
+    if "ipfs_gateways" in data:
+        changes["ipfs_gateways"] = tuple(data["ipfs_gateways"])
+    if "limits" in data:
+        changes["limits"] = _limits(data["limits"], base.limits)
+    if "max_limits" in data:
+        changes["max_limits"] = _limits(data["max_limits"], base.max_limits)
+    if "cid" in data:
+        from ..store import parse_cid
+        limits = changes.get("limits", base.limits)
+        changes["cid_limits"] = {parse_cid(cid).v0: _limits(table, limits) for cid, table in data["cid"].items()}
+    return base.with_(**changes)

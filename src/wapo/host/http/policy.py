@@ -1,0 +1,159 @@
+"""The outgoing address policy: which addresses a guest may connect to.
+
+Shared by fetch (and later by TCP). An address is checked AFTER DNS
+resolution, so a name that resolves to 127.0.0.1 is refused like the literal
+address, and the connection is made to the address that was checked (never
+resolved a second time). Denied by default:
+
+    loopback         127.0.0.0/8, ::1
+    private          10/8, 172.16/12, 192.168/16, fc00::/7 (unique local)
+    link-local       169.254/16, fe80::/10
+    cloud metadata   169.254.169.254, fd00:ec2::254 (named apart: the classic SSRF target)
+    unspecified      0.0.0.0/8, ::
+    multicast        224/4, ff00::/8
+    reserved         240/4 (with 255.255.255.255)
+
+An IPv4 address written as IPv6 (``::ffff:127.0.0.1``, ``64:ff9b::7f00:1``)
+is judged as the IPv4 address it names. ``allow`` CIDRs lift the denial for
+the addresses they contain (``--allow-address 127.0.0.1/32``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Iterable, Union
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+_N = ipaddress.ip_network
+# the order matters: the first match names the reason
+DENIED: tuple[tuple[IPNetwork, str], ...] = (
+    (_N("169.254.169.254/32"), "cloud metadata"),
+    (_N("fd00:ec2::254/128"), "cloud metadata"),
+    (_N("127.0.0.0/8"), "loopback"),
+    (_N("::1/128"), "loopback"),
+    (_N("0.0.0.0/8"), "unspecified"),
+    (_N("::/128"), "unspecified"),
+    (_N("10.0.0.0/8"), "private"),
+    (_N("172.16.0.0/12"), "private"),
+    (_N("192.168.0.0/16"), "private"),
+    (_N("fc00::/7"), "private"),
+    (_N("169.254.0.0/16"), "link-local"),
+    (_N("fe80::/10"), "link-local"),
+    (_N("224.0.0.0/4"), "multicast"),
+    (_N("ff00::/8"), "multicast"),
+    (_N("240.0.0.0/4"), "reserved"),
+)
+_NAT64 = _N("64:ff9b::/96")
+
+
+class AddressDenied(OSError):
+    """A connection to this address is not allowed (an OSError so connectors pass it on)."""
+
+    def __init__(self, address: str, reason: str, host: str | None = None) -> None:
+        self.address = address
+        self.reason = reason
+        self.host = host
+        of = f" (of {host})" if host and host != address else ""
+        super().__init__(f"address {address}{of} is not allowed ({reason})")
+
+
+def parse_cidr(text: str) -> IPNetwork:
+    """'127.0.0.1/32', '10.0.0.0/8', '::1' (a bare address is a /32 or /128)."""
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"invalid address range {text!r}: use CIDR notation, e.g. 10.0.0.0/8 or 127.0.0.1/32") from None
+
+
+def _embedded_v4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip in _NAT64:
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+@dataclass(frozen=True)
+class AddressPolicy:
+    """Deny the special ranges above unless ``allow`` contains the address."""
+
+    allow: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def from_cidrs(cls, cidrs: Iterable[str | IPNetwork]) -> "AddressPolicy":
+        return cls(tuple(c if not isinstance(c, str) else parse_cidr(c) for c in cidrs))
+
+    def reason(self, address: str | IPAddress) -> str | None:
+        """None if ``address`` may be contacted, else why not ("loopback", ...)."""
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0] if isinstance(address, str) else address)
+        except ValueError:
+            return "not an IP address"
+        candidates = [ip]
+        v4 = _embedded_v4(ip)
+        if v4 is not None:
+            candidates.append(v4)
+        for cand in candidates:
+            if any(cand.version == net.version and cand in net for net in self.allow):
+                return None
+        for cand in candidates:
+            for net, why in DENIED:
+                if cand.version == net.version and cand in net:
+                    return why
+        return None
+
+    def check(self, address: str, host: str | None = None) -> None:
+        why = self.reason(address)
+        if why is not None:
+            raise AddressDenied(address, why, host)
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """Per-run limits of fetch (documented defaults; see docs and ``wapo exec --help``).
+
+    timeout            seconds from the start of a fetch to its response head,
+                       redirects and the wait for a free slot included (30 s)
+    read_timeout       seconds of silence from the server while the body is read (30 s)
+    max_response_size  bytes of one response body, after decompression (100 MB)
+    max_concurrent     fetches in flight at once per run; more wait for a slot (16)
+    max_redirects      redirects followed by one fetch (20, the Fetch standard's cap)
+    """
+
+    timeout: float = 30.0
+    read_timeout: float = 30.0
+    max_response_size: int = 100 * 1000 * 1000
+    max_concurrent: int = 16
+    max_redirects: int = 20
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0 or self.read_timeout <= 0:
+            raise ValueError("fetch timeouts must be > 0")
+        if self.max_response_size < 0:
+            raise ValueError("the maximum response size must be >= 0")
+        if self.max_concurrent < 1:
+            raise ValueError("at least one concurrent fetch must be allowed")
+        if not 0 <= self.max_redirects <= 20:
+            raise ValueError("max_redirects is 0..20")
+
+
+@dataclass(frozen=True)
+class NetworkPolicy:
+    """What a run may do on the network: the address policy and the fetch limits."""
+
+    allow: tuple[IPNetwork, ...] = ()
+    http: HttpLimits = field(default_factory=HttpLimits)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allow", tuple(parse_cidr(c) if isinstance(c, str) else c for c in self.allow))
+
+    @property
+    def addresses(self) -> AddressPolicy:
+        return AddressPolicy(self.allow)
+
+
+DEFAULT_NETWORK = NetworkPolicy()

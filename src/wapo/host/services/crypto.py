@@ -1,0 +1,92 @@
+"""Randomness, HMAC, hashes and derived secrets for WebCrypto and the ``Wapo`` namespace.
+
+Every byte of randomness comes from the host OS (``os.urandom``); a guest
+never seeds anything itself. Payload layouts are binary and documented per
+service (a name, NUL, then the data), so the guest side needs no codec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac as _hmac
+import os
+import struct
+from typing import TYPE_CHECKING
+
+from . import ServiceError, service
+
+if TYPE_CHECKING:
+    from ..instance import GuestState
+
+MAX_RANDOM = 65536  # the WebCrypto quota of getRandomValues
+MAX_DERIVE_SALT = 256  # as the derive_secret ocall's path
+
+_HMAC_HASHES = {"SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
+
+
+@service("random")
+def random(st: GuestState, payload: bytes) -> bytes:
+    """payload: u32 little-endian count (<= 65536) -> that many bytes from the OS."""
+    if len(payload) != 4:
+        raise ServiceError("TypeError", "random: expected a u32 byte count")
+    (count,) = struct.unpack("<I", payload)
+    if count > MAX_RANDOM:
+        raise ServiceError("QuotaExceededError", f"at most {MAX_RANDOM} random bytes per call, asked for {count}")
+    return os.urandom(count)
+
+
+def _split_name(payload: bytes, what: str) -> tuple[str, bytes]:
+    name, sep, rest = payload.partition(b"\0")
+    if not sep:
+        raise ServiceError("TypeError", f"{what}: expected an algorithm name, NUL, then data")
+    return name.decode("utf-8", "replace"), rest
+
+
+@service("hmac")
+def hmac_sign(st: GuestState, payload: bytes) -> bytes:
+    """payload: hash name (SHA-1/256/384/512), NUL, u32 LE key length, key, message -> the MAC."""
+    name, rest = _split_name(payload, "hmac")
+    algorithm = _HMAC_HASHES.get(name.upper())
+    if algorithm is None:
+        raise ServiceError("NotSupportedError", f"unsupported HMAC hash {name!r}")
+    if len(rest) < 4:
+        raise ServiceError("TypeError", "hmac: missing the key length")
+    (key_len,) = struct.unpack_from("<I", rest)
+    if 4 + key_len > len(rest):
+        raise ServiceError("TypeError", "hmac: the key is shorter than its length says")
+    key, message = rest[4:4 + key_len], rest[4 + key_len:]
+    return _hmac.new(key, message, algorithm).digest()
+
+
+def _keccak256(data: bytes) -> bytes:
+    from Crypto.Hash import keccak  # pycryptodome: hashlib's sha3_256 is not Ethereum's keccak
+
+    return keccak.new(digest_bits=256, data=data).digest()
+
+
+_HASHES = {
+    "sha256": lambda data: hashlib.sha256(data).digest(),
+    "keccak256": _keccak256,
+    "blake2b128": lambda data: hashlib.blake2b(data, digest_size=16).digest(),
+    "blake2b256": lambda data: hashlib.blake2b(data, digest_size=32).digest(),
+    "blake2b512": lambda data: hashlib.blake2b(data, digest_size=64).digest(),
+}
+
+
+@service("hash")
+def hash_(st: GuestState, payload: bytes) -> bytes:
+    """payload: algorithm (sha256 keccak256 blake2b128 blake2b256 blake2b512), NUL, data -> digest."""
+    name, data = _split_name(payload, "hash")
+    fn = _HASHES.get(name.lower().replace("-", "").replace("_", ""))
+    if fn is None:
+        raise ServiceError("TypeError", f"unsupported hash algorithm {name!r}; use one of {', '.join(_HASHES)}")
+    return fn(data)
+
+
+@service("deriveSecret")
+def derive_secret(st: GuestState, payload: bytes) -> bytes:
+    """payload: salt (<= 256 bytes) -> 64 bytes from the node key, the app address and the salt
+    (the same secret as the derive_secret ocall with that path)."""
+    if len(payload) > MAX_DERIVE_SALT:
+        raise ServiceError("RangeError", f"the salt is at most {MAX_DERIVE_SALT} bytes, got {len(payload)}")
+    return st.node_key().derive_secret(st.app_address, payload)

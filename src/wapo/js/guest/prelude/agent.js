@@ -1,0 +1,122 @@
+// @provides @runAgent
+// The agent entry point: runs an agent's code in whichever of the three styles
+// it is written, with the request payload of spec section 5 in scriptArgs[0].
+//   A: a `main(request)` function (global, or the default export of a module):
+//      its resolved value (JSON of {status, headers, body}) becomes scriptOutput.
+//   B: a bundle that runs itself (`handle(app)` of @phala/wapo-env) and sets
+//      scriptOutput to msgpack of {status, headers, body}: left alone.
+//   C: `export default { fetch(request, env, ctx) }` (or module.exports of one):
+//      the Response is streamed out as a head line then body chunks.
+
+// Marks streamed (style C) output: NUL cannot start a style A or B answer.
+const HEAD_MAGIC = "\u0000wapo-http\u0000";
+
+function write(bytes) {
+  host.call("output.write", bytes);
+}
+
+function hasFetch(x) {
+  return x !== null && (typeof x === "object" || typeof x === "function") && typeof x.fetch === "function";
+}
+
+// An ES module uses import or export statements at the start of a statement.
+// (Not import() or import.meta alone; JS_DetectModule would accept any strict code.)
+const MODULE_SYNTAX = /(^|[;}\n])[ \t]*(export[ \t\n]*(default\b|\{|\*|const\b|let\b|var\b|function\b|async\b|class\b)|import[ \t\n]*([{*"'`]|[A-Za-z_$][\w$]*[ \t\n]*(,|from\b)))/;
+
+function looksLikeModule(code) {
+  return MODULE_SYNTAX.test(code);
+}
+
+async function answerMain(main, payload) {
+  const out = await main(payload);
+  globalThis.scriptOutput = typeof out === "string" ? out : JSON.stringify(out);
+}
+
+function headerPairs(headers) {
+  const pairs = [];
+  if (headers && typeof headers.forEach === "function") {
+    headers.forEach((value, name) => {
+      if (name === "set-cookie" && typeof headers.getSetCookie === "function") return;
+      pairs.push([name, value]);
+    });
+    if (typeof headers.getSetCookie === "function") {
+      for (const cookie of headers.getSetCookie()) pairs.push(["set-cookie", cookie]);
+    }
+  }
+  return pairs;
+}
+
+async function serveFetch(target, req) {
+  const method = (req.method || "GET").toUpperCase();
+  const init = { method, headers: req.headers || {} };
+  if (method !== "GET" && method !== "HEAD" && req.body !== undefined && req.body !== null && req.body !== "") {
+    init.body = req.body;
+  }
+  // The client going away aborts request.signal (the host tells us through a watched resource).
+  const controller = new AbortController();
+  init.signal = controller.signal;
+  const cancelled = new DataView(host.call("cancellation").buffer).getUint32(0, true);
+  host.watch(cancelled, () => controller.abort(new DOMException("the client disconnected", "AbortError")));
+  try {
+    await respond(target, req, init);
+  } finally {
+    host.close(cancelled);
+  }
+}
+
+async function respond(target, req, init) {
+  const request = new Request(req.url, init);
+  const env = Object.assign({}, req.secret || {});
+  const waiting = [];
+  const ctx = {
+    waitUntil(promise) { waiting.push(Promise.resolve(promise).catch((e) => console.error(e))); },
+    passThroughOnException() {},
+  };
+  const response = await target.fetch(request, env, ctx);
+  if (!(response instanceof Response)) {
+    throw new TypeError("the agent's fetch() must resolve to a Response, got " + Object.prototype.toString.call(response));
+  }
+  const head = { status: response.status, statusText: response.statusText, headers: headerPairs(response.headers) };
+  write(HEAD_MAGIC + JSON.stringify(head) + "\n");
+  if (response.body) {
+    const reader = response.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (value && value.byteLength) write(value);
+    }
+  }
+  await Promise.all(waiting);
+}
+
+async function runAgent(code, name, isModule) {
+  const payload = scriptArgs[0] === undefined ? "{}" : scriptArgs[0];
+  const req = JSON.parse(payload);
+  const secret = req.secret && typeof req.secret === "object" ? req.secret : null;
+  if (typeof process === "undefined") globalThis.process = { env: {} };
+  process.env.secret = JSON.stringify(secret && Object.keys(secret).length ? secret : "");
+  globalThis.module = { exports: {} };
+  globalThis.exports = globalThis.module.exports;
+
+  if (isModule || looksLikeModule(code)) {
+    const [evaluated, ns] = host.evalModule(code, name);
+    await evaluated;
+    const def = ns.default;
+    if (hasFetch(def)) return serveFetch(def, req);
+    if (typeof def === "function") return answerMain(def, payload);
+    if (typeof ns.main === "function") return answerMain(ns.main, payload);
+    if (hasFetch(ns)) return serveFetch(ns, req);
+    return undefined; // a module that answers by itself
+  }
+
+  host.evalScript(code, name);
+  const exported = globalThis.module.exports;
+  if (hasFetch(exported)) return serveFetch(exported, req);
+  if (exported && hasFetch(exported.default)) return serveFetch(exported.default, req);
+  if (globalThis.scriptOutput === undefined && typeof globalThis.main === "function") {
+    return answerMain(globalThis.main, payload);
+  }
+  return undefined; // a bundle that answers by itself (style B, or A with its own glue)
+}
+
+return { runAgent };

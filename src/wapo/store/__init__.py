@@ -1,0 +1,17 @@
+"""The store layer: code by IPFS CID, vaults and run logs in one data directory.
+
+It knows nothing of wasm, JavaScript or HTTP (see docs/design.md, "Layers").
+"""
+
+from .cid import CID, CidBuilder, InvalidCID, cidv1, compute_cid, parse_cid, verify
+from .code import CIDMismatch
+from .db import Store, StoreError
+from .logs import LEVELS, LogRecord, LogRetention, format_text
+from .vaults import VaultError, VaultForbidden, VaultKeyError, VaultNotFound, deep_merge
+
+__all__ = [
+    "Store", "StoreError",
+    "CID", "CidBuilder", "InvalidCID", "CIDMismatch", "compute_cid", "parse_cid", "cidv1", "verify",
+    "VaultError", "VaultNotFound", "VaultForbidden", "VaultKeyError", "deep_merge",
+    "LogRecord", "LogRetention", "LEVELS", "format_text",
+]

@@ -1,0 +1,385 @@
+"""The store layer: code blobs, vaults (encrypted at rest), logs, durability and threads."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from wapo.store import (CIDMismatch, InvalidCID, LogRetention, Store, StoreError, VaultForbidden,
+                        VaultKeyError, VaultNotFound, cidv1, compute_cid, format_text)
+from wapo.store.db import DB_NAME
+
+HELLO = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
+OTHER = compute_cid(b"other agent")
+HEX16 = re.compile(r"[0-9a-f]{16}\Z")
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "data")
+    yield s
+    s.close()
+
+
+def raw_bytes(data_dir: Path) -> bytes:
+    """Everything SQLite has on disk (main file and WAL)."""
+    return b"".join(p.read_bytes() for p in data_dir.iterdir() if p.name.startswith(DB_NAME))
+
+
+# ------------------------------------------------------------ code
+
+def test_code_round_trip(store):
+    assert store.put_code(b"hello world\n") == HELLO
+    assert store.put_code(b"hello world\n") == HELLO  # stored once
+    assert store.get_code(HELLO) == b"hello world\n"
+    assert store.get_code(cidv1(HELLO)) == b"hello world\n"
+    assert store.has_code(HELLO) and store.has_code(cidv1(HELLO))
+    assert store.get_code(OTHER) is None and not store.has_code(OTHER)
+    assert store._conn().execute("SELECT COUNT(*) FROM code").fetchone()[0] == 1
+    with pytest.raises(InvalidCID):
+        store.get_code("Qmnope")
+    with pytest.raises(TypeError):
+        store.put_code("text")  # type: ignore[arg-type]
+
+
+def test_code_multi_chunk_and_verification(store):
+    big = os.urandom(600_000)
+    cid = store.put_code(big)
+    assert cid == compute_cid(big) and store.get_code(cid) == big
+    assert store.put_code(b"hello world\n", expected_cid=cidv1(HELLO)) == HELLO
+    with pytest.raises(CIDMismatch):
+        store.put_code(b"tampered", expected_cid=HELLO)
+    assert not store.has_code(compute_cid(b"tampered"))
+
+
+# ------------------------------------------------------------ vaults
+
+def test_vault_create_and_get(store):
+    key, token = store.create_vault(HELLO, {"API_KEY": "sk-123", "nested": {"a": 1}})
+    assert HEX16.match(key) and HEX16.match(token) and key != token
+    assert store.get_vault(key, token) == {"data": {"API_KEY": "sk-123", "nested": {"a": 1}}, "inherit": None}
+    assert store.secrets_for(HELLO, key) == {"API_KEY": "sk-123", "nested": {"a": 1}}
+    assert store.secrets_for(cidv1(HELLO), key)["API_KEY"] == "sk-123"
+
+
+def test_vault_not_found_and_forbidden(store):
+    key, token = store.create_vault(HELLO, {"x": 1})
+    other_token = "0" * 16 if token != "0" * 16 else "1" * 16
+    for k, t in [(key, other_token), ("f" * 16, token), ("nothex", token), (key, ""), (key.upper(), token)]:
+        with pytest.raises(VaultNotFound):
+            store.get_vault(k, t)
+    with pytest.raises(VaultForbidden):
+        store.secrets_for(OTHER, key)
+    with pytest.raises(VaultNotFound):
+        store.secrets_for(HELLO, "0123456789abcdef")
+    with pytest.raises(VaultNotFound):
+        store.secrets_for(HELLO, "../../etc")
+    with pytest.raises(InvalidCID):
+        store.create_vault("not-a-cid", {})
+    for bad in (["list"], "text", {"f": float("nan")}, {"o": object()}):
+        with pytest.raises(ValueError):
+            store.create_vault(HELLO, bad)  # type: ignore[arg-type]
+
+
+def test_vault_inherit_deep_merge(store):
+    parent, _ = store.create_vault(HELLO, {"a": {"x": 1, "y": 2}, "b": "parent", "c": [1, 2]})
+    child, child_token = store.create_vault(HELLO, {"a": {"y": 3, "z": 4}, "c": [9]}, inherit=parent)
+    assert store.secrets_for(HELLO, child) == {"a": {"x": 1, "y": 3, "z": 4}, "b": "parent", "c": [9]}
+    # the owner reads back only what they put in (the parent's secrets are not readable with a child token)
+    assert store.get_vault(child, child_token) == {"data": {"a": {"y": 3, "z": 4}, "c": [9]}, "inherit": parent}
+    grandchild, _ = store.create_vault(HELLO, {"b": {"now": "object"}}, inherit=child)
+    assert store.secrets_for(HELLO, grandchild) == {"a": {"x": 1, "y": 3, "z": 4}, "b": {"now": "object"}, "c": [9]}
+    # the parent is unchanged
+    assert store.secrets_for(HELLO, parent)["a"] == {"x": 1, "y": 2}
+
+
+def test_vault_inherit_checks(store):
+    theirs, _ = store.create_vault(OTHER, {"secret": "theirs"})
+    with pytest.raises(VaultForbidden):
+        store.create_vault(HELLO, {}, inherit=theirs)
+    with pytest.raises(VaultNotFound):
+        store.create_vault(HELLO, {}, inherit="0123456789abcdef")
+    assert store._conn().execute("SELECT COUNT(*) FROM vaults").fetchone()[0] == 1
+
+
+def test_vault_encrypted_at_rest(tmp_path):
+    data_dir = tmp_path / "data"
+    s = Store(data_dir)
+    key, token = s.create_vault(HELLO, {"API_KEY": "sk-very-secret-plaintext-4242"})
+    assert b"sk-very-secret-plaintext-4242" not in raw_bytes(data_dir)
+    assert token.encode() not in raw_bytes(data_dir)  # only its hash is kept
+    s.close()
+    conn = sqlite3.connect(data_dir / DB_NAME)
+    blob = b"".join(bytes(r[0]) + bytes(r[1]) for r in conn.execute("SELECT data, merged FROM vaults"))
+    conn.close()
+    assert b"sk-very-secret" not in blob and b"API_KEY" not in blob
+
+
+def test_vault_ciphertext_bound_to_its_row(store):
+    from cryptography.exceptions import InvalidTag
+
+    a, _ = store.create_vault(HELLO, {"who": "a"})
+    b, _ = store.create_vault(HELLO, {"who": "b"})
+    with store._write() as conn:
+        blob = conn.execute("SELECT merged FROM vaults WHERE key = ?", (a,)).fetchone()[0]
+        conn.execute("UPDATE vaults SET merged = ? WHERE key = ?", (blob, b))
+    with pytest.raises(InvalidTag):
+        store.secrets_for(HELLO, b)
+
+
+def test_vault_key_file(tmp_path):
+    data_dir = tmp_path / "data"
+    s = Store(data_dir)
+    key, token = s.create_vault(HELLO, {"k": "v"})
+    s.close()
+    key_file = data_dir / "vault.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(key_file.read_bytes()) == 32
+    assert [p.name for p in data_dir.iterdir() if p.name.startswith(".vault.key")] == []
+    # reopening uses the same key
+    with Store(data_dir) as s2:
+        assert s2.get_vault(key, token)["data"] == {"k": "v"}
+    # a damaged key file is refused with a clear error
+    key_file.write_bytes(b"short")
+    with pytest.raises(VaultKeyError, match="32 bytes"):
+        Store(data_dir)
+    # so is another key (or a lost one silently recreated)
+    key_file.unlink()
+    with pytest.raises(VaultKeyError, match="not the key"):
+        Store(data_dir)
+    assert len(key_file.read_bytes()) == 32
+
+
+# ------------------------------------------------------------ logs
+
+def test_logs_paging_and_filter(store):
+    for i in range(250):
+        store.append_log(HELLO, f"req-{i % 3}", "info", f"line {i}", time=1000.0 + i)
+    page1 = store.query_logs(HELLO)
+    assert len(page1) == 100 and [r.message for r in page1[:2]] == ["line 249", "line 248"]
+    assert [r.message for r in store.query_logs(HELLO, page=3)] == [f"line {i}" for i in range(49, -1, -1)]
+    assert store.query_logs(HELLO, page=4) == []
+    assert [r.message for r in store.query_logs(HELLO, limit=2, page=2)] == ["line 247", "line 246"]
+    only = store.query_logs(HELLO, request_id="req-1", limit=3)
+    assert [r.message for r in only] == ["line 247", "line 244", "line 241"]
+    assert all(r.request_id == "req-1" and r.cid == HELLO for r in only)
+    assert store.query_logs(cidv1(HELLO), limit=1)[0].message == "line 249"
+    assert store.query_logs(OTHER) == []
+
+
+@pytest.mark.parametrize("kwargs", [{"page": 0}, {"page": 101}, {"limit": 0}, {"limit": 101},
+                                    {"page": "1"}, {"limit": 1.5}, {"page": True}])
+def test_logs_page_validation(store, kwargs):
+    with pytest.raises(ValueError, match="page|limit"):
+        store.query_logs(HELLO, **kwargs)
+
+
+def test_logs_validation(store):
+    with pytest.raises(ValueError, match="level"):
+        store.append_log(HELLO, "r", "fatal", "x")
+    with pytest.raises(ValueError):
+        store.append_log(HELLO, "", "info", "x")
+    with pytest.raises(InvalidCID):
+        store.append_log("Qm-bad", "r", "info", "x")
+    # plain names are accepted for runs without a CID (local development)
+    store.append_log("local", "r", "INFO", "dev")
+    assert store.query_logs("local")[0].level == "info"
+    big = "x" * 100_000
+    assert store.query_logs(HELLO) == []
+    store.append_log(HELLO, "r", "log", big)
+    assert store.query_logs(HELLO)[0].message.endswith("[truncated]")
+
+
+def test_logs_retention_by_count(tmp_path):
+    with Store(tmp_path / "d", log_retention=LogRetention(max_per_cid=5, max_age=None, prune_every=1)) as s:
+        for i in range(12):
+            s.append_log(HELLO, "r", "info", f"m{i}")
+            s.append_log(OTHER, "r", "info", f"o{i}")
+        assert [r.message for r in s.query_logs(HELLO)] == [f"m{i}" for i in range(11, 6, -1)]
+        assert len(s.query_logs(OTHER)) == 5
+
+
+def test_logs_retention_cheap_on_write(tmp_path):
+    """Pruning runs every N writes, so a CID holds at most max + N - 1 records."""
+    with Store(tmp_path / "d", log_retention=LogRetention(max_per_cid=10, max_age=None, prune_every=4)) as s:
+        for i in range(40):
+            s.append_log(HELLO, "r", "info", f"m{i}")
+            assert len(s.query_logs(HELLO)) <= 13
+        s.prune_logs()
+        assert len(s.query_logs(HELLO)) == 10
+
+
+def test_logs_retention_by_age(tmp_path):
+    now = time.time()
+    with Store(tmp_path / "d", log_retention=LogRetention(max_per_cid=1000, max_age=3600, prune_every=1)) as s:
+        s.append_logs(HELLO, "old", [("info", "ancient", now - 7200), ("info", "older", now - 3700)])
+        s.append_log(HELLO, "new", "info", "fresh")
+        assert [r.message for r in s.query_logs(HELLO)] == ["fresh"]
+        assert s.prune_logs(now=now + 7200) == 1
+        assert s.query_logs(HELLO) == []
+
+
+def test_logs_text_format(store):
+    t = 1714564800.123  # 2024-05-01T12:00:00.123Z
+    rid = "a1b2c3"
+    store.append_logs(HELLO, rid, [
+        ("START", f"Request: GET /ipfs/{HELLO}", t),
+        ("log", "hello", t), ("debug", "dbg", t), ("trace", "trc", t), ("info", "inf", t),
+        ("warn", "careful", t), ("error", "boom", t), ("REPORT", "gas used: 5", t),
+        ("END", "Request: Duration: 12 ms", t + 0.012),
+    ])
+    records = store.query_logs(HELLO)
+    assert format_text(records) == (
+        f"2024-05-01T12:00:00.135Z [{rid}] [REPORT] END Request: Duration: 12 ms\n"
+        f"2024-05-01T12:00:00.123Z [{rid}] [REPORT] gas used: 5\n"
+        f"2024-05-01T12:00:00.123Z [{rid}] [ERROR] boom\n"
+        f"2024-05-01T12:00:00.123Z [{rid}] [WARN] careful\n"
+        f"2024-05-01T12:00:00.123Z [{rid}] [INFO] inf\n"
+        f"2024-05-01T12:00:00.123Z [{rid}] [INFO] trc\n"
+        f"2024-05-01T12:00:00.123Z [{rid}] [INFO] dbg\n"
+        f"2024-05-01T12:00:00.123Z [{rid}] [INFO] hello\n"
+        f"2024-05-01T12:00:00.123Z [{rid}] [REPORT] START Request: GET /ipfs/{HELLO}\n"
+    )
+    assert format_text([]) == ""
+    d = records[0].as_dict()
+    assert d["time"] == "2024-05-01T12:00:00.135Z" and d["level"] == "END" and d["request_id"] == rid
+
+
+# ------------------------------------------------------------ the database
+
+def test_persistence_across_reopen(tmp_path):
+    data_dir = tmp_path / "data"
+    with Store(data_dir) as s:
+        cid = s.put_code(b"persist me")
+        key, token = s.create_vault(cid, {"k": "v"})
+        s.append_log(cid, "r1", "info", "kept")
+    with Store(data_dir) as s:
+        assert s.get_code(cid) == b"persist me"
+        assert s.get_vault(key, token)["data"] == {"k": "v"}
+        assert s.secrets_for(cid, key) == {"k": "v"}
+        assert [r.message for r in s.query_logs(cid)] == ["kept"]
+        assert s.schema_version == 1 and s.integrity_check() == "ok"
+        assert s._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with pytest.raises(StoreError):
+        s.get_code(cid)  # closed
+
+
+def test_newer_schema_is_refused(tmp_path):
+    data_dir = tmp_path / "data"
+    Store(data_dir).close()
+    conn = sqlite3.connect(data_dir / DB_NAME)
+    conn.execute("UPDATE schema_version SET version = 99")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="schema version 99"):
+        Store(data_dir)
+
+
+def test_concurrent_writers(tmp_path):
+    s = Store(tmp_path / "data", log_retention=LogRetention(max_per_cid=100_000, prune_every=7))
+    n = 40
+    results: dict[int, list] = {}
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def work(t: int) -> None:
+        try:
+            barrier.wait()
+            out = []
+            for i in range(n):
+                cid = s.put_code(f"thread {t} item {i}".encode())
+                key, token = s.create_vault(cid, {"t": t, "i": i})
+                s.append_logs(cid, f"{t}-{i}", [("START", "Request: GET /"), ("info", str(i)), ("END", "done")])
+                out.append((cid, key, token, i))
+            results[t] = out
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    for t, out in results.items():
+        for cid, key, token, i in out:
+            assert s.get_code(cid) == f"thread {t} item {i}".encode()
+            assert s.get_vault(key, token)["data"] == {"t": t, "i": i}
+            assert [r.message for r in s.query_logs(cid)] == ["done", str(i), "Request: GET /"]
+    assert s._conn().execute("SELECT COUNT(*) FROM logs").fetchone()[0] == 4 * n * 3
+    assert s.integrity_check() == "ok"
+    s.close()
+
+
+_WRITER = textwrap.dedent("""
+    import os, sys
+    from wapo.store import Store, LogRetention
+    s = Store(sys.argv[1], log_retention=LogRetention(max_per_cid=1_000_000, prune_every=50))
+    print("ready", flush=True)
+    i = 0
+    while True:
+        code = b"code %d " % i + os.urandom(8) * (1 + (i % 7) * 5000)
+        cid = s.put_code(code)
+        print("code", cid, len(code), flush=True)
+        key, token = s.create_vault(cid, {"i": i, "secret": "s%d" % i})
+        print("vault", cid, key, token, i, flush=True)
+        ids = s.append_logs(cid, "r%d" % i, [("START", "Request: GET /"), ("info", "m%d" % i), ("END", "x")])
+        print("log", cid, ids[-1], i, flush=True)
+        i += 1
+""")
+
+
+def test_sigkill_loses_nothing_acknowledged(tmp_path):
+    data_dir = tmp_path / "data"
+    script = tmp_path / "writer.py"
+    script.write_text(_WRITER)
+    with subprocess.Popen([sys.executable, str(script), str(data_dir)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as proc:
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            first = proc.stdout.readline()
+            assert first == b"ready\n", proc.stderr.read().decode(errors="replace")
+            lines = []
+            deadline = time.monotonic() + 15
+            while len(lines) < 240 and time.monotonic() < deadline:
+                line = proc.stdout.readline()
+                if not line:
+                    break
+                lines.append(line)
+            os.kill(proc.pid, signal.SIGKILL)  # mid-loop: the writer never pauses
+            rest = proc.stdout.read()
+        finally:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    text = b"".join(lines) + rest
+    acked = [line.decode().split() for line in text.split(b"\n")[:-1]]  # drop a torn last line
+    assert len(acked) >= 30, f"writer too slow: {len(acked)} records"
+    with Store(data_dir) as s:
+        assert s.integrity_check() == "ok"
+        for rec in acked:
+            if rec[0] == "code":
+                code = s.get_code(rec[1])
+                assert code is not None and len(code) == int(rec[2]) and compute_cid(code) == rec[1]
+            elif rec[0] == "vault":
+                _, cid, key, token, i = rec
+                assert s.get_vault(key, token)["data"] == {"i": int(i), "secret": f"s{i}"}
+                assert s.secrets_for(cid, key)["secret"] == f"s{i}"
+            elif rec[0] == "log":
+                _, cid, last_id, i = rec
+                got = s.query_logs(cid, request_id=f"r{i}")
+                assert [r.message for r in got] == ["x", f"m{i}", "Request: GET /"]
+                assert got[0].id == int(last_id)
+        # and the database still takes writes
+        s.append_log(HELLO, "after", "info", "alive")
