@@ -6,7 +6,9 @@ import json
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
-METHODS_WITH_BODY = {"POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+# GET and HEAD carry no body: the payload then has no "body" key, since a Request built from it
+# (as @phala/wapo-env's handle() does) must not get one, not even "".
+METHODS_WITHOUT_BODY = {"GET", "HEAD"}
 
 
 @dataclass
@@ -31,7 +33,7 @@ class AgentRequest:
         for name, value in self.headers:
             name = name.lower()
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        return {
+        payload = {
             "method": self.method.upper(),
             "path": self.path,
             "queries": queries,
@@ -40,6 +42,9 @@ class AgentRequest:
             "secret": self.secret,
             "url": self.url,
         }
+        if payload["method"] in METHODS_WITHOUT_BODY:
+            del payload["body"]
+        return payload
 
     def payload_json(self) -> str:
         return json.dumps(self.payload(), ensure_ascii=False, separators=(",", ":"))

@@ -8,6 +8,7 @@ import json
 import sys
 from http import HTTPStatus
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 from ..agent import AgentRequest, call_agent
 from ..store import InvalidCID, parse_cid
@@ -63,8 +64,7 @@ def _request(args: argparse.Namespace, parser_error) -> AgentRequest:
         if not isinstance(secret, dict):
             parser_error("--secret must be a JSON object")
     path = args.path if args.path.startswith("/") else "/" + args.path
-    qs = "&".join(f"{k}={v}" for k, v in query)
-    url = f"http://localhost/ipfs/local{path if path != '/' else ''}" + (f"?{qs}" if qs else "")
+    url = "http://localhost" + quote(path, safe="/%:@!$&'()*+,;=-._~") + (f"?{urlencode(query)}" if query else "")
     return AgentRequest(method=args.method.upper(), path=path, query=query, headers=headers, body=body,
                         secret=secret, url=url)
 

@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -84,10 +85,11 @@ async def load_code(app: web.Application, cid: str) -> str | None:
     return code
 
 
-def agent_url(request: web.Request, config: GatewayConfig) -> str:
-    if config.public_url:
-        return config.public_url.rstrip("/") + str(request.rel_url)
-    return str(request.url)
+def agent_url(request: web.Request, config: GatewayConfig, path: str, query: list[tuple[str, str]]) -> str:
+    """The URL the agent sees: the gateway's origin, the path *after* /ipfs/<cid>, the query without
+    `key`. Frameworks route on it (a Hono `app.get('/')` answers /ipfs/<cid>), as on the reference."""
+    origin = config.public_url.rstrip("/") if config.public_url else f"{request.scheme}://{request.host}"
+    return origin + quote(path, safe="/%:@!$&'()*+,;=-._~") + (f"?{urlencode(query)}" if query else "")
 
 
 async def handle_agent(request: web.Request) -> web.StreamResponse:
@@ -125,10 +127,11 @@ async def handle_agent(request: web.Request) -> web.StreamResponse:
         return error_response(413, f"request body over {config.max_request_body} bytes", request_id)
 
     query = [(k, v) for k, v in request.query.items() if k != "key"]
+    path = "/" + request.match_info.get("path", "")
     agent_request = AgentRequest(
-        method=request.method, path="/" + request.match_info.get("path", ""), query=query,
+        method=request.method, path=path, query=query,
         headers=[(k, v) for k, v in request.headers.items()], body=body, secret=secret,
-        url=agent_url(request, config))
+        url=agent_url(request, config, path, query))
     return await run_agent(request, cid, code, agent_request)
 
 

@@ -29,7 +29,8 @@ function looksLikeModule(code) {
 
 async function answerMain(main, payload) {
   const out = await main(payload);
-  globalThis.scriptOutput = typeof out === "string" ? out : JSON.stringify(out);
+  // A handler may answer by setting scriptOutput itself (handle(app) of @phala/wapo-env does).
+  if (out !== undefined) globalThis.scriptOutput = typeof out === "string" ? out : JSON.stringify(out);
 }
 
 function headerPairs(headers) {
@@ -113,9 +114,12 @@ async function runAgent(code, name, isModule) {
   const exported = globalThis.module.exports;
   if (hasFetch(exported)) return serveFetch(exported, req);
   if (exported && hasFetch(exported.default)) return serveFetch(exported.default, req);
-  if (globalThis.scriptOutput === undefined && typeof globalThis.main === "function") {
-    return answerMain(globalThis.main, payload);
-  }
+  if (globalThis.scriptOutput !== undefined) return undefined; // it answered while loading
+  // A CommonJS bundle exporting its handler (style B: `export default handle(app)` built as CJS/IIFE)
+  const handler = typeof exported === "function" ? exported
+    : exported && typeof exported.default === "function" ? exported.default : null;
+  if (handler) return answerMain(handler, payload);
+  if (typeof globalThis.main === "function") return answerMain(globalThis.main, payload);
   return undefined; // a bundle that answers by itself (style B, or A with its own glue)
 }
 
