@@ -18,6 +18,9 @@ from .request import AgentRequest
 from .response import HEAD_MAGIC, AgentResponse, BadAgentAnswer, parse_head, parse_output
 
 ENTRY = "runAgent"
+# Put in ``chunks`` instead of the final None when a streamed answer ends badly (failed or too
+# large): the caller must not present what it sent as a complete answer.
+INCOMPLETE = object()
 
 
 @dataclass
@@ -77,9 +80,12 @@ class AgentRun:
         return self._head_parsed
 
     def _body_chunk(self, data: bytes) -> None:
+        if self._too_big:
+            return
         self._sent += len(data)
         if self._sent > self.max_body:
             self._too_big = True
+            self.instance.cancel()  # aborts the agent's request.signal: nobody reads the rest
             return
         self.chunks.put_nowait(data)
 
@@ -90,10 +96,12 @@ class AgentRun:
         streamed = self._head_parsed and not self.head.exception()
         message = error.describe() if error else None
         kind = error.kind if error else None
+        logs = result.logs
         if streamed:
-            self.chunks.put_nowait(None)
             if self._too_big and not error:
                 message, kind = f"the agent's answer is larger than {self.max_body} bytes", "answer_too_large"
+                logs.append(LogRecord("error", message))
+            self.chunks.put_nowait(INCOMPLETE if message else None)
         elif error is None:
             try:
                 if len(self._buffer) > self.max_body:
@@ -101,11 +109,12 @@ class AgentRun:
                 response = parse_output(bytes(self._buffer))
             except BadAgentAnswer as exc:
                 message, kind = str(exc), "bad_answer" if "larger" not in str(exc) else "answer_too_large"
+                logs.append(LogRecord("error", message))
             if response is not None and not self.head.done():
                 self.head.set_result(response)
         if not self.head.done():
             self.head.set_exception(AgentFailed(message or "the agent failed", kind or "error"))
-        return AgentResult(response, message, kind, result.logs, result.duration, streamed)
+        return AgentResult(response, message, kind, logs, result.duration, streamed)
 
 
 class AgentFailed(Exception):
@@ -122,8 +131,11 @@ async def call_agent(code: str, request: AgentRequest, *, limits: Limits = Limit
     if result.streamed:
         head = run.head.result()
         body = bytearray()
-        while (chunk := run.chunks.get_nowait()) is not None:
+        while isinstance(chunk := run.chunks.get_nowait(), bytes):
             body += chunk
+        if chunk is INCOMPLETE:
+            result.response = None
+            return result
         result.response = AgentResponse(head.status, head.headers, bytes(body))
     return result
 

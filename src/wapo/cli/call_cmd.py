@@ -29,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", "-d", default=None, metavar="BODY", help="request body (@FILE reads a file)")
     p.add_argument("--secret", default=None, metavar="JSON", help="the secrets the agent receives (a JSON object)")
     p.add_argument("--body-only", action="store_true", help="print only the body")
+    p.set_defaults(parser=p)
     data_dir_argument(p)
     limit_arguments(p)
 
@@ -85,8 +86,8 @@ def _load(args: argparse.Namespace) -> tuple[str, str, str]:
     return code.decode("utf-8"), f"{cid}.js", cid
 
 
-def run(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
-    error = parser.error if parser else (lambda m: (_ for _ in ()).throw(SystemExit(m)))
+def run(args: argparse.Namespace) -> int:
+    error = args.parser.error
     request = _request(args, error)
     try:
         limits = limits_from(args)

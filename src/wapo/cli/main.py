@@ -31,8 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    if args.command == "call":
-        return call_cmd.run(args, parser)
     return COMMANDS[args.command].run(args)
 
 

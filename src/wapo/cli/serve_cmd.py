@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..gateway.config import GatewayConfig, load_config
-from .common import data_dir, data_dir_argument, open_store
+from .common import data_dir, data_dir_argument
 from .exec_cmd import _duration, _size
 
 
@@ -66,8 +66,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"wapo serve: {exc}", file=sys.stderr)
         return 2
     wapojs_module()  # build or load the guest before listening, not on the first request
-    with open_store(args) as store:
-        sample = store.put_code(SAMPLE_AGENT.encode())
+    from ..store import Store, StoreError
+    try:
+        with Store(config.data_dir) as store:  # the gateway's data directory, wherever it was configured
+            sample = store.put_code(SAMPLE_AGENT.encode())
+    except StoreError as exc:
+        print(f"wapo serve: {exc}", file=sys.stderr)
+        return 1
     base = f"http://{config.host if ':' not in config.host else f'[{config.host}]'}:{config.port}"
 
     def ready() -> None:

@@ -13,6 +13,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from ..agent import AgentFailed, AgentRequest, AgentRun
+from ..agent.runner import INCOMPLETE
 from ..host.keys import default_data_dir
 from ..store import InvalidCID, Store, VaultForbidden, VaultNotFound, format_text, parse_cid
 from .config import GatewayConfig
@@ -23,10 +24,12 @@ from .metrics import Metrics
 log = logging.getLogger("wapo.gateway")
 
 REQUEST_ID_HEADER = "X-Request-Id"
+REQUEST_ID = web.RequestKey("request_id", str)
 STORE = web.AppKey("store", Store)
 CONFIG = web.AppKey("config", GatewayConfig)
 METRICS = web.AppKey("metrics", Metrics)
 LOGS = web.AppKey("logs", LogWriter)
+BACKGROUND = web.AppKey("background", set)
 CODE_CACHE = web.AppKey("code_cache", dict)
 CODE_CACHE_BYTES = 64 * 1024 * 1024  # content by CID never changes: keep recent code decoded in memory
 DISCONNECT_POLL = 0.1
@@ -43,7 +46,7 @@ def error_response(status: int, message: str, request_id: str, **extra: object) 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler):
     request_id = uuid.uuid4().hex
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     metrics = request.app[METRICS]
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     try:
@@ -93,7 +96,7 @@ def agent_url(request: web.Request, config: GatewayConfig, path: str, query: lis
 
 
 async def handle_agent(request: web.Request) -> web.StreamResponse:
-    app, request_id = request.app, request["request_id"]
+    app, request_id = request.app, request[REQUEST_ID]
     config, store, metrics = app[CONFIG], app[STORE], app[METRICS]
     try:
         cid = parse_cid(request.match_info["cid"]).v0
@@ -145,8 +148,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
 
 
 async def run_agent(request: web.Request, cid: str, code: str, agent_request: AgentRequest) -> web.StreamResponse:
-    app, request_id = request.app, request["request_id"]
-    config, store, metrics = app[CONFIG], app[STORE], app[METRICS]
+    app, request_id = request.app, request[REQUEST_ID]
+    config, metrics = app[CONFIG], app[METRICS]
     started = time.monotonic()
     log_entries: list[tuple[str, str, float]] = [
         ("START", f"Request: {request.method} {request.rel_url.path}", time.time())]
@@ -170,18 +173,25 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
             response = web.StreamResponse(status=head.status)
             _copy_headers(head, response, request_id)
             await response.prepare(request)
+            complete = False
             try:
-                while (chunk := await run.chunks.get()) is not None:
+                while isinstance(chunk := await run.chunks.get(), bytes):
                     await response.write(chunk)
+                complete = chunk is None
             except ConnectionResetError:
-                run.instance.cancel()  # aborts the agent's request.signal
-                try:
-                    await asyncio.wait_for(asyncio.shield(task), timeout=DISCONNECT_GRACE)
-                except asyncio.TimeoutError:
-                    pass  # it runs on to its own limits; its logs are not kept
-                raise
-            result = await task
-            await response.write_eof()
+                run.instance.cancel()  # the client left: abort the agent's request.signal
+                metrics.errors.labels("client_disconnected").inc()
+            if complete:
+                result = await task
+                await response.write_eof()
+            else:
+                # failed or too large after the head was sent: end the connection without the final
+                # chunk, so the client sees a truncated answer, never a complete 200
+                if request.transport is not None:
+                    request.transport.close()
+                result = await _finish_soon(task)
+                if result is None:
+                    return response
         else:
             result = await task
             response = web.Response(status=head.status, body=head.body)
@@ -191,14 +201,36 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
         return response
     finally:
         watcher.cancel()
+        if task.done():
+            await _store_run_logs(app, cid, request_id, log_entries, task, started)
+        else:  # the agent outlives its client: keep its logs when it ends (within its own limits)
+            pending = asyncio.create_task(_store_run_logs(app, cid, request_id, log_entries, task, started))
+            app[BACKGROUND].add(pending)
+            pending.add_done_callback(app[BACKGROUND].discard)
+
+
+async def _finish_soon(task: asyncio.Task):
+    """The task's result if it ends within the grace period, else None (it runs on)."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), timeout=DISCONNECT_GRACE)
+    except asyncio.TimeoutError:
+        return None
+
+
+async def _store_run_logs(app: web.Application, cid: str, request_id: str, entries: list,
+                          task: asyncio.Task, started: float) -> None:
+    metrics = app[METRICS]
+    try:
+        result = await task
+        entries += [(rec.level, rec.message, rec.time) for rec in result.logs]
+    except Exception:
+        log.exception("agent run %s failed in the host", request_id)
+    finally:
         metrics.live.dec()
         duration = time.monotonic() - started
         metrics.run_seconds.observe(duration)
-        if task.done() and not task.cancelled() and task.exception() is None:
-            result = task.result()
-            log_entries += [(rec.level, rec.message, rec.time) for rec in result.logs]
-        log_entries.append(("END", f"Request: Duration: {duration * 1000:.0f} ms", time.time()))
-        await app[LOGS].write(cid, request_id, log_entries)
+    entries.append(("END", f"Request: Duration: {duration * 1000:.0f} ms", time.time()))
+    await app[LOGS].write(cid, request_id, entries)
 
 
 async def _abort_on_disconnect(request: web.Request, run: AgentRun) -> None:
@@ -221,7 +253,7 @@ def _copy_headers(head, response: web.StreamResponse, request_id: str) -> None:
 # --- vaults -------------------------------------------------------------------------
 
 async def create_vault(request: web.Request) -> web.Response:
-    request_id, store = request["request_id"], request.app[STORE]
+    request_id, store = request[REQUEST_ID], request.app[STORE]
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError):
@@ -248,7 +280,7 @@ async def create_vault(request: web.Request) -> web.Response:
 
 
 async def get_vault(request: web.Request) -> web.Response:
-    request_id, store = request["request_id"], request.app[STORE]
+    request_id, store = request[REQUEST_ID], request.app[STORE]
     try:
         vault = await asyncio.to_thread(store.get_vault, request.match_info["key"], request.match_info["token"])
     except VaultNotFound:
@@ -259,7 +291,7 @@ async def get_vault(request: web.Request) -> web.Response:
 # --- logs ---------------------------------------------------------------------------
 
 async def get_logs(request: web.Request) -> web.Response:
-    request_id, store = request["request_id"], request.app[STORE]
+    request_id, store = request[REQUEST_ID], request.app[STORE]
     try:
         cid = parse_cid(request.match_info["cid"]).v0
     except InvalidCID as exc:
@@ -298,8 +330,11 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
     app[METRICS] = Metrics()
     app[LOGS] = LogWriter(app[STORE])
     app[CODE_CACHE] = {}
+    app[BACKGROUND] = set()
 
     async def flush_logs(app: web.Application) -> None:
+        if app[BACKGROUND]:
+            await asyncio.wait(list(app[BACKGROUND]), timeout=DISCONNECT_GRACE)
         await app[LOGS].close()
 
     app.on_cleanup.append(flush_logs)

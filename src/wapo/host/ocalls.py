@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Union
 
 from . import scale
 from .abi import Call, ErrorCode, OcallError, err, i32, ok, to_signed_i64, u32
-from . import services
+from . import net, services
 from .resources import InputChannel, Oneshot, Timer
 
 if TYPE_CHECKING:
@@ -123,8 +123,10 @@ def poll_shutdown(st: GuestState, task: int, waker: int, res: int, *_: int) -> i
 
 @handles(Call.POLL_RES)
 def poll_res(st: GuestState, task: int, waker: int, res: int, *_: int) -> int:
-    st.resources.get(i32(res))
-    raise OcallError(ErrorCode.UNSUPPORTED_OPERATION, "no resource of this host finishes with a new resource yet")
+    resource = st.resources.get(i32(res))
+    if not isinstance(resource, net.TcpConnecting):
+        raise OcallError(ErrorCode.UNSUPPORTED_OPERATION, f"a {resource.kind} does not finish with a new resource")
+    return resource.poll_res(st, task, i32(waker))
 
 
 @handles(Call.CREATE_TIMER)
@@ -173,6 +175,42 @@ def create_input_channel(st: GuestState, task: int, kind: int, *_: int) -> bytes
     if kind in st.ended_input:
         channel.end()
     return scale.i32(rid)
+
+
+# TCP and TLS (wapo.host.net; shapes in docs/abi.md)
+
+def _encoded_input(st: GuestState, ptr: int, length: int) -> bytes:
+    if u32(length) > net.sockets.MAX_ENCODED_INPUT:
+        raise OcallError(ErrorCode.INVALID_PARAMETER, "encoded input too long")
+    return st.memory.read(ptr, length)
+
+
+@handles(Call.TCP_LISTEN)
+def tcp_listen(st: GuestState, task: int, ptr: int, length: int, *_: int) -> int:
+    return net.tcp_listen(st, _encoded_input(st, ptr, length))
+
+
+@handles(Call.TCP_ACCEPT)
+def tcp_accept(st: GuestState, task: int, waker: int, res: int, *_: int) -> bytes:
+    rid, peer = net.tcp_accept(st, task, i32(waker), i32(res))
+    return scale.i32(rid) + scale.vec_u8(peer.encode())
+
+
+@handles(Call.TCP_ACCEPT_NO_ADDR)
+def tcp_accept_no_addr(st: GuestState, task: int, waker: int, res: int, *_: int) -> int:
+    return net.tcp_accept(st, task, i32(waker), i32(res))[0]
+
+
+@handles(Call.TCP_CONNECT)
+def tcp_connect(st: GuestState, task: int, ptr: int, length: int, port: int, _3: int) -> int:
+    if u32(length) > net.sockets.MAX_HOST_NAME:
+        raise OcallError(ErrorCode.INVALID_PARAMETER, f"host names are at most {net.sockets.MAX_HOST_NAME} bytes")
+    return net.tcp_connect(st, st.memory.read(ptr, length), port)
+
+
+@handles(Call.TCP_CONNECT_TLS)
+def tcp_connect_tls(st: GuestState, task: int, ptr: int, length: int, *_: int) -> int:
+    return net.tcp_connect_tls(st, _encoded_input(st, ptr, length))
 
 
 # --- the outside world ---------------------------------------------------------

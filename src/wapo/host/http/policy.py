@@ -143,13 +143,25 @@ class HttpLimits:
 
 @dataclass(frozen=True)
 class NetworkPolicy:
-    """What a run may do on the network: the address policy and the fetch limits."""
+    """What a run may do on the network: the address policy and the fetch limits.
+
+    TCP (``wapo.host.net``) uses the same address policy, plus: ``listen_ports``, the inclusive
+    port range tcp_listen may bind (None: listening is Forbidden), and ``tls_extra_ca``, a PEM
+    file of CAs trusted by tcp_connect_tls in addition to the system roots (tests, private CAs).
+    """
 
     allow: tuple[IPNetwork, ...] = ()
     http: HttpLimits = field(default_factory=HttpLimits)
+    listen_ports: tuple[int, int] | None = None
+    tls_extra_ca: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allow", tuple(parse_cidr(c) if isinstance(c, str) else c for c in self.allow))
+        if self.listen_ports is not None:
+            low, high = self.listen_ports
+            if not 1 <= low <= high <= 65535:
+                raise ValueError(f"invalid listen port range {low}-{high}: use 1 <= low <= high <= 65535")
+            object.__setattr__(self, "listen_ports", (int(low), int(high)))
 
     @property
     def addresses(self) -> AddressPolicy:

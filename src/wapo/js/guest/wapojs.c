@@ -464,10 +464,13 @@ static bool fail_on_unhandled_rejection(void)
     JSContext *ctx = S.ctx;
     JSValue reason = JS_PromiseResult(ctx, S.rejections[0]);
     Buf b = {0};
-    buf_put(&b, "Uncaught (in promise) ", 22);
+    /* running out of memory inside an async function is still the memory limit */
+    int kind = is_out_of_memory(ctx, reason) ? REPORT_MEMORY_LIMIT : REPORT_UNHANDLED_REJECTION;
+    if (kind == REPORT_UNHANDLED_REJECTION)
+        buf_put(&b, "Uncaught (in promise) ", 22);
     buf_put_inspect(ctx, &b, reason);
     JS_FreeValue(ctx, reason);
-    host_report(REPORT_UNHANDLED_REJECTION, b.buf ? b.buf : "", b.len);
+    host_report(kind, b.buf ? b.buf : "", b.len);
     free(b.buf);
     S.finished = true;
     return true;

@@ -81,6 +81,7 @@ async function respond(target, req, init) {
   write(HEAD_MAGIC + JSON.stringify(head) + "\n");
   if (response.body) {
     const reader = response.body.getReader();
+    init.signal.addEventListener("abort", () => reader.cancel(init.signal.reason).catch(() => {})); // the client left: cancel the body (its source's cancel() runs)
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
