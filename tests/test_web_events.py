@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 
-
-def out(js, code, *args):
-    r = js(code, *args)
-    assert r.ok, r.error
-    return json.loads(r.output)
+from jscases import out
 
 
 def test_listener_order_options_and_return_value(js):

@@ -3,13 +3,8 @@ and the prelude's process and localStorage."""
 
 from __future__ import annotations
 
-import json
 
-
-def out(js, code, *args):
-    r = js(code, *args)
-    assert r.ok, r.error
-    return json.loads(r.output)
+from jscases import out
 
 
 def test_atob_btoa_follow_forgiving_base64(js):

@@ -6,33 +6,7 @@ thrown error as "!Name: message") and the script outputs them all as JSON.
 
 from __future__ import annotations
 
-import json
-
-HARNESS = """
-const results = {};
-const cases = [];
-function case_(name, fn) { cases.push([name, fn]); }
-const errName = (e) => (e && e.name) ? e.name : String(e);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function readAll(stream) {
-  const reader = stream.getReader(); const out = [];
-  for (;;) { const { value, done } = await reader.read(); if (done) return out; out.push(value); }
-}
-(async () => {
-  for (const [name, fn] of cases) {
-    results[name] = '!unfinished';
-    scriptOutput = JSON.stringify(results);  // a case that never settles shows as unfinished
-    try { results[name] = await fn(); } catch (e) { results[name] = '!' + errName(e) + ': ' + (e && e.message); }
-  }
-  scriptOutput = JSON.stringify(results);
-})();
-"""
-
-
-def run_cases(js, body: str) -> dict:
-    r = js(HARNESS.replace("(async () => {", body + "\n(async () => {", 1).replace("case(", "case_("))
-    assert r.ok, r.error
-    return json.loads(r.output)
+from jscases import run_cases
 
 
 def test_readable_stream_basics(js):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+
+from jscases import out
 from pathlib import Path
 
 import pytest
@@ -100,12 +102,6 @@ def test_wpt_url_data(js, kind):
     for f in result["failures"][:50]:
         print("  FAIL", f)
     assert result["pass"] >= EXPECTED_PASSES[kind], result["failures"][:20]
-
-
-def out(js, code, *args):
-    r = js(code, *args)
-    assert r.ok, r.error
-    return json.loads(r.output)
 
 
 def test_invalid_url_is_a_type_error(js):

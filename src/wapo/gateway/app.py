@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -13,7 +12,6 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from ..agent import AgentFailed, AgentRequest, AgentRun
-from ..agent.runner import INCOMPLETE
 from ..host.keys import default_data_dir
 from ..store import InvalidCID, Store, VaultForbidden, VaultNotFound, format_text, parse_cid
 from .config import GatewayConfig
@@ -97,7 +95,7 @@ def agent_url(request: web.Request, config: GatewayConfig, path: str, query: lis
 
 async def handle_agent(request: web.Request) -> web.StreamResponse:
     app, request_id = request.app, request[REQUEST_ID]
-    config, store, metrics = app[CONFIG], app[STORE], app[METRICS]
+    config, store = app[CONFIG], app[STORE]
     try:
         cid = parse_cid(request.match_info["cid"]).v0
     except InvalidCID as exc:
@@ -280,7 +278,7 @@ async def create_vault(request: web.Request) -> web.Response:
 
 
 async def get_vault(request: web.Request) -> web.Response:
-    request_id, store = request[REQUEST_ID], request.app[STORE]
+    store = request.app[STORE]
     try:
         vault = await asyncio.to_thread(store.get_vault, request.match_info["key"], request.match_info["token"])
     except VaultNotFound:

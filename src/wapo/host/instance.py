@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from .abi import Call, ErrorCode, err, to_signed_i64
+from .abi import ErrorCode, err, to_signed_i64
 from .engine import EPOCH_TICK, MAX_WASM_STACK, EngineConfig, get_engine
 from .errors import GuestError, GuestLoadError, GuestTrap, LimitExceeded, RunError, UnhandledRejection
 from .keys import NodeKey, node_key

@@ -9,7 +9,6 @@ HTTP): nothing here knows which language the guest is written in.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import struct
 from typing import TYPE_CHECKING, Callable
