@@ -35,7 +35,8 @@ class AgentResult:
 
 class AgentRun:
     def __init__(self, code: str, request: AgentRequest, *, limits: Limits = Limits(), name: str = "agent.js",
-                 app_id: str = "", data_dir: Path | None = None, max_body: int = 16 * 1024 * 1024) -> None:
+                 app_id: str = "", data_dir: Path | None = None, max_body: int = 16 * 1024 * 1024,
+                 network=None) -> None:
         self.request = request
         self.max_body = max_body
         self.head: asyncio.Future[AgentResponse] = asyncio.get_running_loop().create_future()
@@ -48,7 +49,8 @@ class AgentRun:
         self._too_big = False
         address = hashlib.sha256(b"wapo-agent:" + (app_id or code).encode()).digest()
         self.instance = js_instance(code, [request.payload_json()], limits=limits, name=name, entry=ENTRY,
-                                    data_dir=data_dir, on_output=self._on_output, app_address=address)
+                                    data_dir=data_dir, on_output=self._on_output, app_address=address,
+                                    network=network)
 
     def _on_output(self, data: bytes) -> None:
         if self._head_parsed:
@@ -124,9 +126,10 @@ class AgentFailed(Exception):
 
 
 async def call_agent(code: str, request: AgentRequest, *, limits: Limits = Limits(), name: str = "agent.js",
-                     app_id: str = "", data_dir: Path | None = None) -> AgentResult:
-    """Run an agent to completion and return its whole answer (streamed bodies are collected)."""
-    run = AgentRun(code, request, limits=limits, name=name, app_id=app_id, data_dir=data_dir)
+                     app_id: str = "", data_dir: Path | None = None, network=None) -> AgentResult:
+    """Run an agent to completion and return its whole answer (streamed bodies are collected).
+    ``network`` is a ``wapo.host.http.NetworkPolicy`` (None: the defaults)."""
+    run = AgentRun(code, request, limits=limits, name=name, app_id=app_id, data_dir=data_dir, network=network)
     result = await run.run()
     if result.streamed:
         head = run.head.result()

@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode
 from ..agent import AgentRequest, call_agent
 from ..store import InvalidCID, parse_cid
 from .common import data_dir, data_dir_argument, open_store
-from .exec_cmd import limit_arguments, limits_from, print_log
+from .exec_cmd import limit_arguments, limits_from, network_from, print_log
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -91,11 +91,12 @@ def run(args: argparse.Namespace) -> int:
     request = _request(args, error)
     try:
         limits = limits_from(args)
+        network = network_from(args)
     except ValueError as exc:
         error(str(exc))
     code, name, app_id = _load(args)
     result = asyncio.run(call_agent(code, request, limits=limits, name=name, app_id=app_id,
-                                    data_dir=data_dir(args)))
+                                    data_dir=data_dir(args), network=network))
     for record in result.logs:
         print_log(record)
     if result.response is None:

@@ -22,6 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--debug", action="store_true", help="show agent errors to callers")
     p.add_argument("--ipfs-gateway", action="append", default=[], metavar="URL",
                    help="fetch unknown CIDs from this IPFS HTTP gateway (repeatable; verified against the CID)")
+    p.add_argument("--allow-address", action="append", default=[], metavar="CIDR",
+                   help="let agents reach this range although loopback/private/link-local (repeatable)")
     p.add_argument("--memory-limit", type=_size, default=None, metavar="SIZE", help="per run (default 100MB)")
     p.add_argument("--time-limit", type=_duration, default=None, metavar="DURATION", help="per run (default 60s)")
     p.add_argument("--burst-limit", type=_duration, default=None, metavar="DURATION", help="per run (default 1s)")
@@ -40,6 +42,9 @@ def config_from(args: argparse.Namespace) -> GatewayConfig:
         changes["debug"] = True
     if args.ipfs_gateway:
         changes["ipfs_gateways"] = tuple(args.ipfs_gateway)
+    if args.allow_address:
+        from ..host.http.policy import parse_cidr
+        changes["allow_addresses"] = tuple(str(parse_cidr(c)) for c in args.allow_address)
     limits = {}
     if args.memory_limit is not None:
         limits["memory"] = args.memory_limit

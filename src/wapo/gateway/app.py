@@ -28,6 +28,7 @@ CONFIG = web.AppKey("config", GatewayConfig)
 METRICS = web.AppKey("metrics", Metrics)
 LOGS = web.AppKey("logs", LogWriter)
 BACKGROUND = web.AppKey("background", set)
+NETWORK = web.AppKey("network", object)
 CODE_CACHE = web.AppKey("code_cache", dict)
 CODE_CACHE_BYTES = 64 * 1024 * 1024  # content by CID never changes: keep recent code decoded in memory
 DISCONNECT_POLL = 0.1
@@ -152,7 +153,7 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
     log_entries: list[tuple[str, str, float]] = [
         ("START", f"Request: {request.method} {request.rel_url.path}", time.time())]
     run = AgentRun(code, agent_request, limits=config.limits_for(cid), name=f"{cid}.js", app_id=cid,
-                   data_dir=config.data_dir, max_body=config.max_answer)
+                   data_dir=config.data_dir, max_body=config.max_answer, network=app[NETWORK])
     metrics.live.inc()
     task = asyncio.create_task(run.run())
     watcher = asyncio.create_task(_abort_on_disconnect(request, run))
@@ -329,6 +330,7 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
     app[LOGS] = LogWriter(app[STORE])
     app[CODE_CACHE] = {}
     app[BACKGROUND] = set()
+    app[NETWORK] = config.network()
 
     async def flush_logs(app: web.Application) -> None:
         if app[BACKGROUND]:

@@ -28,7 +28,12 @@ class GatewayConfig:
     ipfs_timeout: float = 30.0
     max_code_size: int = 20 * MB
     public_url: str | None = None  # the base URL agents see in request.url; default from the request
-    allow_addresses: tuple = ()  # CIDRs fetch may reach although private/loopback
+    allow_addresses: tuple[str, ...] = ()  # CIDRs agents may reach although loopback/private/...
+
+    def network(self):
+        """The network policy of every run (fetch and sockets)."""
+        from ..host.http.policy import NetworkPolicy
+        return NetworkPolicy(allow=self.allow_addresses)
 
     def limits_for(self, cid: str) -> Limits:
         """The server limits, overridden per CID but never above ``max_limits``."""
@@ -78,6 +83,8 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     for key in ("max_request_body", "max_answer", "max_code_size"):
         if key in data:
             changes[key] = parse_size(str(data[key]))
+    if "allow_addresses" in data:
+        changes["allow_addresses"] = tuple(str(c) for c in data["allow_addresses"])
     if "ipfs_gateways" in data:
         changes["ipfs_gateways"] = tuple(data["ipfs_gateways"])
     if "limits" in data:

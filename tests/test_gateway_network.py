@@ -1,0 +1,96 @@
+"""The address policy reaches agents: denied by default, allowed by configuration (gateway and `wapo call`)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import aiohttp
+from aiohttp import web
+
+from wapo.gateway.app import make_app
+from wapo.gateway.config import GatewayConfig
+from wapo.store import Store
+
+FETCHER = """\
+async function main(request) {
+  const req = JSON.parse(request);
+  try {
+    const r = await fetch(req.queries.target[0]);
+    return JSON.stringify({status: 200, body: "got " + (await r.text())});
+  } catch (e) {
+    return JSON.stringify({status: 502, body: e.name + ": " + e.message});
+  }
+}
+"""
+
+
+async def _start(app: web.Application) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]
+
+
+def _pong_app() -> web.Application:
+    app = web.Application()
+
+    async def pong(request: web.Request) -> web.Response:
+        return web.Response(text="pong")
+
+    app.router.add_get("/", pong)
+    return app
+
+
+def _through_gateway(tmp_path, allow: tuple[str, ...]) -> tuple[int, str]:
+    async def scenario() -> tuple[int, str]:
+        store = Store(tmp_path / "data")
+        cid = store.put_code(FETCHER.encode())
+        upstream, upstream_port = await _start(_pong_app())
+        gateway, port = await _start(make_app(GatewayConfig(data_dir=tmp_path / "data", allow_addresses=allow), store))
+        try:
+            async with aiohttp.ClientSession() as session:
+                url = f"http://127.0.0.1:{port}/ipfs/{cid}"
+                async with session.get(url, params={"target": f"http://127.0.0.1:{upstream_port}/"}) as r:
+                    return r.status, await r.text()
+        finally:
+            await gateway.cleanup()
+            await upstream.cleanup()
+
+    return asyncio.run(asyncio.wait_for(scenario(), 120))
+
+
+def test_gateway_denies_loopback_by_default(tmp_path):
+    status, body = _through_gateway(tmp_path, ())
+    assert status == 502
+    assert body.startswith("TypeError:") and "127.0.0.1" in body and "not allowed" in body
+
+
+def test_gateway_allows_configured_addresses(tmp_path):
+    assert _through_gateway(tmp_path, ("127.0.0.1/32",)) == (200, "got pong")
+
+
+def test_wapo_call_allow_address(tmp_path):
+    agent = tmp_path / "fetcher.js"
+    agent.write_text(FETCHER)
+
+    async def scenario() -> list[subprocess.CompletedProcess]:
+        upstream, upstream_port = await _start(_pong_app())
+        try:
+            results = []
+            for extra in ([], ["--allow-address", "127.0.0.1/32"]):
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "wapo.cli.main", "call", str(agent), "--body-only",
+                    "--query", f"target=http://127.0.0.1:{upstream_port}/", "--data-dir", str(tmp_path / "d"), *extra,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                out, err = await asyncio.wait_for(proc.communicate(), 120)
+                results.append((proc.returncode, out.decode(), err.decode()))
+            return results
+        finally:
+            await upstream.cleanup()
+
+    (rc1, out1, _), (rc2, out2, err2) = asyncio.run(scenario())
+    assert rc1 == 0 and out1.startswith("TypeError:") and "not allowed" in out1
+    assert rc2 == 0 and out2 == "got pong", err2
