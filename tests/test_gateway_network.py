@@ -94,3 +94,20 @@ def test_wapo_call_allow_address(tmp_path):
     (rc1, out1, _), (rc2, out2, err2) = asyncio.run(scenario())
     assert rc1 == 0 and out1.startswith("TypeError:") and "not allowed" in out1
     assert rc2 == 0 and out2 == "got pong", err2
+
+
+def test_config_file(tmp_path):
+    from wapo.gateway.config import load_config
+    from wapo.host import Limits
+    path = tmp_path / "wapo.toml"
+    path.write_text('port = 8124\nlog_max_per_cid = 50\nlog_max_age = "2d"\nallow_addresses = ["127.0.0.1/32"]\n'
+                    '[limits]\nmemory = "64MB"\nburst = "500ms"\n'
+                    '[cid."QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"]\ntime = "5s"\n')
+    c = load_config(path)
+    assert (c.port, c.log_max_per_cid, c.log_max_age, c.allow_addresses) == (8124, 50, 172800.0, ("127.0.0.1/32",))
+    assert c.limits == Limits(memory=64_000_000, burst=0.5)
+    assert c.limits_for("QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o").time == 5.0
+    path.write_text("port = [")
+    import pytest
+    with pytest.raises(ValueError, match="cannot read config"):
+        load_config(path)

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from ..agent import AgentFailed, AgentRequest, AgentRun
 from ..host.keys import default_data_dir
-from ..store import InvalidCID, Store, VaultForbidden, VaultNotFound, format_text, parse_cid
+from ..store import InvalidCID, LogRetention, Store, VaultForbidden, VaultNotFound, format_text, parse_cid
 from .config import GatewayConfig
 from .ipfs import CodeNotFound, fetch_from_gateways
 from .logwriter import LogWriter
@@ -325,7 +325,8 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
     config = config.with_(data_dir=Path(data_dir))
     app = web.Application(middlewares=[request_id_middleware], client_max_size=config.max_request_body)
     app[CONFIG] = config
-    app[STORE] = store or Store(config.data_dir)
+    app[STORE] = store or Store(config.data_dir, log_retention=LogRetention(
+        max_per_cid=config.log_max_per_cid, max_age=config.log_max_age or None))
     app[METRICS] = Metrics()
     app[LOGS] = LogWriter(app[STORE])
     app[CODE_CACHE] = {}

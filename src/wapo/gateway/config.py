@@ -28,6 +28,8 @@ class GatewayConfig:
     ipfs_timeout: float = 30.0
     max_code_size: int = 20 * MB
     public_url: str | None = None  # the base URL agents see in request.url; default from the request
+    log_max_per_cid: int = 10_000  # log retention: records kept per CID
+    log_max_age: float = 7 * 24 * 3600  # log retention: seconds (0 = forever)
     allow_addresses: tuple[str, ...] = ()  # CIDRs agents may reach although loopback/private/...
 
     def network(self):
@@ -83,6 +85,10 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     for key in ("max_request_body", "max_answer", "max_code_size"):
         if key in data:
             changes[key] = parse_size(str(data[key]))
+    if "log_max_per_cid" in data:
+        changes["log_max_per_cid"] = int(data["log_max_per_cid"])
+    if "log_max_age" in data:
+        changes["log_max_age"] = parse_duration(str(data["log_max_age"]))
     if "allow_addresses" in data:
         changes["allow_addresses"] = tuple(str(c) for c in data["allow_addresses"])
     if "ipfs_gateways" in data:
