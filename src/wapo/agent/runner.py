@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,7 +49,10 @@ class AgentRun:
         self._sent = 0
         self._too_big = False
         address = hashlib.sha256(b"wapo-agent:" + (app_id or code).encode()).digest()
+        # style B agents read their secrets as process.env.secret: a JSON string, '""' without any
+        secret = json.dumps(request.secret if request.secret else "", ensure_ascii=False, separators=(",", ":"))
         self.instance = js_instance(code, [request.payload_json()], limits=limits, name=name, entry=ENTRY,
+                                    env=[("secret", secret)],
                                     data_dir=data_dir, on_output=self._on_output, app_address=address,
                                     network=network)
 

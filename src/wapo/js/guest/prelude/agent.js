@@ -94,9 +94,8 @@ async function respond(target, req, init) {
 async function runAgent(code, name, isModule) {
   const payload = scriptArgs[0] === undefined ? "{}" : scriptArgs[0];
   const req = JSON.parse(payload);
-  const secret = req.secret && typeof req.secret === "object" ? req.secret : null;
-  if (typeof process === "undefined") globalThis.process = { env: {} };
-  process.env.secret = JSON.stringify(secret && Object.keys(secret).length ? secret : "");
+  // process.env.secret arrives through the sandbox environment (see wapo/agent/runner.py), so an
+  // agent that never touches `process` does not pay for loading it.
   globalThis.module = { exports: {} };
   globalThis.exports = globalThis.module.exports;
 
