@@ -33,7 +33,6 @@ class ProcessExit extends Error {
   }
 }
 
-const startNs = BigInt(Math.round(performance.now() * 1e6));
 function hrtime(prev = undefined) {
   const ns = BigInt(Math.round(performance.now() * 1e6));
   let sec = Number(ns / 1000000000n), nsec = Number(ns % 1000000000n);
@@ -44,13 +43,23 @@ function hrtime(prev = undefined) {
   }
   return [sec, nsec];
 }
-hrtime.bigint = () => BigInt(Math.round(performance.now() * 1e6)) - startNs;
+hrtime.bigint = () => BigInt(Math.round(performance.now() * 1e6));
 
-const args = typeof scriptArgs !== "undefined" && Array.isArray(scriptArgs) ? scriptArgs.map(String) : [];
+// env and argv are read on first use, not when this module loads: the module may be loaded
+// before the run's arguments exist (a pre-initialized snapshot).
+let env, argv;
 
 const process = {
-  env: readEnv(),
-  argv: ["wapojs", ...args],
+  get env() { return env === undefined ? (env = readEnv()) : env; },
+  set env(value) { env = value; },
+  get argv() {
+    if (argv === undefined) {
+      const args = typeof scriptArgs !== "undefined" && Array.isArray(scriptArgs) ? scriptArgs.map(String) : [];
+      argv = ["wapojs", ...args];
+    }
+    return argv;
+  },
+  set argv(value) { argv = value; },
   argv0: "wapojs",
   execArgv: [],
   exitCode: undefined,
