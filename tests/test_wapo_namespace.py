@@ -205,7 +205,8 @@ def test_http_request_without_fetch_and_websockets(js):
     """)
     out = _json(r)
     assert "needs the fetch API" in out[0]
-    assert all("not supported yet" in m for m in out[1:]), out
+    assert "callback must be a function" in out[1]
+    assert all("not a WebSocket handle" in m for m in out[2:]), out
 
 
 # ---- Wapo.run ---------------------------------------------------------------------------------

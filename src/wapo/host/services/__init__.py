@@ -60,3 +60,4 @@ from . import digest  # noqa: E402,F401
 from . import crypto  # noqa: E402,F401
 from . import run  # noqa: E402,F401
 from . import http  # noqa: E402,F401
+from . import sockets, websocket  # noqa: E402,F401

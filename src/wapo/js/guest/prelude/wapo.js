@@ -199,11 +199,6 @@ function httpRequest(request, callback) {
   });
 }
 
-function notYet(name) {
-  return function () {
-    throw new Error(`Wapo.${name} is not supported yet; use the WebSocket global`);
-  };
-}
 
 // ---- nested sandboxes ------------------------------------------------------------------
 
@@ -272,7 +267,11 @@ const Wapo = {
   hash, deriveSecret, memoryStats,
   get SCALE() { return globalThis.SCALE; },
   httpRequest,
-  wsOpen: notYet("wsOpen"), wsSend: notYet("wsSend"), wsClose: notYet("wsClose"),
+  // The reference's callback-style WebSocket API, over the WebSocket global (websocket.js).
+  wsOpen: (...a) => (void globalThis.WebSocket, host.websocket.wsOpen(...a)),
+  wsSend: (...a) => (void globalThis.WebSocket, host.websocket.wsSend(...a)),
+  wsClose: (...a) => (void globalThis.WebSocket, host.websocket.wsClose(...a)),
+  connect: (address, options) => globalThis.WapoSockets.connect(address, options),
   run,
 };
 Object.defineProperty(Wapo, Symbol.toStringTag, { value: "Wapo" });
