@@ -170,8 +170,10 @@ async def wapo_sandbox_split(n: int, script: str, expect: bytes) -> dict[str, li
       construct   js_instance(): argv building, app-address hash, Instance.__init__
       instantiate Store + WasiConfig + InstancePre.instantiate + export lookups
                   (+ _initialize if the guest has one)
-      first poll  wapo_poll until done: JS_NewRuntime/NewContext, globals, eval,
-                  emit scriptOutput (the ocalls happen here)
+      first poll  wapo_poll until done: per-run setup (WASI args, limits, reseed),
+                  eval, emit scriptOutput (the ocalls happen here); without the
+                  snapshot (WAPO_SNAPSHOT=0) also JS_NewRuntime/NewContext/globals
+    bench/snapshot_bench.py compares the snapshot with the plain guest.
     """
     loop = asyncio.get_running_loop()
     phases: dict[str, list[int]] = {"construct": [], "instantiate": [], "first poll": []}

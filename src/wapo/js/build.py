@@ -43,6 +43,7 @@ LDFLAGS = (
     f"-Wl,-z,stack-size={C_STACK_SIZE}",  # zig's wasm linker puts the stack first: an overflow traps
     "-Wl,--export=wapo_poll",
     "-Wl,--export=wapojs_backtrace",
+    "-Wl,--export=wapojs_init",
     "-Wl,--strip-debug",
 )
 WASM_NAME = "wapojs.wasm"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Sequence
@@ -11,6 +12,7 @@ from typing import Callable, Sequence
 from ..host import GuestModule, Instance, Limits, RunResult
 from ..host.errors import WapoError
 from ..host.limits import MIB
+from ..host.snapshot import cached_snapshot
 from . import build
 from . import services  # noqa: F401  (registers the wapojs.* host services)
 
@@ -30,10 +32,30 @@ class ScriptError(WapoError):
     """The script cannot be handed to the guest (it is not a valid argument)."""
 
 
-@lru_cache(maxsize=1)
-def wapojs_module() -> GuestModule:
-    """The WapoJS guest, built on first use if the install did not build it."""
-    return GuestModule(build.ensure_wasm().read_bytes(), name="wapojs")
+# Pre-initialized snapshot of the guest (docs/design.md, "Snapshots (issue 7)"): the QuickJS
+# runtime, context, globals and prelude accessors are made once by the `wapojs_init` export and
+# written into the module's memory image; each sandbox then starts from that image and the first
+# wapo_poll applies the per-run settings (WASI args) and reseeds. WAPO_SNAPSHOT=0 turns it off.
+SNAPSHOT_ENV = "WAPO_SNAPSHOT"
+SNAPSHOT_INIT_EXPORT = "wapojs_init"
+
+
+def snapshots_enabled() -> bool:
+    return os.environ.get(SNAPSHOT_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+@lru_cache(maxsize=2)
+def _guest_module(snapshot: bool) -> GuestModule:
+    wasm = build.ensure_wasm().read_bytes()
+    if snapshot:
+        wasm = cached_snapshot(wasm, SNAPSHOT_INIT_EXPORT)
+    return GuestModule(wasm, name="wapojs")
+
+
+def wapojs_module(snapshot: bool | None = None) -> GuestModule:
+    """The WapoJS guest, built on first use if the install did not build it; pre-initialized
+    (a snapshot) unless ``snapshot`` is False or, by default, ``WAPO_SNAPSHOT=0``."""
+    return _guest_module(snapshots_enabled() if snapshot is None else snapshot)
 
 
 def guest_args(code: str, args: Sequence[str], limits: Limits, *, module: bool, name: str | None,
@@ -72,11 +94,13 @@ def js_instance(
     entry: str | None = None,
     app_address: bytes | None = None,
     network=None,
+    snapshot: bool | None = None,
 ) -> Instance:
     """A sandbox for ``code``. ``entry`` names a prelude entry point that runs the code
-    (e.g. ``runAgent``); ``on_output`` receives output as it is emitted."""
+    (e.g. ``runAgent``); ``on_output`` receives output as it is emitted. ``snapshot`` picks the
+    pre-initialized guest or the plain one (None: ``WAPO_SNAPSHOT``, on by default)."""
     return Instance(
-        wapojs_module(),
+        wapojs_module(snapshot),
         args=guest_args(code, args, limits, module=module, name=name, entry=entry),
         env=env,
         limits=limits,

@@ -12,6 +12,10 @@
  * (failed: the error was reported first through the wapojs_report ocall).
  * Between polls the guest waits on a single host timer for its earliest JS
  * timer; it needs no ocall at all when nothing is pending.
+ *
+ * Snapshots: wapojs_init() (runtime, context, globals; no per-run input) may
+ * have run before the instance was snapshotted by the host; the first
+ * wapo_poll then only applies the WASI args and reseeds (start(), reseed()).
  */
 #include "quickjs.c"
 
@@ -88,6 +92,7 @@ typedef struct {
 static struct {
     JSRuntime *rt;
     JSContext *ctx;
+    bool init_done;  /* wapojs_init ran (maybe in the snapshot this instance came from) */
     bool started;
     bool finished;
     size_t memory_limit;
@@ -926,6 +931,7 @@ static bool parse_args(int argc, char **argv)
     return true;
 }
 
+/* Everything in the global object that needs no per-run input. */
 static bool install_globals(JSContext *ctx)
 {
     JSValue global = JS_GetGlobalObject(ctx);
@@ -933,10 +939,6 @@ static bool install_globals(JSContext *ctx)
     JS_SetPropertyFunctionList(ctx, console, console_funcs, countof(console_funcs));
     JS_SetPropertyStr(ctx, global, "console", console);
     JS_SetPropertyFunctionList(ctx, global, global_funcs, countof(global_funcs));
-    JSValue args = JS_NewArray(ctx);
-    for (int i = 0; i < S.script_argc; i++)
-        JS_SetPropertyUint32(ctx, args, i, JS_NewString(ctx, S.script_argv[i]));
-    JS_SetPropertyStr(ctx, global, "scriptArgs", args);
     JS_SetPropertyStr(ctx, global, "scriptOutput", JS_UNDEFINED);
     S.host = JS_NewObject(ctx);
     JS_SetPropertyFunctionList(ctx, S.host, host_funcs, countof(host_funcs));
@@ -945,6 +947,60 @@ static bool install_globals(JSContext *ctx)
     return true;
 }
 
+/* Runtime initialization that needs no per-run input: runtime, context, console, timers,
+ * host bindings and the lazy prelude accessors. Exported so that a host can run it once and
+ * snapshot the instance (docs/design.md, "Snapshots"); wapo_poll calls it if nobody did.
+ * Idempotent. Nothing here may depend on the run: WASI args, clocks and randomness are read
+ * in start(), after a snapshot would have been taken. On failure S.ctx stays NULL. */
+__attribute__((export_name("wapojs_init")))
+void wapojs_init(void)
+{
+    if (S.init_done)
+        return;
+    S.init_done = true;
+    S.rt = JS_NewRuntime();
+    if (!S.rt)
+        return;
+    JS_SetInterruptHandler(S.rt, interrupt_handler, NULL);
+    JS_SetHostPromiseRejectionTracker(S.rt, rejection_tracker, NULL);
+    JSContext *ctx = JS_NewContext(S.rt);
+    if (!ctx)
+        return;
+    if (!install_globals(ctx)) {
+        JS_FreeContext(ctx);
+        return;
+    }
+    S.ctx = ctx;
+}
+
+/* What must differ between sandboxes made from one snapshot: QuickJS seeds Math.random and
+ * the Map/Set hash from the clock in JS_NewContext, and keeps performance's time origin in
+ * the context (the WASI monotonic clock restarts with each sandbox). No Map exists yet, so
+ * changing the hash seed cannot strand an entry. */
+static void reseed(JSContext *ctx)
+{
+    uint64_t seed = 0;
+    if (__wasi_random_get((uint8_t *)&seed, sizeof(seed)) != 0)
+        seed = (uint64_t)js__gettimeofday_us() ^ js__hrtime_ns();
+    ctx->random_state = seed ? seed : 1;
+    ctx->hash_seed = xorshift64star(&ctx->random_state);
+    /* a new `performance` object: its timeOrigin is read-only and non-configurable */
+    JS_AddPerformance(ctx);
+}
+
+static bool set_script_args(JSContext *ctx)
+{
+    JSValue global = JS_GetGlobalObject(ctx);
+    JSValue args = JS_NewArray(ctx);
+    for (int i = 0; i < S.script_argc; i++)
+        JS_SetPropertyUint32(ctx, args, i, JS_NewString(ctx, S.script_argv[i]));
+    int r = JS_SetPropertyStr(ctx, global, "scriptArgs", args);
+    JS_FreeValue(ctx, global);
+    return r >= 0;
+}
+
+/* Per-run setup, in the first wapo_poll: the WASI args (limits, code, scriptArgs) and the
+ * per-sandbox state, applied to the runtime made by wapojs_init (maybe in a snapshot). */
 static bool start(void)
 {
     int argc = 0;
@@ -962,19 +1018,16 @@ static bool start(void)
         host_report(REPORT_SETUP, usage, sizeof(usage) - 1);
         return false;
     }
-    S.rt = JS_NewRuntime();
-    if (!S.rt)
+    wapojs_init();
+    if (!S.ctx)
         return false;
+    JS_UpdateStackTop(S.rt);  /* the stack top of this call, not of the (snapshotted) init */
     if (S.memory_limit)
         JS_SetMemoryLimit(S.rt, S.memory_limit);
     if (S.stack_size)
         JS_SetMaxStackSize(S.rt, S.stack_size);
-    JS_SetInterruptHandler(S.rt, interrupt_handler, NULL);
-    JS_SetHostPromiseRejectionTracker(S.rt, rejection_tracker, NULL);
-    S.ctx = JS_NewContext(S.rt);
-    if (!S.ctx)
-        return false;
-    return install_globals(S.ctx);
+    reseed(S.ctx);
+    return set_script_args(S.ctx);
 }
 
 /* Hand the code to a prelude entry point: entry(code, name, isModule, scriptArgs). */
