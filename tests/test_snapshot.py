@@ -231,3 +231,23 @@ def test_per_run_settings_are_read_after_the_snapshot() -> None:
     assert r.error is not None and "RangeError" in r.error.describe()
     r = run("for (;;) {}", limits=Limits(burst=0.2))
     assert r.error is not None and "burst" in r.error.describe()
+
+
+def test_the_snapshot_holds_the_whole_prelude_loaded() -> None:
+    """Web APIs are plain globals in a sandbox from the snapshot (loaded once, before it was taken)."""
+    probe = ("scriptOutput = JSON.stringify(['URL', 'Request', 'ReadableStream', 'TextEncoder', 'Wapo', 'process']"
+             ".map((n) => typeof Object.getOwnPropertyDescriptor(globalThis, n).value))")
+    r = run(probe, snapshot=True)
+    assert r.ok, r.error
+    assert json.loads(r.output) == ["function"] * 4 + ["object"] * 2
+
+
+@pytest.mark.parametrize("snap", [True, False], ids=["snapshot", "scratch"])
+def test_changes_to_prelude_objects_do_not_leak_between_sandboxes(snap: bool) -> None:
+    first = run("URL.prototype.leak = 1; Headers.prototype.get = () => 'hijacked';"
+                "globalThis.fetch = () => 'hijacked'; scriptOutput = 'changed'", snapshot=snap)
+    assert first.ok and first.output == b"changed"
+    second = run("scriptOutput = JSON.stringify([URL.prototype.leak, new Headers({a: 'b'}).get('a'), "
+                 "String(fetch).includes('hijacked')])", snapshot=snap)
+    assert second.ok, second.error
+    assert json.loads(second.output) == [None, "b", False]

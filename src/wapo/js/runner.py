@@ -37,7 +37,7 @@ class ScriptError(WapoError):
 # written into the module's memory image; each sandbox then starts from that image and the first
 # wapo_poll applies the per-run settings (WASI args) and reseeds. WAPO_SNAPSHOT=0 turns it off.
 SNAPSHOT_ENV = "WAPO_SNAPSHOT"
-SNAPSHOT_INIT_EXPORT = "wapojs_init"
+SNAPSHOT_INIT_EXPORT = "wapojs_init_preloaded"  # runtime, context and the whole JS prelude
 
 
 def snapshots_enabled() -> bool:
