@@ -346,4 +346,9 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
     app.router.add_get("/logs/all/ipfs/{cid}", get_logs)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
+    # long-running apps: /app/<id>/..., /apps (wapo.gateway.apps)
+    from . import apps
+    apps.install(app)
+    for method, path, handler in apps.ROUTES:
+        app.router.add_route(method, path, handler)
     return app

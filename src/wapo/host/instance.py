@@ -285,6 +285,30 @@ class Instance:
         else:
             channel.end()
 
+    @property
+    def finished(self) -> bool:
+        """The run ended (or was discarded): the guest takes no more input."""
+        return self._done
+
+    def add_resource(self, resource) -> int:
+        """Give the guest a host-made resource (a reply slot, a body stream); returns its id."""
+        return self._require_state().resources.add(resource)
+
+    def close_resource(self, rid: int) -> None:
+        """Free a resource the host gave the guest, if it is still open."""
+        try:
+            self._require_state().resources.close(rid)
+        except Exception:  # already closed by the guest, or never opened
+            pass
+
+    def discard(self) -> None:
+        """Drop the sandbox now: for a run cancelled from outside, which never reaches its own cleanup."""
+        st = self._state
+        self._done = True
+        if st is not None:
+            st.resources.close_all()
+            self._release(st)
+
     def new_oneshot(self) -> tuple[int, asyncio.Future[bytes]]:
         st = self._require_state()
         future: asyncio.Future[bytes] = st.loop.create_future()
