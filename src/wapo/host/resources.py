@@ -139,6 +139,10 @@ class InputChannel(Resource):
         self._closed = True
         self._notify()
 
+    def poll_ready(self, task: int, waker: int) -> None:
+        if not self._queue and not self._closed:
+            self._park(task, waker)
+
     def poll_message(self, task: int, waker: int) -> bytes:
         if self._queue:
             return self._queue.popleft()
