@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from .abi import ErrorCode, err, to_signed_i64
+from .abi import ErrorCode, OcallError, err, to_signed_i64
 from .engine import EPOCH_TICK, MAX_WASM_STACK, EngineConfig, get_engine
 from .errors import GuestError, GuestLoadError, GuestTrap, LimitExceeded, RunError, UnhandledRejection
 from .keys import NodeKey, node_key
@@ -204,7 +204,6 @@ class GuestState:
             self._instance.on_output(bytes(data))
             return
         if len(self.output) + len(data) > MAX_OUTPUT:
-            from .abi import OcallError
             raise OcallError(ErrorCode.RESOURCE_LIMITED, f"program output is capped at {format_size(MAX_OUTPUT)}")
         self.output += data
 
@@ -298,7 +297,7 @@ class Instance:
         """Free a resource the host gave the guest, if it is still open."""
         try:
             self._require_state().resources.close(rid)
-        except Exception:  # already closed by the guest, or never opened
+        except OcallError:  # already closed by the guest, or never opened
             pass
 
     def discard(self) -> None:
