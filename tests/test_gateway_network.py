@@ -111,3 +111,24 @@ def test_config_file(tmp_path):
     import pytest
     with pytest.raises(ValueError, match="cannot read config"):
         load_config(path)
+
+
+def test_full_sandbox_pool_is_a_clear_error(tmp_path):
+    """With every pool slot in use, a run ends with CapacityExceeded (the gateway answers 503)."""
+    import subprocess
+    code = r'''
+import asyncio, json
+from wapo.js.runner import js_instance
+async def main():
+    runs = [js_instance("setTimeout(() => { scriptOutput = 'ok' }, 300)").run() for _ in range(5)]
+    results = await asyncio.gather(*runs)
+    print(json.dumps([[r.output.decode(), r.error.kind if r.error else None] for r in results]))
+asyncio.run(main())
+'''
+    env = dict(__import__("os").environ, WAPO_POOL_SLOTS="3")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    import json
+    results = json.loads(p.stdout.strip().splitlines()[-1])
+    assert results.count(["ok", None]) == 3
+    assert results.count(["", "capacity"]) == 2

@@ -96,7 +96,12 @@ class AgentRun:
         self.chunks.put_nowait(data)
 
     async def run(self) -> AgentResult:
-        result = await self.instance.run()
+        try:
+            result = await self.instance.run()
+        except BaseException as exc:  # a host failure: never leave the head unresolved
+            if not self.head.done():
+                self.head.set_exception(AgentFailed(f"the host failed: {exc}", "host_error"))
+            raise
         error = result.error
         response: AgentResponse | None = None
         streamed = self._head_parsed and not self.head.exception()

@@ -164,9 +164,10 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
             result = await task
             kind = result.error_kind or exc.kind
             metrics.errors.labels(kind).inc()
-            status = 502 if kind == "answer_too_large" else 500
+            status = {"answer_too_large": 502, "capacity": 503}.get(kind, 500)
             detail = {"detail": str(exc)} if config.debug else {}
-            return error_response(status, "the agent failed" if status == 500 else str(exc), request_id, **detail)
+            return error_response(status, "the agent failed" if status == 500 else str(exc).splitlines()[0], request_id,
+                                  **detail)
         if run.streaming:
             # style C: send the body as the agent produces it (server-sent events arrive one by one)
             response = web.StreamResponse(status=head.status)

@@ -1,10 +1,10 @@
 """The Wapo host: runs any wasm guest that speaks the Wapo ocall ABI. Knows nothing of JavaScript."""
 
-from .errors import GuestError, GuestLoadError, GuestTrap, LimitExceeded, RunError, UnhandledRejection, WapoError
+from .errors import CapacityExceeded, GuestError, GuestLoadError, GuestTrap, LimitExceeded, RunError, UnhandledRejection, WapoError
 from .instance import GuestModule, Instance, LogRecord, RunResult
 from .limits import Limits, parse_duration, parse_size
 
 __all__ = [
-    "GuestError", "GuestLoadError", "GuestModule", "GuestTrap", "Instance", "LimitExceeded", "Limits",
+    "CapacityExceeded", "GuestError", "GuestLoadError", "GuestModule", "GuestTrap", "Instance", "LimitExceeded", "Limits",
     "LogRecord", "RunError", "RunResult", "UnhandledRejection", "WapoError", "parse_duration", "parse_size",
 ]

@@ -7,10 +7,6 @@ class WapoError(Exception):
     """Base of every error wapo raises on purpose."""
 
 
-class GuestLoadError(WapoError):
-    """The wasm module could not be compiled, loaded or instantiated."""
-
-
 class RunError(WapoError):
     """A run ended in failure. ``kind`` is a stable machine-readable name."""
 
@@ -23,6 +19,24 @@ class RunError(WapoError):
 
     def describe(self) -> str:
         return f"{self.message}\n{self.stack}" if self.stack else self.message
+
+
+class GuestLoadError(RunError):
+    """The wasm module could not be compiled, loaded or instantiated."""
+
+    kind = "load_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class CapacityExceeded(RunError):
+    """Every sandbox slot of this process is in use: try again later (HTTP 503)."""
+
+    kind = "capacity"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
 
 
 class GuestError(RunError):

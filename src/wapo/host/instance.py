@@ -21,8 +21,8 @@ import wasmtime
 from wasmtime import _ffi as ffi
 
 from .abi import ErrorCode, OcallError, err, to_signed_i64
-from .engine import EPOCH_TICK, MAX_WASM_STACK, EngineConfig, get_engine
-from .errors import GuestError, GuestLoadError, GuestTrap, LimitExceeded, RunError, UnhandledRejection
+from .engine import EPOCH_TICK, MAX_WASM_STACK, POOL_SLOTS, EngineConfig, get_engine
+from .errors import CapacityExceeded, GuestError, GuestLoadError, GuestTrap, LimitExceeded, RunError, UnhandledRejection
 from .keys import NodeKey, node_key
 from .limits import MIB, Limits, format_size
 from .memory import GuestMemory
@@ -370,8 +370,12 @@ class Instance:
         except wasmtime.Trap as exc:
             raise self._trap_error(exc, st) from None
         except wasmtime.WasmtimeError as exc:
+            reason = str(exc).splitlines()[0]
+            if "maximum concurrent" in reason:
+                raise CapacityExceeded(f"too many sandboxes at once: all {POOL_SLOTS} slots of this process are in "
+                                       f"use (WAPO_POOL_SLOTS); try again later") from exc
             raise GuestLoadError(f"cannot instantiate {self.module.name} with a {format_size(self.limits.memory)} "
-                                 f"memory limit: {str(exc).splitlines()[0]}") from exc
+                                 f"memory limit: {reason}") from exc
         memory = _export(store, instance, "memory")
         st.memory = GuestMemory(store, memory)  # type: ignore[arg-type]
         self._poll = _export(store, instance, "wapo_poll") or _export(store, instance, "sidevm_poll")  # type: ignore
