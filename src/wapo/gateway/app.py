@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -87,6 +88,12 @@ async def load_code(app: web.Application, cid: str) -> str | None:
     return code
 
 
+@functools.lru_cache(maxsize=4096)
+def cid_v0(text: str) -> str:
+    """The CIDv0 of a CID in a URL (cached: the same few CIDs are asked for again and again)."""
+    return parse_cid(text).v0
+
+
 def agent_url(request: web.Request, config: GatewayConfig, path: str, query: list[tuple[str, str]]) -> str:
     """The URL the agent sees: the gateway's origin, the path *after* /ipfs/<cid>, the query without
     `key`. Frameworks route on it (a Hono `app.get('/')` answers /ipfs/<cid>), as on the reference."""
@@ -98,7 +105,7 @@ async def handle_agent(request: web.Request) -> web.StreamResponse:
     app, request_id = request.app, request[REQUEST_ID]
     config, store = app[CONFIG], app[STORE]
     try:
-        cid = parse_cid(request.match_info["cid"]).v0
+        cid = cid_v0(request.match_info["cid"])
     except InvalidCID as exc:
         return error_response(400, f"malformed CID: {exc}", request_id)
     try:
@@ -156,7 +163,7 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
                    data_dir=config.data_dir, max_body=config.max_answer, network=app[NETWORK])
     metrics.live.inc()
     task = asyncio.create_task(run.run())
-    watcher = asyncio.create_task(_abort_on_disconnect(request, run))
+    watcher = _DisconnectWatch(request, run)
     try:
         try:
             head = await asyncio.shield(run.head)
@@ -233,14 +240,24 @@ async def _store_run_logs(app: web.Application, cid: str, request_id: str, entri
     await app[LOGS].write(cid, request_id, entries)
 
 
-async def _abort_on_disconnect(request: web.Request, run: AgentRun) -> None:
-    """aiohttp keeps running a handler whose client left: notice it and tell the agent."""
-    while True:
-        await asyncio.sleep(DISCONNECT_POLL)
-        transport = request.transport
+class _DisconnectWatch:
+    """aiohttp keeps running a handler whose client left: notice it and tell the agent. It polls
+    the transport with a timer (cheaper than a task: most runs end before the first check)."""
+
+    def __init__(self, request: web.Request, run: AgentRun) -> None:
+        self._request, self._run = request, run
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(DISCONNECT_POLL, self._check)
+
+    def _check(self) -> None:
+        transport = self._request.transport
         if transport is None or transport.is_closing():
-            run.instance.cancel()
-            return
+            self._run.instance.cancel()
+        else:
+            self._handle = self._loop.call_later(DISCONNECT_POLL, self._check)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 def _copy_headers(head, response: web.StreamResponse, request_id: str) -> None:

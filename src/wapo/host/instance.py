@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 
 import wasmtime
 from wasmtime import _ffi as ffi
+from wasmtime._extern import wrap_extern
 
 from .abi import ErrorCode, OcallError, err, to_signed_i64
 from .engine import EPOCH_TICK, MAX_WASM_STACK, POOL_SLOTS, EngineConfig, get_engine
@@ -93,7 +94,6 @@ def _export(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -> ob
         store._context(), ctypes.byref(instance._instance), raw, len(raw), ctypes.byref(item))
     if not found:
         return None
-    from wasmtime._extern import wrap_extern
     return wrap_extern(item)
 
 
@@ -130,6 +130,8 @@ class GuestModule:
 
     def _check_shape(self, module: wasmtime.Module) -> None:
         kinds = {e.name: e.type for e in module.exports}
+        self.poll_export = "wapo_poll" if "wapo_poll" in kinds else "sidevm_poll"
+        self.has_initialize = "_initialize" in kinds
         if not isinstance(kinds.get("memory"), wasmtime.MemoryType):
             raise GuestLoadError(f"{self.name} exports no memory: it is not a Wapo guest")
         poll = kinds.get("wapo_poll", kinds.get("sidevm_poll"))
@@ -378,9 +380,9 @@ class Instance:
                                  f"memory limit: {reason}") from exc
         memory = _export(store, instance, "memory")
         st.memory = GuestMemory(store, memory)  # type: ignore[arg-type]
-        self._poll = _export(store, instance, "wapo_poll") or _export(store, instance, "sidevm_poll")  # type: ignore
+        self._poll = _export(store, instance, self.module.poll_export)  # type: ignore[assignment]
         self._instance = instance
-        initialize = _export(store, instance, "_initialize")
+        initialize = _export(store, instance, "_initialize") if self.module.has_initialize else None
         if initialize is not None:
             self._enter(initialize, st)
 
