@@ -654,7 +654,7 @@ def test_derive_secret(tmp_path: Path) -> None:
 
 # --- unknown and unimplemented calls ------------------------------------------------------------
 
-@pytest.mark.parametrize("func", [7777, 215, 244, 253, 260, 261, 262, 263,
+@pytest.mark.parametrize("func", [7777, 244, 253, 260, 261, 262, 263,
                                   1, 100, 107, 108, 114, 200, -1, 0x7FFFFFFF])
 def test_unknown_call_numbers(tmp_path: Path, func: int) -> None:
     out = run(guest(C(func, 0, 0, 0, 0) + C(func, 1, 2, 3, 4, fast=True)), tmp_path)

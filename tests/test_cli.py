@@ -89,3 +89,117 @@ def test_sample_script(wapo_cli):
     sample = Path(__file__).resolve().parent.parent / "examples" / "hello.js"
     p = wapo_cli("exec", str(sample), "world")
     assert p.returncode == 0 and p.stdout == b"hello, world!\n"
+
+
+# --- listening and TLS flags (issue #5) ---------------------------------------------------------
+
+def _tls_echo_exec(tmp_path, flags: list[str], guest_args: list[str], client):
+    """Run tests/guests/tls_echo.wat under `wapo exec FLAGS`, call ``client`` once it listens (bounded)."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    wat = Path(__file__).parent / "guests" / "tls_echo.wat"
+    env = dict(os.environ, WAPO_DATA_DIR=str(tmp_path / "data"))
+    proc = subprocess.Popen([sys.executable, "-m", "wapo.cli.main", "exec", str(wat), *flags, "--time-limit", "20s",
+                             "--", *guest_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    killer = threading.Timer(60, proc.kill)  # never hang the suite
+    killer.start()
+    try:
+        stderr = b""
+        while b"tls_echo: listening" not in stderr:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            stderr += line
+        answer = client() if b"tls_echo: listening" in stderr else None
+        out, rest = proc.communicate(timeout=30)
+        return proc.returncode, out, stderr + rest, answer
+    finally:
+        killer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _tls_round_trip(port: int, name: str, ca_pem: str, message: bytes) -> bytes:
+    import socket
+    import ssl
+    ctx = ssl.create_default_context(cadata=ca_pem)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=name) as tls:
+            tls.sendall(message)
+            got = b""
+            while len(got) < len(message):
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            return got
+
+
+def test_exec_sni_port_flag_serves_a_guest_name(tmp_path):
+    from test_tls_listen import Pki
+    pki = Pki()
+    port = _free_port()
+    rc, out, err, answer = _tls_echo_exec(
+        tmp_path, ["--sni-port", str(port)], ["sni", "cli.test", *pki.issue("cli.test"), "1"],
+        lambda: _tls_round_trip(port, "cli.test", pki.ca_pem, b"hello from the cli"))
+    assert answer == b"hello from the cli", err
+    assert rc == 0 and out == b"served", err
+
+
+def test_exec_listen_ports_flag_lets_a_guest_listen_with_tls(tmp_path):
+    from test_tls_listen import Pki
+    pki = Pki()
+    port = _free_port()
+    guest_args = ["listen", f"127.0.0.1:{port}", *pki.issue("localhost"), "1"]
+    rc, out, err, answer = _tls_echo_exec(
+        tmp_path, ["--listen-ports", f"{port}-{port}", "--tls-ca", str(write(tmp_path, "ca.pem", pki.ca_pem))],
+        guest_args, lambda: _tls_round_trip(port, "localhost", pki.ca_pem, b"ping"))
+    assert answer == b"ping", err
+    assert rc == 0 and out == b"served", err
+    # without the flag the guest may not listen: Forbidden (17), and the log says why
+    rc, out, err, answer = _tls_echo_exec(tmp_path, [], guest_args, lambda: None)
+    assert rc == 1 and out == b"error 17" and answer is None
+    assert f"tcp_listen: FORBIDDEN: port {port} is outside the allowed listen ports (none)".encode() in err
+
+
+def test_exec_bad_listen_and_tls_flags_are_usage_errors(wapo_cli, tmp_path):
+    guest = str(write(tmp_path, "hello.wat", HELLO_WAT))
+    for flags, message in ((["--listen-ports", "9000-8000"], b"--listen-ports 9000-8000: LOW must be <= HIGH"),
+                           (["--listen-ports", "http"], b"--listen-ports http: PORT must be a port number 1..65535"),
+                           (["--sni-port", "70000"], b"--sni-port 70000: PORT must be a port number 1..65535"),
+                           (["--sni-port", "example.com:443"],
+                            b"--sni-port example.com:443: HOST must be an IP address or localhost"),
+                           (["--tls-ca", str(tmp_path / "none.pem")], b"no such file"),
+                           (["--tls-ca", guest], b"not a PEM file of CA certificates")):
+        p = wapo_cli("exec", guest, *flags)
+        assert p.returncode == 2 and message in p.stderr, (flags, p.stderr)
+    p = wapo_cli("exec", guest, "--listen-ports", "8000", "--sni-port", "127.0.0.1:8443")
+    assert p.returncode == 0 and p.stdout == b"hello from wat\n", p.stderr
+
+
+def test_serve_listen_and_tls_settings_from_flags_and_toml(wapo_cli, tmp_path):
+    from test_tls_listen import Pki
+    from wapo.gateway.config import load_config
+    p = wapo_cli("serve", "--listen-ports", "9000-8000", timeout=30)
+    assert p.returncode == 2 and b"wapo serve: --listen-ports 9000-8000: LOW must be <= HIGH" in p.stderr
+    p = wapo_cli("serve", "--config", str(write(tmp_path, "bad.toml", 'sni_port = "nowhere:443"\n')), timeout=30)
+    assert p.returncode == 2 and b"sni_port = 'nowhere:443': HOST must be an IP address or localhost" in p.stderr
+    ca = write(tmp_path, "ca.pem", Pki().ca_pem)
+    config = load_config(write(tmp_path, "ok.toml", f'host = "0.0.0.0"\nlisten_ports = 8080\ntls_ca = "{ca}"\n'
+                                                    'sni_port = 8443\n'))
+    policy = config.network()
+    assert (policy.listen_ports, policy.tls_extra_ca, policy.sni_port, policy.sni_host) == \
+        ((8080, 8080), str(ca), 8443, "0.0.0.0")  # the SNI port listens on the gateway's host by default
+    config = load_config(write(tmp_path, "ok2.toml", 'listen_ports = "9000-9009"\nsni_port = "127.0.0.1:9443"\n'))
+    assert (config.network().listen_ports, config.network().sni_host) == ((9000, 9009), "127.0.0.1")

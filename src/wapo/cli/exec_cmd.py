@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 from ..host import GuestModule, Instance, Limits, LogRecord, RunResult, WapoError
-from ..host.http.policy import HttpLimits, NetworkPolicy, parse_cidr
+from ..host.http.policy import (
+    HttpLimits, NetworkPolicy, check_ca_file, parse_cidr, parse_port_range, parse_sni_address,
+)
 from ..host.limits import parse_duration, parse_size
 
 WASM_MAGIC = b"\0asm"
 _VALUE_OPTIONS = {"--memory-limit", "--time-limit", "--burst-limit", "--fuel", "--allow-address",
-                  "--fetch-timeout", "--max-response-size"}
+                  "--fetch-timeout", "--max-response-size", "--listen-ports", "--tls-ca", "--sni-port"}
 _FLAG_OPTIONS = {"--module", "--trace", "-h", "--help"}
 
 
@@ -59,12 +61,46 @@ def _cidr(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def listen_arguments(parser: argparse.ArgumentParser) -> None:
+    """Listening and TLS flags (their values are parsed by ``listen_settings``)."""
+    parser.add_argument("--listen-ports", metavar="LOW-HIGH",
+                        help="ports a wasm guest may listen on with tcp_listen: a range or one PORT (default: none)")
+    parser.add_argument("--tls-ca", metavar="FILE",
+                        help="a PEM file of extra CAs trusted by guests' TLS connections (tcp_connect_tls, "
+                             "WapoSockets, WebSocket), besides the system roots; fetch keeps the system roots")
+    parser.add_argument("--sni-port", metavar="[HOST:]PORT",
+                        help="the shared TLS port where guests serve server names (tls_listen_sni); "
+                             "HOST defaults to 127.0.0.1 (default: none, tls_listen_sni is refused)")
+
+
+def listen_settings(args: argparse.Namespace, default_host: str = "127.0.0.1") -> dict:
+    """NetworkPolicy fields of --listen-ports, --tls-ca, --sni-port; ValueError naming the bad flag."""
+    fields: dict = {}
+    flags = (("--listen-ports", "listen_ports"), ("--tls-ca", "tls_ca"), ("--sni-port", "sni_port"))
+    for flag, name in flags:
+        text = getattr(args, name, None)
+        if text is None:
+            continue
+        try:
+            if name == "listen_ports":
+                fields["listen_ports"] = parse_port_range(text)
+            elif name == "tls_ca":
+                fields["tls_extra_ca"] = check_ca_file(text)
+            else:
+                fields["sni_host"], fields["sni_port"] = parse_sni_address(text, default_host)
+        except ValueError as exc:
+            raise ValueError(f"{flag} {text}: {exc}") from None
+    return fields
+
+
 def network_from(args: argparse.Namespace) -> NetworkPolicy:
-    """The network policy of the flags --allow-address, --fetch-timeout, --max-response-size."""
+    """The network policy of the flags --allow-address, --fetch-timeout, --max-response-size and,
+    where the command has them, --listen-ports, --tls-ca, --sni-port."""
     d = HttpLimits()
     return NetworkPolicy(allow=tuple(getattr(args, "allow_address", None) or ()),
                          http=HttpLimits(timeout=getattr(args, "fetch_timeout", d.timeout),
-                                         max_response_size=getattr(args, "max_response_size", d.max_response_size)))
+                                         max_response_size=getattr(args, "max_response_size", d.max_response_size)),
+                         **listen_settings(args))
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
@@ -79,6 +115,7 @@ def _parser(prog: str = "wapo exec") -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", help="a .js script, or a .wasm module exporting wapo_poll")
     p.add_argument("args", nargs="*", metavar="ARG", help="script arguments")
     limit_arguments(p)
+    listen_arguments(p)
     p.add_argument("--module", action="store_true", help="evaluate the script as an ES module (default for .mjs)")
     p.add_argument("--trace", action="store_true", help="log every ocall of a wasm guest")
     return p

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..gateway.config import GatewayConfig, load_config
 from .common import data_dir, data_dir_argument
-from .exec_cmd import _duration, _size
+from .exec_cmd import _duration, _size, listen_arguments, listen_settings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-limit", type=_size, default=None, metavar="SIZE", help="per run (default 100MB)")
     p.add_argument("--time-limit", type=_duration, default=None, metavar="DURATION", help="per run (default 60s)")
     p.add_argument("--burst-limit", type=_duration, default=None, metavar="DURATION", help="per run (default 1s)")
+    listen_arguments(p)  # --sni-port without HOST listens on the gateway's --host
     data_dir_argument(p)
 
 
@@ -54,10 +55,17 @@ def config_from(args: argparse.Namespace) -> GatewayConfig:
         limits["burst"] = args.burst_limit
     if limits:
         changes["limits"] = config.limits.with_(**limits)
+    net = listen_settings(args, default_host=None)  # ValueError names the bad flag
+    for field, key in (("listen_ports", "listen_ports"), ("tls_extra_ca", "tls_ca"), ("sni_port", "sni_port")):
+        if field in net:
+            changes[key] = net[field]
+    if net.get("sni_host") is not None:
+        changes["sni_host"] = net["sni_host"]
     changes["data_dir"] = args.data_dir or config.data_dir or data_dir(args)
     config = config.with_(**changes)
     if config.workers < 1:
         raise ValueError("--workers must be at least 1")
+    config.network()  # the policy must be valid (e.g. an SNI host that can be bound) before serving
     return config
 
 

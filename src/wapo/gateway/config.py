@@ -31,11 +31,16 @@ class GatewayConfig:
     log_max_per_cid: int = 10_000  # log retention: records kept per CID
     log_max_age: float = 7 * 24 * 3600  # log retention: seconds (0 = forever)
     allow_addresses: tuple[str, ...] = ()  # CIDRs agents may reach although loopback/private/...
+    listen_ports: tuple[int, int] | None = None  # ports guests may bind with tcp_listen
+    tls_ca: str | None = None  # PEM file of extra CAs for guests' TLS connections (not fetch)
+    sni_port: int | None = None  # the shared TLS port of tls_listen_sni (None: refused)
+    sni_host: str | None = None  # where it listens (None: the gateway's host)
 
     def network(self):
-        """The network policy of every run (fetch and sockets)."""
+        """The network policy of every run (fetch and sockets); ValueError if a setting is invalid."""
         from ..host.http.policy import NetworkPolicy
-        return NetworkPolicy(allow=self.allow_addresses)
+        return NetworkPolicy(allow=self.allow_addresses, listen_ports=self.listen_ports, tls_extra_ca=self.tls_ca,
+                             sni_port=self.sni_port, sni_host=self.sni_host or self.host)
 
     def limits_for(self, cid: str) -> Limits:
         """The server limits, overridden per CID but never above ``max_limits``."""
@@ -67,8 +72,39 @@ def _limits(table: dict, base: Limits) -> Limits:
     return base.with_(**changes)
 
 
+def _listen_keys(data: dict) -> dict:
+    """listen_ports = "8000-8099" (or 8080), tls_ca = "ca.pem", sni_port = 8443 (or "0.0.0.0:443")."""
+    from ..host.http.policy import check_ca_file, parse_port_range, parse_sni_address
+    changes: dict = {}
+    for key in ("listen_ports", "tls_ca", "sni_port"):
+        if key not in data:
+            continue
+        value = data[key]
+        try:
+            if key == "listen_ports":
+                changes[key] = parse_port_range(str(value))
+            elif key == "tls_ca":
+                changes[key] = check_ca_file(str(value))
+            else:
+                host, changes["sni_port"] = parse_sni_address(str(value), None)
+                if host is not None:
+                    changes["sni_host"] = host
+        except ValueError as exc:
+            raise ValueError(f"{key} = {value!r}: {exc}") from None
+    return changes
+
+
 def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayConfig:
-    """Read a TOML file: top-level keys of GatewayConfig, [limits], [max_limits], [cid."Qm..."]."""
+    """Read a TOML file: top-level keys of GatewayConfig, [limits], [max_limits], [cid."Qm..."].
+
+    Top level: host, port, workers, debug, public_url, data_dir, max_request_body, max_answer,
+    max_code_size, log_max_per_cid, log_max_age, allow_addresses = ["CIDR", ...],
+    ipfs_gateways = ["URL", ...], and the guests' listening and TLS settings (as the flags of
+    ``wapo serve``): listen_ports = "LOW-HIGH" or PORT (tcp_listen may bind only these),
+    tls_ca = "FILE" (extra CAs, PEM, for tcp_connect_tls, WapoSockets and WebSocket; fetch keeps
+    the system roots), sni_port = PORT or "HOST:PORT" (the shared TLS port of tls_listen_sni;
+    HOST defaults to the gateway's host).
+    """
     try:
         data = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -91,6 +127,10 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
         changes["log_max_age"] = parse_duration(str(data["log_max_age"]))
     if "allow_addresses" in data:
         changes["allow_addresses"] = tuple(str(c) for c in data["allow_addresses"])
+    try:
+        changes.update(_listen_keys(data))
+    except ValueError as exc:
+        raise ValueError(f"config {path}: {exc}") from None
     if "ipfs_gateways" in data:
         changes["ipfs_gateways"] = tuple(data["ipfs_gateways"])
     if "limits" in data:

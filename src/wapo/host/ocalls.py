@@ -213,6 +213,11 @@ def tcp_connect_tls(st: GuestState, task: int, ptr: int, length: int, *_: int) -
     return net.tcp_connect_tls(st, _encoded_input(st, ptr, length))
 
 
+@handles(Call.TLS_LISTEN_SNI)
+def tls_listen_sni(st: GuestState, task: int, ptr: int, length: int, *_: int) -> int:
+    return net.tls_listen_sni(st, _encoded_input(st, ptr, length))
+
+
 # --- the outside world ---------------------------------------------------------
 
 @handles(Call.GETRANDOM)

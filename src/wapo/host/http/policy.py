@@ -141,19 +141,74 @@ class HttpLimits:
             raise ValueError("max_redirects is 0..20")
 
 
+# --- parsing the listening settings (CLI flags and config keys share these) --------------------
+
+def bind_address(host: str) -> str | None:
+    """The IP address a listening socket binds for ``host`` (an IP literal or localhost), or None."""
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]") else host))
+    except ValueError:
+        return None
+
+
+def _port(text: str, what: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{what} must be a port number 1..65535")
+    return int(text)
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """'8000-8099' or '8080' -> the inclusive range; ValueError with the reason otherwise."""
+    low, sep, high = str(text).strip().partition("-")
+    first = _port(low.strip(), "LOW" if sep else "PORT")
+    last = _port(high.strip(), "HIGH") if sep else first
+    if first > last:
+        raise ValueError("LOW must be <= HIGH")
+    return first, last
+
+
+def parse_sni_address(text: str | int, default_host: str | None = "127.0.0.1") -> tuple[str | None, int]:
+    """'[HOST:]PORT' (HOST an IP address or localhost) -> (host or ``default_host``, port)."""
+    host, sep, port = str(text).strip().rpartition(":")
+    if not sep:
+        return default_host, _port(port, "PORT")
+    if bind_address(host) is None:
+        raise ValueError("HOST must be an IP address or localhost")
+    return host.strip("[]"), _port(port, "PORT")
+
+
+def check_ca_file(path: str) -> str:
+    """A readable PEM file of CA certificates (checked now, not at the first TLS connection)."""
+    import ssl
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=path)
+    except FileNotFoundError:
+        raise ValueError("no such file") from None
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ValueError(f"not a PEM file of CA certificates ({exc})") from None
+    return path
+
+
 @dataclass(frozen=True)
 class NetworkPolicy:
     """What a run may do on the network: the address policy and the fetch limits.
 
     TCP (``wapo.host.net``) uses the same address policy, plus: ``listen_ports``, the inclusive
-    port range tcp_listen may bind (None: listening is Forbidden), and ``tls_extra_ca``, a PEM
-    file of CAs trusted by tcp_connect_tls in addition to the system roots (tests, private CAs).
+    port range tcp_listen may bind (None: listening is Forbidden); ``tls_extra_ca``, a PEM
+    file of CAs trusted by guests' TLS connections (tcp_connect_tls, WapoSockets, wss) in
+    addition to the system roots (fetch keeps the system roots); ``sni_port`` / ``sni_host``,
+    the process's one shared TLS port where tls_listen_sni (215) registers server names
+    (None: tls_listen_sni is Forbidden).
     """
 
     allow: tuple[IPNetwork, ...] = ()
     http: HttpLimits = field(default_factory=HttpLimits)
     listen_ports: tuple[int, int] | None = None
     tls_extra_ca: str | None = None
+    sni_port: int | None = None
+    sni_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allow", tuple(parse_cidr(c) if isinstance(c, str) else c for c in self.allow))
@@ -162,6 +217,10 @@ class NetworkPolicy:
             if not 1 <= low <= high <= 65535:
                 raise ValueError(f"invalid listen port range {low}-{high}: use 1 <= low <= high <= 65535")
             object.__setattr__(self, "listen_ports", (int(low), int(high)))
+        if self.sni_port is not None and not 1 <= self.sni_port <= 65535:
+            raise ValueError(f"invalid SNI port {self.sni_port}: use 1..65535")
+        if bind_address(self.sni_host) is None:
+            raise ValueError(f"invalid SNI host {self.sni_host!r}: use an IP address or localhost")
 
     @property
     def addresses(self) -> AddressPolicy:
@@ -169,3 +228,4 @@ class NetworkPolicy:
 
 
 DEFAULT_NETWORK = NetworkPolicy()
+

@@ -8,6 +8,7 @@ Three resource kinds:
     TcpStream      a connected byte stream: poll_read (Ok(0) = end of stream), poll_write
                    (bytes accepted; Pending above the buffer caps), poll_shutdown (half-close)
     TcpListener    what tcp_listen returns: tcp_accept / tcp_accept_no_addr hand out streams
+                   (so do they on a name of the shared SNI port, ocall 215: see ``sni.py``)
 
 Policy (the run's ``NetworkPolicy``): every address a name resolves to is checked with the
 same ``AddressPolicy`` fetch uses, after resolution, and only addresses that passed are
@@ -446,7 +447,16 @@ class TcpConnecting(Resource):
             self.net.release()
 
 
-class TcpListener(Resource):
+class Listener(Resource):
+    """What tcp_accept / tcp_accept_no_addr take: a TcpListener or a name on the shared SNI port."""
+
+    kind = "listener"
+
+    def poll_accept(self, st: GuestState, task: int, waker: int) -> tuple[int, str]:
+        raise NotImplementedError
+
+
+class TcpListener(Listener):
     """A listening socket; one accept at a time runs while the guest waits in tcp_accept."""
 
     kind = "TCP listener"
@@ -582,7 +592,20 @@ def _check_port(port: int) -> int:
     return port
 
 
-def _server_context(cert: str, key: str) -> ssl.SSLContext:
+def _no_password() -> bytes:
+    raise ValueError("encrypted private keys are not supported")
+
+
+def tls_server_config(r: _Reader) -> tuple[str, str]:
+    """TlsServerConfig = enum { V0 { cert: String, key: String } } (PEM chain, leaf first; PEM key)."""
+    variant = r.u8()
+    if variant != 0:
+        raise _err(ErrorCode.INVALID_ENCODING, f"unknown TlsServerConfig variant {variant}")
+    return r.string(MAX_ENCODED_INPUT, "certificate chain"), r.string(MAX_ENCODED_INPUT, "private key")
+
+
+def server_context(cert: str, key: str) -> ssl.SSLContext:
+    """An SSLContext serving the guest's certificate; bad PEM is InvalidParameter, never a host error."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     # ssl loads PEM from files only: a private directory, removed at once
     with tempfile.TemporaryDirectory(prefix="wapo-tls-") as tmp:
@@ -592,7 +615,8 @@ def _server_context(cert: str, key: str) -> ssl.SSLContext:
             with os.fdopen(fd, "w") as f:
                 f.write(text)
         try:
-            ctx.load_cert_chain(cert_path, key_path)
+            # without a password callback OpenSSL would prompt on the host's terminal for an encrypted key
+            ctx.load_cert_chain(cert_path, key_path, password=_no_password)
         except (ssl.SSLError, OSError, ValueError) as exc:
             raise _err(ErrorCode.INVALID_PARAMETER, f"bad TLS certificate or key: {exc}") from None
     return ctx
@@ -642,15 +666,20 @@ def _start_connect(st: GuestState, host: str, port: int, tls: ssl.SSLContext | N
 
 def tcp_listen(st: GuestState, payload: bytes) -> int:
     """210: EI (String addr, Option<TlsServerConfig>) -> res. TlsServerConfig: enum { V0 { cert, key } }."""
+    try:
+        return _listen(st, payload)
+    except OcallError as exc:  # the guest gets the code; its log says why
+        net_state(st).log("warn", f"tcp_listen: {exc}")
+        raise
+
+
+def _listen(st: GuestState, payload: bytes) -> int:
     r = _Reader(payload)
     addr = r.string(512, "listen address")
     tls: tuple[str, str] | None = None
     option = r.u8()
     if option == 1:
-        variant = r.u8()
-        if variant != 0:
-            raise _err(ErrorCode.INVALID_ENCODING, f"unknown TlsServerConfig variant {variant}")
-        tls = (r.string(MAX_ENCODED_INPUT, "certificate chain"), r.string(MAX_ENCODED_INPUT, "private key"))
+        tls = tls_server_config(r)
     elif option != 0:
         raise _err(ErrorCode.INVALID_ENCODING, "bad Option tag")
     r.end()
@@ -666,7 +695,7 @@ def tcp_listen(st: GuestState, payload: bytes) -> int:
     if ports is None or not ports[0] <= port <= ports[1]:
         allowed = f"{ports[0]}-{ports[1]}" if ports else "none"
         raise _err(ErrorCode.FORBIDDEN, f"port {port} is outside the allowed listen ports ({allowed})")
-    context = _server_context(*tls) if tls is not None else None
+    context = server_context(*tls) if tls is not None else None
     net.acquire()
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -690,6 +719,6 @@ def tcp_listen(st: GuestState, payload: bytes) -> int:
 
 def tcp_accept(st: GuestState, task: int, waker: int, res: int) -> tuple[int, str]:
     """211/212: the next connection of a listener: (stream res, "ip:port" of the peer)."""
-    listener = st.resources.get_as(res, TcpListener)
-    assert isinstance(listener, TcpListener)
+    listener = st.resources.get_as(res, Listener)
+    assert isinstance(listener, Listener)
     return listener.poll_accept(st, task, waker)
