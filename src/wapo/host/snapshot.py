@@ -367,7 +367,7 @@ class Captured:
 
 
 def capture(mod: Module, init_export: str, config: EngineConfig = EngineConfig()) -> Captured:
-    from .instance import _linker_for  # the host's imports (WASI + ocalls), defined once per engine
+    from .linker import linker_for  # the host's imports (WASI + ocalls), defined once per engine
 
     engine = get_engine(config)
     try:
@@ -383,7 +383,7 @@ def capture(mod: Module, init_export: str, config: EngineConfig = EngineConfig()
     if config.fuel:
         store.set_fuel(2**62)
     try:
-        instance = _linker_for(config).instantiate(store, module)
+        instance = linker_for(config).instantiate(store, module)
         exports = instance.exports(store)
         calls = ["_initialize"] if "_initialize" in names and init_export != "_initialize" else []
         for name in calls + [init_export]:
