@@ -66,6 +66,7 @@ instance_export_get = _bind("wasmtime_instance_export_get", c_bool,
 func_call_unchecked = _bind("wasmtime_func_call_unchecked", c_void_p,
                             c_void_p, POINTER(Func), POINTER(ValRaw), c_size_t, POINTER(c_void_p))
 memory_data = _bind("wasmtime_memory_data", c_void_p, c_void_p, POINTER(Memory))
+memory_grow = _bind("wasmtime_memory_grow", c_void_p, c_void_p, POINTER(Memory), c_uint64, POINTER(c_uint64))
 memory_data_size = _bind("wasmtime_memory_data_size", c_size_t, c_void_p, POINTER(Memory))
 
 

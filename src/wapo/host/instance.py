@@ -24,6 +24,7 @@ from .errors import CapacityExceeded, GuestError, GuestLoadError, GuestTrap, Lim
 from .keys import NodeKey, node_key
 from .limits import MIB, Limits, format_size
 from .memory import GuestMemory
+from .image import apply_image
 from .linker import current, linker_for
 from .module_cache import load_module
 from .resources import Oneshot, ResourceTable
@@ -193,8 +194,10 @@ class Instance:
         on_log=None,
         on_output=None,
         network=None,
+        memory_image=None,
     ) -> None:
         self.module = module
+        self.memory_image = memory_image  # a wapo.host.image.MemoryImage written in before the first call
         self.network = network  # a wapo.host.http.NetworkPolicy; None = the defaults (fetch)
         self.args = [module.name, *args]
         self.env = list(env)
@@ -330,6 +333,11 @@ class Instance:
         if sandbox.memory() is None:
             raise GuestLoadError(f"{self.module.name} exports no memory")
         st.memory = GuestMemory(sandbox)
+        if self.memory_image is not None:
+            try:
+                apply_image(st.memory, self.memory_image, sandbox.grow_memory)
+            except (OcallError, wasmtime.WasmtimeError) as exc:
+                raise GuestLoadError(f"cannot apply the memory image to {self.module.name}: {exc}") from None
         self._poll = sandbox.func(self.module.poll_export)
         if self._poll is None:
             raise GuestLoadError(f"{self.module.name} exports no {self.module.poll_export}")

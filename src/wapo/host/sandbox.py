@@ -168,6 +168,14 @@ class Sandbox:
         return value.value
 
     # --- memory ---------------------------------------------------------------------------
+    def grow_memory(self, pages: int) -> None:
+        """Grow the exported memory by ``pages`` wasm pages (the Store's memory limit applies)."""
+        ctx = self._context()
+        if self.memory_extern is None:
+            raise RuntimeError("the sandbox has no memory")
+        previous = c_uint64()
+        self._check(capi.memory_grow(ctx, byref(self.memory_extern), pages, byref(previous)))
+
     def memory_base_and_size(self) -> tuple[int, int]:
         """Where the exported memory is now and how long (it moves and grows while the guest runs)."""
         ctx = self._context()
