@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..host import Limits, LogRecord, RunError
+from ..js.precompiled import agent_image
 from ..js.runner import js_instance
 from .request import AgentRequest
 from .response import HEAD_MAGIC, AgentResponse, BadAgentAnswer, parse_head, parse_output
@@ -52,7 +53,7 @@ class AgentRun:
         # style B agents read their secrets as process.env.secret: a JSON string, '""' without any
         secret = json.dumps(request.secret if request.secret else "", ensure_ascii=False, separators=(",", ":"))
         self.instance = js_instance(code, [request.payload_json()], limits=limits, name=name, entry=ENTRY,
-                                    env=[("secret", secret)],
+                                    env=[("secret", secret)], memory_image=agent_image(code, name, ENTRY),
                                     data_dir=data_dir, on_output=self._on_output, app_address=address,
                                     network=network)
 

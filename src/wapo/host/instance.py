@@ -9,27 +9,26 @@ ready, until the guest says it is finished, fails, or a limit stops it.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import wasmtime
-from wasmtime import _ffi as ffi
-from wasmtime._extern import wrap_extern
 
-from .abi import ErrorCode, OcallError, err, to_signed_i64
+from . import capi
+from .abi import ErrorCode, OcallError
 from .engine import EPOCH_TICK, MAX_WASM_STACK, POOL_SLOTS, EngineConfig, get_engine
 from .errors import CapacityExceeded, GuestError, GuestLoadError, GuestTrap, LimitExceeded, RunError, UnhandledRejection
 from .keys import NodeKey, node_key
 from .limits import MIB, Limits, format_size
 from .memory import GuestMemory
+from .image import apply_image
+from .linker import current, linker_for
 from .module_cache import load_module
-from .ocalls import dispatch
 from .resources import Oneshot, ResourceTable
+from .sandbox import Sandbox
 
 MAX_OUTPUT = 64 * 1024 * 1024
 
@@ -52,49 +51,6 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-# --- the imports, defined once per engine on a shared Linker -----------------
-
-_current = threading.local()
-_linkers: dict[EngineConfig, wasmtime.Linker] = {}
-_linker_lock = threading.Lock()
-
-
-def _ocall_entry(task: int, func: int, p0: int, p1: int, p2: int, p3: int) -> int:
-    state: GuestState | None = getattr(_current, "state", None)
-    if state is None:  # a call from a guest we are not running: refuse, never raise
-        return to_signed_i64(err(ErrorCode.CONDITION_ERROR))
-    return dispatch(state, task, func, p0, p1, p2, p3)
-
-
-def _linker_for(config: EngineConfig) -> wasmtime.Linker:
-    linker = _linkers.get(config)
-    if linker is not None:
-        return linker
-    with _linker_lock:
-        linker = _linkers.get(config)
-        if linker is None:
-            linker = wasmtime.Linker(get_engine(config))
-            linker.define_wasi()
-            # a FuncType binds to the first engine it is used with: one per linker
-            ocall_type = wasmtime.FuncType([wasmtime.ValType.i32()] * 6, [wasmtime.ValType.i64()])
-            for module, name in (("wapo", "ocall"), ("wapo", "ocall_fast_return"),
-                                 ("env", "sidevm_ocall"), ("env", "sidevm_ocall_fast_return")):
-                linker.define_func(module, name, ocall_type, _ocall_entry)
-            _linkers[config] = linker
-    return linker
-
-
-def _export(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -> object | None:
-    """One export by name, without wrapping all of them (that costs per export)."""
-    item = ffi.wasmtime_extern_t()
-    raw = name.encode()
-    found = ffi.wasmtime_instance_export_get(
-        store._context(), ctypes.byref(instance._instance), raw, len(raw), ctypes.byref(item))
-    if not found:
-        return None
-    return wrap_extern(item)
 
 
 class GuestModule:
@@ -121,7 +77,7 @@ class GuestModule:
             module = load_module(self.wasm, config)
             self._check_shape(module)
             try:
-                pre = _linker_for(config).instantiate_pre(module)
+                pre = linker_for(config).instantiate_pre(module)
             except wasmtime.WasmtimeError as exc:
                 raise GuestLoadError(f"{self.name} imports something this host does not provide: "
                                      f"{str(exc).splitlines()[0]}") from exc
@@ -238,8 +194,10 @@ class Instance:
         on_log=None,
         on_output=None,
         network=None,
+        memory_image=None,
     ) -> None:
         self.module = module
+        self.memory_image = memory_image  # a wapo.host.image.MemoryImage written in before the first call
         self.network = network  # a wapo.host.http.NetworkPolicy; None = the defaults (fetch)
         self.args = [module.name, *args]
         self.env = list(env)
@@ -254,9 +212,9 @@ class Instance:
         self.on_log = on_log
         self.on_output = on_output  # if set, output goes there as emitted, not into RunResult.output
         self._config = EngineConfig(fuel=limits.fuel is not None)
-        self._store: wasmtime.Store | None = None
+        self._sandbox: Sandbox | None = None
         self._state: GuestState | None = None
-        self._poll: wasmtime.Func | None = None
+        self._poll: capi.Func | None = None
         self._started = 0.0
         self._poll_started = 0.0
         self._done = False
@@ -322,7 +280,7 @@ class Instance:
 
     # --- the run -------------------------------------------------------------------
     async def run(self) -> RunResult:
-        if self._done or self._store is not None:
+        if self._done or self._sandbox is not None:
             raise RuntimeError("an Instance runs once; create a new one")
         st = self._require_state()
         st.loop = asyncio.get_running_loop()
@@ -344,31 +302,25 @@ class Instance:
         return result
 
     def _release(self, st: GuestState) -> None:
-        """Drop every reference to the Store now: Instance and GuestState refer to each other,
-        and leaving the Store to the cycle collector kept finished sandboxes' memory alive."""
+        """Drop the sandbox now: Instance and GuestState refer to each other, and leaving the
+        Store to the cycle collector kept finished sandboxes' memory (and pool slots) alive."""
         st.memory = None  # type: ignore[assignment]
-        self._store = None
-        self._poll = None
-        self._instance = None
+        sandbox, self._sandbox, self._poll = self._sandbox, None, None
+        if sandbox is not None:
+            sandbox.close()
 
     def _instantiate(self, st: GuestState) -> None:
         pre = self.module.instance_pre(self._config)
-        store = wasmtime.Store(get_engine(self._config))
-        wasi = wasmtime.WasiConfig()
-        wasi.argv = self.args
-        wasi.env = self.env
-        if self.inherit_stdio:
-            wasi.inherit_stdout()
-            wasi.inherit_stderr()
-        store.set_wasi(wasi)
-        store.set_limits(memory_size=self.limits.memory)
-        if self.limits.fuel is not None:
-            store.set_fuel(self.limits.fuel)
-        self._store = store
+        try:
+            sandbox = Sandbox(get_engine(self._config), args=self.args, env=self.env, memory_limit=self.limits.memory,
+                              fuel=self.limits.fuel, inherit_stdio=self.inherit_stdio)
+        except ValueError as exc:
+            raise GuestLoadError(f"cannot start {self.module.name}: {exc}") from None
+        self._sandbox = sandbox
         self._set_deadline()
         self._poll_started = time.monotonic()  # a start function runs inside instantiate
         try:
-            instance = pre.instantiate(store)
+            sandbox.instantiate(pre)
         except wasmtime.Trap as exc:
             raise self._trap_error(exc, st) from None
         except wasmtime.WasmtimeError as exc:
@@ -378,36 +330,46 @@ class Instance:
                                        f"use (WAPO_POOL_SLOTS); try again later") from exc
             raise GuestLoadError(f"cannot instantiate {self.module.name} with a {format_size(self.limits.memory)} "
                                  f"memory limit: {reason}") from exc
-        memory = _export(store, instance, "memory")
-        st.memory = GuestMemory(store, memory)  # type: ignore[arg-type]
-        self._poll = _export(store, instance, self.module.poll_export)  # type: ignore[assignment]
-        self._instance = instance
-        initialize = _export(store, instance, "_initialize") if self.module.has_initialize else None
-        if initialize is not None:
-            self._enter(initialize, st)
+        if sandbox.memory() is None:
+            raise GuestLoadError(f"{self.module.name} exports no memory")
+        st.memory = GuestMemory(sandbox)
+        if self.memory_image is not None:
+            try:
+                apply_image(st.memory, self.memory_image, sandbox.grow_memory)
+            except (OcallError, wasmtime.WasmtimeError) as exc:
+                raise GuestLoadError(f"cannot apply the memory image to {self.module.name}: {exc}") from None
+        self._poll = sandbox.func(self.module.poll_export)
+        if self._poll is None:
+            raise GuestLoadError(f"{self.module.name} exports no {self.module.poll_export}")
+        if self.module.has_initialize:
+            initialize = sandbox.func("_initialize")
+            if initialize is not None:
+                self._enter(initialize, st, returns=False)
 
     def _set_deadline(self) -> None:
-        assert self._store is not None
+        assert self._sandbox is not None
         budget = self.limits.burst + self.burst_grace
         if self.limits.time:
             remaining = self.limits.time - (time.monotonic() - self._started)
             budget = min(budget, max(remaining, 0.0) + self.burst_grace)
-        self._store.set_epoch_deadline(max(1, math.ceil(budget / EPOCH_TICK)) + 1)
+        self._sandbox.set_epoch_deadline(max(1, math.ceil(budget / EPOCH_TICK)) + 1)
 
-    def _enter(self, func: wasmtime.Func, st: GuestState) -> int:
+    def _enter(self, func: capi.Func, st: GuestState, returns: bool = True) -> int:
         """Call into the guest with the limits armed; a trap becomes a RunError."""
+        sandbox = self._sandbox
+        assert sandbox is not None
         self._set_deadline()
-        previous = getattr(_current, "state", None)
-        _current.state = st
+        previous = current.state
+        current.state = st
         self._poll_started = time.monotonic()
         try:
-            return func(self._store)
+            return sandbox.call_i32(func) if returns else sandbox.call_void(func) or 0
         except wasmtime.Trap as exc:
             raise self._trap_error(exc, st) from None
         except wasmtime.WasmtimeError as exc:
             raise GuestTrap(f"the guest failed: {str(exc).splitlines()[0]}") from None
         finally:
-            _current.state = previous
+            current.state = previous
 
     async def _drive(self, st: GuestState) -> RunError | None:
         assert self._poll is not None
@@ -442,18 +404,19 @@ class Instance:
     # --- errors ---------------------------------------------------------------------
     def _guest_backtrace(self, st: GuestState) -> str:
         """Ask the guest where it was stopped (WapoJS exports an allocation-free backtrace)."""
-        if not self.backtrace_export or self._store is None:
-            return ""
-        func = _export(self._store, self._instance, self.backtrace_export)
-        if func is None:
+        sandbox = self._sandbox
+        if not self.backtrace_export or sandbox is None or sandbox.closed:
             return ""
         try:
-            self._store.set_epoch_deadline(20)
+            func = sandbox.func(self.backtrace_export)
+            if func is None:
+                return ""
+            sandbox.set_epoch_deadline(20)
             if self.limits.fuel is not None:
-                self._store.set_fuel(10_000_000)
-            ptr = func(self._store)  # type: ignore[operator]
+                sandbox.set_fuel(10_000_000)
+            ptr = sandbox.call_i32(func)
             return st.memory.read_cstr(ptr).rstrip("\n")
-        except (wasmtime.Trap, wasmtime.WasmtimeError):
+        except (wasmtime.Trap, wasmtime.WasmtimeError, OcallError):
             return ""
 
     def _trap_error(self, trap: wasmtime.Trap, st: GuestState) -> RunError:
@@ -495,10 +458,10 @@ class Instance:
         return GuestError(head, stack=stack)
 
     def fuel_consumed(self) -> int:
-        if self.limits.fuel is None or self._store is None:
+        if self.limits.fuel is None or self._sandbox is None or self._sandbox.closed:
             return 0
         try:
-            return self.limits.fuel - self._store.get_fuel()
+            return self.limits.fuel - self._sandbox.get_fuel()
         except wasmtime.WasmtimeError:
             return 0
 

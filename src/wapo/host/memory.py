@@ -2,41 +2,48 @@
 
 Every pointer and length a guest hands the host goes through here: anything
 outside the memory is an InvalidAddress error for the guest, never an
-exception in the host or a read of host memory.
+exception in the host or a read of host memory. The memory is reached on the
+raw C API (``Sandbox.memory_base_and_size``), so these checks are the only
+ones: its base and size are read again on every access, since the guest may
+have grown (and moved) it since the last one.
 """
 
 from __future__ import annotations
 
 import ctypes
-
-import wasmtime
+from typing import TYPE_CHECKING
 
 from .abi import ErrorCode, OcallError
 
+if TYPE_CHECKING:
+    from .sandbox import Sandbox
+
 
 class GuestMemory:
-    __slots__ = ("_memory", "_store")
+    __slots__ = ("_sandbox",)
 
-    def __init__(self, store: wasmtime.Store, memory: wasmtime.Memory) -> None:
-        self._store = store
-        self._memory = memory
+    def __init__(self, sandbox: "Sandbox") -> None:
+        self._sandbox = sandbox
 
     def size(self) -> int:
-        return self._memory.data_len(self._store)
+        return self._sandbox.memory_base_and_size()[1]
 
-    def check(self, ptr: int, length: int) -> tuple[int, int]:
+    def _span(self, ptr: int, length: int) -> tuple[int, int]:
+        """(host address, length) of a guest range, after checking it lies inside the memory."""
         ptr &= 0xFFFFFFFF
         length &= 0xFFFFFFFF
-        if ptr + length > self._memory.data_len(self._store):
+        base, size = self._sandbox.memory_base_and_size()
+        if ptr + length > size or not base:
             raise OcallError(ErrorCode.INVALID_ADDRESS, f"[{ptr}, {ptr + length}) is outside guest memory")
-        return ptr, length
+        return base + ptr, length
+
+    def check(self, ptr: int, length: int) -> tuple[int, int]:
+        self._span(ptr, length)
+        return ptr & 0xFFFFFFFF, length & 0xFFFFFFFF
 
     def read(self, ptr: int, length: int) -> bytes:
-        ptr, length = self.check(ptr, length)
-        if length == 0:
-            return b""
-        base = ctypes.addressof(self._memory.data_ptr(self._store).contents)
-        return ctypes.string_at(base + ptr, length)
+        address, length = self._span(ptr, length)
+        return ctypes.string_at(address, length) if length else b""
 
     def read_str(self, ptr: int, length: int) -> str:
         data = self.read(ptr, length)
@@ -46,11 +53,9 @@ class GuestMemory:
             raise OcallError(ErrorCode.INVALID_ENCODING, "string is not UTF-8") from exc
 
     def write(self, ptr: int, data: bytes) -> None:
-        ptr, length = self.check(ptr, len(data))
-        if length == 0:
-            return
-        base = ctypes.addressof(self._memory.data_ptr(self._store).contents)
-        ctypes.memmove(base + ptr, data, length)
+        address, length = self._span(ptr, len(data))
+        if length:
+            ctypes.memmove(address, data, length)
 
     def read_cstr(self, ptr: int, limit: int = 65536) -> str:
         """A NUL-terminated string (used for guest exports that return one)."""

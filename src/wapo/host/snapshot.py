@@ -15,7 +15,8 @@ nothing of what the module runs. What it changes:
   captured), and the datacount section is updated;
 - mutable globals defined by the module: initializer = the captured value;
 - exports: ``_initialize`` is removed (it already ran, and a reactor's
-  ``_initialize`` traps when called twice), and so is the start section;
+  ``_initialize`` traps when called twice), and so is the start section; the
+  mutable globals are exported as ``__wapo_snapshot_global_<index>``;
 - custom sections are kept, except the data-segment names of the ``name``
   section, which no longer describe the segments.
 
@@ -41,7 +42,7 @@ from .engine import EPOCH_TICK, WASMTIME_VERSION, EngineConfig, get_engine
 from .errors import WapoError
 
 # Bump when the output of snapshot() changes for the same input.
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
 GLOBAL_EXPORT_PREFIX = "__wapo_snapshot_global_"
 MEMORY_EXPORT = "__wapo_snapshot_memory"
 INIT_TIME_LIMIT = 10.0  # seconds an init export may run
@@ -349,10 +350,12 @@ def _replace_section(sections: list[tuple[int, bytes]], sid: int, payload: bytes
 def instrument(mod: Module) -> bytes:
     """The module with its mutable globals (and its memory) exported under generated names."""
     exports = list(mod.exports)
+    present = {name for name, _, _ in exports}  # a snapshot of a snapshot exports its globals already
     for g in mod.globals:
-        if g.mutable:
+        if g.mutable and f"{GLOBAL_EXPORT_PREFIX}{g.index}" not in present:
             exports.append((f"{GLOBAL_EXPORT_PREFIX}{g.index}", 3, g.index))
-    exports.append((MEMORY_EXPORT, 2, 0))
+    if MEMORY_EXPORT not in present:
+        exports.append((MEMORY_EXPORT, 2, 0))
     sections = _replace_section(mod.sections, SEC_EXPORT, _export_section(exports),
                                 (SEC_START, SEC_ELEM, SEC_DATACOUNT, SEC_CODE, SEC_DATA))
     return encode(sections)
@@ -367,7 +370,7 @@ class Captured:
 
 
 def capture(mod: Module, init_export: str, config: EngineConfig = EngineConfig()) -> Captured:
-    from .instance import _linker_for  # the host's imports (WASI + ocalls), defined once per engine
+    from .linker import linker_for  # the host's imports (WASI + ocalls), defined once per engine
 
     engine = get_engine(config)
     try:
@@ -383,7 +386,7 @@ def capture(mod: Module, init_export: str, config: EngineConfig = EngineConfig()
     if config.fuel:
         store.set_fuel(2**62)
     try:
-        instance = _linker_for(config).instantiate(store, module)
+        instance = linker_for(config).instantiate(store, module)
         exports = instance.exports(store)
         calls = ["_initialize"] if "_initialize" in names and init_export != "_initialize" else []
         for name in calls + [init_export]:
@@ -483,7 +486,11 @@ def rewrite(mod: Module, captured: Captured) -> bytes:
         segments = new_segments
     data_section = _vec(segments)
 
+    # the mutable globals stay exported (under generated names): a per-agent image taken from
+    # this snapshot (wapo.host.image) checks that its init left them as they were
     exports = [(n, k, i) for n, k, i in mod.exports if n != "_initialize"]
+    exports += [(f"{GLOBAL_EXPORT_PREFIX}{g.index}", 3, g.index) for g in mod.globals
+                if g.mutable and f"{GLOBAL_EXPORT_PREFIX}{g.index}" not in {n for n, _, _ in exports}]
 
     out: list[tuple[int, bytes]] = []
     for sid, payload in mod.sections:

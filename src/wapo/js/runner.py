@@ -95,13 +95,20 @@ def js_instance(
     app_address: bytes | None = None,
     network=None,
     snapshot: bool | None = None,
+    memory_image=None,
 ) -> Instance:
     """A sandbox for ``code``. ``entry`` names a prelude entry point that runs the code
     (e.g. ``runAgent``); ``on_output`` receives output as it is emitted. ``snapshot`` picks the
-    pre-initialized guest or the plain one (None: ``WAPO_SNAPSHOT``, on by default)."""
+    pre-initialized guest or the plain one (None: ``WAPO_SNAPSHOT``, on by default).
+    ``memory_image`` (from ``wapo.js.precompiled.agent_image``) holds ``code`` already compiled:
+    the guest then gets an empty code and runs that (snapshots only)."""
+    if memory_image is not None and (snapshot is False or not snapshots_enabled()):
+        memory_image = None
     return Instance(
         wapojs_module(snapshot),
-        args=guest_args(code, args, limits, module=module, name=name, entry=entry),
+        args=guest_args("" if memory_image is not None else code, args, limits, module=module, name=name,
+                        entry=entry),
+        memory_image=memory_image,
         env=env,
         limits=limits,
         app_address=app_address or hashlib.sha256(b"wapo-js:" + code.encode()).digest(),

@@ -94,6 +94,9 @@ static struct {
     JSContext *ctx;
     bool init_done;  /* wapojs_init ran (maybe in the snapshot this instance came from) */
     bool preloaded;  /* wapojs_init_preloaded loaded the whole prelude */
+    bool precompiling;  /* inside wapojs_precompile: host.compileScript/compileModule allowed */
+    int pre_kind;  /* PRE_NONE, or what pre_fn holds: the agent compiled into a snapshot */
+    JSValue pre_fn;  /* compiled, not yet run: function bytecode (PRE_SCRIPT) or module (PRE_MODULE) */
     bool started;
     bool finished;
     size_t memory_limit;
@@ -720,6 +723,74 @@ static JSValue js_host_eval_module(JSContext *ctx, JSValueConst this_val, int ar
     return pair;
 }
 
+/* ---- code compiled into a snapshot (per agent: docs/design.md, "Per-agent snapshots") ---- */
+
+enum { PRE_NONE, PRE_SCRIPT, PRE_MODULE };
+
+/* host.compileScript(code, name) / host.compileModule(code, name): compile, keep the result
+ * for host.evalPrecompiled(). Only inside wapojs_precompile, before the snapshot is taken. */
+static JSValue js_host_compile(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv, int magic)
+{
+    (void)this_val;
+    if (!S.precompiling || S.pre_kind != PRE_NONE)
+        return JS_ThrowTypeError(ctx, "host.compile*: only once, while precompiling");
+    if (argc < 2)
+        return JS_ThrowTypeError(ctx, "host.compile*(code, name)");
+    size_t n;
+    const char *code = JS_ToCStringLen(ctx, &n, argv[0]);
+    if (!code)
+        return JS_EXCEPTION;
+    const char *name = JS_ToCString(ctx, argv[1]);
+    if (!name) {
+        JS_FreeCString(ctx, code);
+        return JS_EXCEPTION;
+    }
+    int type = magic == PRE_MODULE ? JS_EVAL_TYPE_MODULE : JS_EVAL_TYPE_GLOBAL;
+    JSValue fn = JS_Eval(ctx, code, n, name, type | JS_EVAL_FLAG_COMPILE_ONLY);
+    JS_FreeCString(ctx, code);
+    JS_FreeCString(ctx, name);
+    if (JS_IsException(fn))
+        return fn;
+    S.pre_fn = fn;
+    S.pre_kind = magic;
+    return JS_UNDEFINED;
+}
+
+/* host.precompiledKind() -> "script" | "module" | "" (nothing compiled, or already run) */
+static JSValue js_host_precompiled_kind(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    (void)this_val; (void)argc; (void)argv;
+    return JS_NewString(ctx, S.pre_kind == PRE_SCRIPT ? "script" : S.pre_kind == PRE_MODULE ? "module" : "");
+}
+
+/* host.evalPrecompiled(): run the compiled code once, as host.evalScript / host.evalModule would
+ * have run its source (a script's value; a module's [evaluation promise, namespace]). */
+static JSValue js_host_eval_precompiled(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    (void)this_val; (void)argc; (void)argv;
+    int kind = S.pre_kind;
+    if (kind == PRE_NONE)
+        return JS_ThrowTypeError(ctx, "host.evalPrecompiled: nothing was precompiled");
+    JSValue fn = S.pre_fn;
+    S.pre_kind = PRE_NONE;
+    S.pre_fn = JS_UNDEFINED;
+    if (kind == PRE_SCRIPT)
+        return JS_EvalFunction(ctx, fn);  /* takes fn */
+    JSModuleDef *m = JS_VALUE_GET_PTR(fn);
+    JSValue promise = JS_EvalFunction(ctx, fn);
+    if (JS_IsException(promise))
+        return promise;
+    JSValue ns = JS_GetModuleNamespace(ctx, m);
+    if (JS_IsException(ns)) {
+        JS_FreeValue(ctx, promise);
+        return ns;
+    }
+    JSValue pair = JS_NewArray(ctx);
+    JS_SetPropertyUint32(ctx, pair, 0, promise);
+    JS_SetPropertyUint32(ctx, pair, 1, ns);
+    return pair;
+}
+
 /* host.evalScript(code, name): evaluate as a classic script in the global scope. */
 static JSValue js_host_eval_script(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
 {
@@ -801,6 +872,10 @@ static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("exit", 1, js_host_exit),
     JS_CFUNC_DEF("evalModule", 2, js_host_eval_module),
     JS_CFUNC_DEF("evalScript", 2, js_host_eval_script),
+    JS_CFUNC_MAGIC_DEF("compileScript", 2, js_host_compile, PRE_SCRIPT),
+    JS_CFUNC_MAGIC_DEF("compileModule", 2, js_host_compile, PRE_MODULE),
+    JS_CFUNC_DEF("precompiledKind", 0, js_host_precompiled_kind),
+    JS_CFUNC_DEF("evalPrecompiled", 0, js_host_eval_precompiled),
     JS_CFUNC_DEF("call", 2, js_host_call),
     JS_CFUNC_DEF("watch", 2, js_host_watch),
     JS_CFUNC_DEF("close", 1, js_host_close),
@@ -974,6 +1049,14 @@ void wapojs_init(void)
     S.ctx = ctx;
 }
 
+/* Move the GC threshold past the heap as it is now (as js_trigger_gc does), after a collection:
+ * a sandbox's first allocations then do not walk, and fault in, the whole snapshot heap. */
+static void settle_heap(void)
+{
+    JS_RunGC(S.rt);
+    S.rt->malloc_gc_threshold = S.rt->malloc_state.malloc_size + (S.rt->malloc_state.malloc_size >> 1);
+}
+
 /* wapojs_init, then every prelude module evaluated and every lazy global made a plain
  * property: run once before a snapshot, so sandboxes made from it start with all APIs loaded
  * (loading URL or Request costs ~5 ms per sandbox otherwise). A module that fails to load here
@@ -1013,10 +1096,7 @@ void wapojs_init_preloaded(void)
     while (JS_ExecutePendingJob(S.rt, &ctx1) > 0)
         ;
     JS_FreeValue(ctx, JS_GetException(ctx));
-    /* Collect now and move the GC threshold past the loaded heap (as js_trigger_gc does), so a
-     * sandbox's first allocations do not walk, and fault in, the whole snapshot heap. */
-    JS_RunGC(S.rt);
-    S.rt->malloc_gc_threshold = S.rt->malloc_state.malloc_size + (S.rt->malloc_state.malloc_size >> 1);
+    settle_heap();
 }
 
 /* What must differ between sandboxes made from one snapshot: QuickJS seeds Math.random and
@@ -1049,20 +1129,30 @@ static bool set_script_args(JSContext *ctx)
     return r >= 0;
 }
 
+/* The WASI args, in two malloc'd blocks the caller frees (argv, then buf). */
+static bool read_wasi_args(int *argc, char ***argv, char **buf)
+{
+    size_t n_args = 0, args_size = 0;
+    *argv = NULL;
+    *buf = NULL;
+    if (__wasi_args_sizes_get(&n_args, &args_size) != 0)
+        return false;
+    *argv = malloc((n_args + 1) * sizeof(char *));
+    *buf = malloc(args_size ? args_size : 1);
+    if (!*argv || !*buf || __wasi_args_get((uint8_t **)*argv, (uint8_t *)*buf) != 0)
+        return false;
+    *argc = (int)n_args;
+    return true;
+}
+
 /* Per-run setup, in the first wapo_poll: the WASI args (limits, code, scriptArgs) and the
  * per-sandbox state, applied to the runtime made by wapojs_init (maybe in a snapshot). */
 static bool start(void)
 {
     int argc = 0;
-    char **argv = NULL;
-    size_t n_args = 0, args_size = 0;
-    if (__wasi_args_sizes_get(&n_args, &args_size) != 0)
+    char **argv = NULL, *args_buf = NULL;
+    if (!read_wasi_args(&argc, &argv, &args_buf))
         return false;
-    argv = malloc((n_args + 1) * sizeof(char *));
-    char *args_buf = malloc(args_size ? args_size : 1);
-    if (!argv || !args_buf || __wasi_args_get((uint8_t **)argv, (uint8_t *)args_buf) != 0)
-        return false;
-    argc = (int)n_args;
     if (!parse_args(argc, argv)) {
         static const char usage[] = "wapojs: bad arguments: expected [options] -c CODE [args...]";
         host_report(REPORT_SETUP, usage, sizeof(usage) - 1);
@@ -1080,45 +1170,106 @@ static bool start(void)
     return set_script_args(S.ctx);
 }
 
-/* Hand the code to a prelude entry point: entry(code, name, isModule, scriptArgs). */
-static bool run_entry(void)
+/* The prelude module that provides entry point `entry` (`// @provides @entry`), or -1. */
+static int entry_module(const char *entry)
 {
-    JSContext *ctx = S.ctx;
-    size_t want = strlen(S.entry);
+    size_t want = strlen(entry);
     for (int i = 0; i < PRELUDE_COUNT; i++) {
         const char *p = prelude_modules[i].provides;
         while ((p = strchr(p, '@')) != NULL) {
             p++;
-            if (strncmp(p, S.entry, want) || (p[want] && p[want] != ' '))
-                continue;
-            JSValue exports = prelude_load(ctx, i);
-            if (JS_IsException(exports)) {
-                fail_with_exception();
-                return false;
-            }
-            JSValue fn = JS_GetPropertyStr(ctx, exports, S.entry);
-            JS_FreeValue(ctx, exports);
-            JSValue args[3] = {
-                JS_NewString(ctx, S.code),
-                JS_NewString(ctx, S.name ? S.name : "<agent>"),
-                JS_NewBool(ctx, S.is_module),
-            };
-            JSValue r = JS_Call(ctx, fn, JS_UNDEFINED, 3, args);
-            JS_FreeValue(ctx, fn);
-            for (int k = 0; k < 3; k++)
-                JS_FreeValue(ctx, args[k]);
-            if (JS_IsException(r)) {
-                fail_with_exception();
-                return false;
-            }
-            JS_FreeValue(ctx, r);
-            return true;
+            if (!strncmp(p, entry, want) && (!p[want] || p[want] == ' '))
+                return i;
         }
     }
-    static const char msg[] = "wapojs: unknown --entry";
-    host_report(REPORT_SETUP, msg, sizeof(msg) - 1);
-    S.finished = true;
-    return false;
+    return -1;
+}
+
+/* Compile the code of the WASI args ([options] --entry=NAME -c CODE, as for a run) into this
+ * instance through the entry module's `precompile(code, name, isModule)`, so that a snapshot
+ * taken now holds it compiled (docs/design.md, "Per-agent snapshots"); a run from that snapshot
+ * is given an empty code and runs the compiled one. 1: compiled; 0: not (a syntax error: the
+ * run compiles the source itself and reports it). No setting of these args outlives the call. */
+__attribute__((export_name("wapojs_precompile")))
+int32_t wapojs_precompile(void)
+{
+    wapojs_init_preloaded();
+    if (!S.ctx || S.started || S.pre_kind != PRE_NONE)
+        return 0;
+    int argc = 0;
+    char **argv = NULL, *args_buf = NULL;
+    int32_t ok = 0;
+    if (read_wasi_args(&argc, &argv, &args_buf) && parse_args(argc, argv) && S.entry && *S.code) {
+        int idx = entry_module(S.entry);
+        JSValue exports = idx < 0 ? JS_UNDEFINED : prelude_load(S.ctx, idx);
+        JSValue fn = JS_IsObject(exports) ? JS_GetPropertyStr(S.ctx, exports, "precompile") : JS_UNDEFINED;
+        JS_FreeValue(S.ctx, exports);
+        if (JS_IsFunction(S.ctx, fn)) {
+            JSValue args[3] = {
+                JS_NewString(S.ctx, S.code),
+                JS_NewString(S.ctx, S.name ? S.name : "<agent>"),
+                JS_NewBool(S.ctx, S.is_module),
+            };
+            S.precompiling = true;
+            JSValue r = JS_Call(S.ctx, fn, JS_UNDEFINED, 3, args);
+            S.precompiling = false;
+            for (int k = 0; k < 3; k++)
+                JS_FreeValue(S.ctx, args[k]);
+            ok = !JS_IsException(r) && S.pre_kind != PRE_NONE;
+            JS_FreeValue(S.ctx, r);
+        }
+        JS_FreeValue(S.ctx, fn);
+    }
+    JS_FreeValue(S.ctx, JS_GetException(S.ctx));
+    S.memory_limit = 0;
+    S.stack_size = 0;
+    S.burst_ms = 1000;
+    S.time_ms = 0;
+    S.is_module = false;
+    S.name = S.entry = S.code = NULL;
+    S.script_argc = 0;
+    S.script_argv = NULL;
+    free(argv);
+    free(args_buf);
+    /* no collection here: it relinks every object of the heap, and the image would carry every
+     * page (measured: 208 KB for a hello agent with it) */
+    S.rt->malloc_gc_threshold = S.rt->malloc_state.malloc_size + (S.rt->malloc_state.malloc_size >> 1);
+    return ok;
+}
+
+/* Hand the code to a prelude entry point: entry(code, name, isModule, scriptArgs). */
+static bool run_entry(void)
+{
+    JSContext *ctx = S.ctx;
+    int idx = entry_module(S.entry);
+    if (idx < 0) {
+        static const char msg[] = "wapojs: unknown --entry";
+        host_report(REPORT_SETUP, msg, sizeof(msg) - 1);
+        S.finished = true;
+        return false;
+    }
+    JSValue exports = prelude_load(ctx, idx);
+    if (JS_IsException(exports)) {
+        fail_with_exception();
+        return false;
+    }
+    JSValue fn = JS_GetPropertyStr(ctx, exports, S.entry);
+    JS_FreeValue(ctx, exports);
+    JSValue args[3] = {
+        JS_NewString(ctx, S.code),
+        JS_NewString(ctx, S.name ? S.name : "<agent>"),
+        JS_NewBool(ctx, S.is_module),
+    };
+    JSValue r = JS_Call(ctx, fn, JS_UNDEFINED, 3, args);
+    JS_FreeValue(ctx, fn);
+    for (int k = 0; k < 3; k++)
+        JS_FreeValue(ctx, args[k]);
+    if (JS_IsException(r)) {
+        fail_with_exception();
+        return false;
+    }
+    JS_FreeValue(ctx, r);
+    return true;
 }
 
 static bool eval_main(void)

@@ -91,7 +91,16 @@ async function respond(target, req, init) {
   await Promise.all(waiting);
 }
 
+// Compiles the agent into a per-agent snapshot (wapojs_precompile): the same module-or-script
+// choice runAgent makes, so a run from the snapshot does what one from the source would.
+function precompile(code, name, isModule) {
+  if (isModule || looksLikeModule(code)) host.compileModule(code, name);
+  else host.compileScript(code, name);
+}
+
 async function runAgent(code, name, isModule) {
+  // An empty code from the host means: run what the snapshot holds compiled, if anything.
+  const pre = code === "" ? host.precompiledKind() : "";
   const payload = scriptArgs[0] === undefined ? "{}" : scriptArgs[0];
   const req = JSON.parse(payload);
   // process.env.secret arrives through the sandbox environment (see wapo/agent/runner.py), so an
@@ -99,8 +108,8 @@ async function runAgent(code, name, isModule) {
   globalThis.module = { exports: {} };
   globalThis.exports = globalThis.module.exports;
 
-  if (isModule || looksLikeModule(code)) {
-    const [evaluated, ns] = host.evalModule(code, name);
+  if (pre === "module" || (!pre && (isModule || looksLikeModule(code)))) {
+    const [evaluated, ns] = pre ? host.evalPrecompiled() : host.evalModule(code, name);
     await evaluated;
     const def = ns.default;
     if (hasFetch(def)) return serveFetch(def, req);
@@ -110,7 +119,8 @@ async function runAgent(code, name, isModule) {
     return undefined; // a module that answers by itself
   }
 
-  host.evalScript(code, name);
+  if (pre) host.evalPrecompiled();
+  else host.evalScript(code, name);
   const exported = globalThis.module.exports;
   if (hasFetch(exported)) return serveFetch(exported, req);
   if (exported && hasFetch(exported.default)) return serveFetch(exported.default, req);
@@ -123,4 +133,4 @@ async function runAgent(code, name, isModule) {
   return undefined; // a bundle that answers by itself (style B, or A with its own glue)
 }
 
-return { runAgent };
+return { runAgent, precompile };

@@ -1,0 +1,98 @@
+"""The imports every guest links against: WASI and the Wapo ocall entry, one Linker per engine.
+
+The ocall entry is defined with ``wasmtime_linker_define_func_unchecked``: wasmtime hands us the
+six i32 arguments in a raw value array and takes the i64 result in its first slot, without
+wasmtime-py's per-call ``Caller`` and value wrappers (~30 us per ocall saved). Host functions
+live in a process-global table that is not synchronized (DESIGN.md): define them once here, on
+a shared Linker, never per Store.
+
+Which guest an ocall belongs to is the thread-local ``current.state``, set around every call
+into a guest; a call from a guest we are not running is refused, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+import wasmtime
+
+from . import capi
+from .abi import ErrorCode, err, to_signed_i64
+from .engine import EngineConfig, get_engine
+from .ocalls import dispatch
+
+if TYPE_CHECKING:
+    from .instance import GuestState
+
+log = logging.getLogger("wapo.host")
+
+OCALL_IMPORTS = (("wapo", "ocall"), ("wapo", "ocall_fast_return"),
+                 ("env", "sidevm_ocall"), ("env", "sidevm_ocall_fast_return"))
+_REFUSED = to_signed_i64(err(ErrorCode.CONDITION_ERROR))
+
+
+class _Current(threading.local):
+    state: "GuestState | None" = None
+
+
+current = _Current()
+
+
+class Crossings:
+    """Python<->wasm crossings of this process (host->guest calls, guest->host ocalls): the
+    figure the per-request path is judged by (bench/run.py reads it)."""
+
+    __slots__ = ("entries", "ocalls")
+
+    def __init__(self) -> None:
+        self.entries = 0
+        self.ocalls = 0
+
+
+crossings = Crossings()
+
+
+def _ocall_entry(env: int, caller: int, values, count: int) -> int:
+    crossings.ocalls += 1
+    try:
+        state = current.state
+        if state is None or count < 6:
+            values[0].i64 = _REFUSED
+        else:
+            values[0].i64 = dispatch(state, values[0].i32, values[1].i32, values[2].i32, values[3].i32,
+                                     values[4].i32, values[5].i32)
+    except BaseException:  # nothing may unwind into wasm: dispatch already turns errors into codes
+        log.exception("the ocall entry failed")
+        values[0].i64 = to_signed_i64(err(ErrorCode.IO_ERROR))
+    return 0  # no trap
+
+
+# Kept alive for the process: wasmtime holds the pointer.
+_OCALL_CALLBACK = capi.UncheckedCallback(_ocall_entry)
+
+_linkers: dict[EngineConfig, wasmtime.Linker] = {}
+_lock = threading.Lock()
+
+
+def linker_for(config: EngineConfig) -> wasmtime.Linker:
+    linker = _linkers.get(config)
+    if linker is not None:
+        return linker
+    with _lock:
+        linker = _linkers.get(config)
+        if linker is None:
+            linker = wasmtime.Linker(get_engine(config))
+            linker.define_wasi()
+            # a FuncType binds to the first engine it is used with: one per linker
+            ocall_type = wasmtime.FuncType([wasmtime.ValType.i32()] * 6, [wasmtime.ValType.i64()])
+            for module, name in OCALL_IMPORTS:
+                m, n = module.encode(), name.encode()
+                error = wasmtime._ffi.wasmtime_linker_define_func_unchecked(
+                    linker.ptr(), m, len(m), n, len(n), ocall_type.ptr(), _OCALL_CALLBACK, None,
+                    capi.NO_FINALIZER)
+                if error:
+                    raise wasmtime.WasmtimeError._from_ptr(error)
+            _linkers[config] = linker
+    return linker

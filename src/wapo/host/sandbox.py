@@ -1,0 +1,188 @@
+"""One sandbox on wasmtime's C API: a Store and an instance made, called and dropped directly.
+
+This is the per-request hot path (docs/design.md, "The lean per-request path"): creating the
+Store, giving it its WASI arguments (the request arrives in them: one write), instantiating from
+the ``InstancePre``, calling ``wapo_poll`` and dropping the Store are each one C call, with no
+wasmtime-py object in between. The raw API checks nothing, so this module does: every export is
+looked up by name and kind-checked before use, a call on a closed sandbox raises instead of
+touching freed memory, and guest memory is only reached through ``GuestMemory`` (bounds-checked
+against the memory's current size on every access).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import byref, c_char_p, c_uint64, c_void_p
+from typing import Iterable, Sequence
+
+import wasmtime
+
+from . import capi
+from .linker import crossings, current  # noqa: F401  (re-exported)
+
+_NO_LIMIT = -1
+
+
+class SandboxClosed(RuntimeError):
+    """The sandbox was dropped; nothing of it may be used any more."""
+
+
+def _strings(values: Sequence[str], what: str) -> ctypes.Array:
+    encoded = []
+    for value in values:
+        if "\0" in value:
+            raise ValueError(f"a WASI {what} cannot contain a NUL character")
+        encoded.append(value.encode("utf-8"))
+    return (c_char_p * len(encoded))(*encoded)
+
+
+class Sandbox:
+    """A Store with one instance of a pre-linked module. ``close()`` drops it (idempotent)."""
+
+    __slots__ = ("_store", "_ctx", "_instance", "memory_extern")
+
+    def __init__(self, engine: wasmtime.Engine, *, args: Sequence[str], env: Iterable[tuple[str, str]] = (),
+                 memory_limit: int, fuel: int | None = None, inherit_stdio: bool = False) -> None:
+        self._store = self._ctx = None
+        self._instance: capi.InstanceHandle | None = None
+        self.memory_extern: capi.Memory | None = None
+        self._store = capi.store_new(engine.ptr(), None, capi.NO_FINALIZER)
+        self._ctx = capi.store_context(self._store)
+        try:
+            self._set_wasi(args, list(env), inherit_stdio)
+            capi.store_limiter(self._store, memory_limit, _NO_LIMIT, _NO_LIMIT, _NO_LIMIT, _NO_LIMIT)
+            if fuel is not None:
+                self._check(capi.context_set_fuel(self._ctx, fuel))
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_wasi(self, args: Sequence[str], env: list[tuple[str, str]], inherit_stdio: bool) -> None:
+        argv = _strings(args, "argument")
+        names = _strings([k for k, _ in env], "environment name")
+        values = _strings([v for _, v in env], "environment value")
+        wasi = capi.wasi_config_new()
+        ok = capi.wasi_config_set_argv(wasi, len(argv), argv)
+        ok = ok and capi.wasi_config_set_env(wasi, len(names), names, values)
+        if not ok:
+            capi.wasi_config_delete(wasi)
+            raise ValueError("WASI refused the arguments or environment (they must be UTF-8)")
+        if inherit_stdio:
+            capi.wasi_config_inherit_stdout(wasi)
+            capi.wasi_config_inherit_stderr(wasi)
+        self._check(capi.context_set_wasi(self._ctx, wasi))  # takes the config, even on error
+
+    @staticmethod
+    def _check(error: int | None) -> None:
+        if error:
+            raise capi.take_error(error)
+
+    def _context(self) -> int:
+        if self._ctx is None:
+            raise SandboxClosed("the sandbox was dropped")
+        return self._ctx
+
+    # --- lifecycle --------------------------------------------------------------------
+    def instantiate(self, pre: wasmtime.InstancePre) -> None:
+        """Instantiate ``pre`` here; a trap (start function) raises ``wasmtime.Trap``, a failure
+        (a full pool, a memory limit below the module's minimum) ``wasmtime.WasmtimeError``."""
+        ctx = self._context()
+        if self._instance is not None:
+            raise RuntimeError("a sandbox holds one instance")
+        handle = capi.InstanceHandle()
+        trap = c_void_p()
+        error = capi.instance_pre_instantiate(pre.ptr(), ctx, byref(handle), byref(trap))
+        if error:
+            raise capi.take_error(error)
+        if trap.value:
+            raise capi.take_trap(trap.value)
+        self._instance = handle
+
+    def close(self) -> None:
+        store, self._store, self._ctx, self._instance, self.memory_extern = self._store, None, None, None, None
+        if store:
+            capi.store_delete(store)
+
+    @property
+    def closed(self) -> bool:
+        return self._ctx is None
+
+    def __del__(self) -> None:
+        self.close()
+
+    # --- exports ------------------------------------------------------------------------
+    def _export(self, name: str, kind: int) -> capi.Extern | None:
+        ctx = self._context()
+        if self._instance is None:
+            raise RuntimeError("the sandbox has no instance yet")
+        item = capi.Extern()
+        raw = name.encode()
+        if not capi.instance_export_get(ctx, byref(self._instance), raw, len(raw), byref(item)):
+            return None
+        if item.kind != kind:
+            return None
+        return item
+
+    def func(self, name: str) -> capi.Func | None:
+        """The exported function ``name``; the caller knows its type (``GuestModule`` checked it)."""
+        item = self._export(name, capi.EXTERN_FUNC)
+        return None if item is None else item.of.func
+
+    def memory(self, name: str = "memory") -> capi.Memory | None:
+        item = self._export(name, capi.EXTERN_MEMORY)
+        if item is None:
+            return None
+        self.memory_extern = item.of.memory
+        return self.memory_extern
+
+    # --- running ------------------------------------------------------------------------
+    def call_i32(self, func: capi.Func) -> int:
+        """Call a ``() -> i32`` export (``wapo_poll``); the current guest state must be set."""
+        return self._call(func, 1)
+
+    def call_void(self, func: capi.Func) -> None:
+        """Call a ``() -> ()`` export (``_initialize``)."""
+        self._call(func, 0)
+
+    def _call(self, func: capi.Func, results: int) -> int:
+        ctx = self._context()
+        values = (capi.ValRaw * 1)()
+        trap = c_void_p()
+        crossings.entries += 1
+        error = capi.func_call_unchecked(ctx, byref(func), values, results, byref(trap))
+        if error:
+            raise capi.take_error(error)
+        if trap.value:
+            raise capi.take_trap(trap.value)
+        return values[0].i32 if results else 0
+
+    def set_epoch_deadline(self, ticks: int) -> None:
+        capi.context_set_epoch_deadline(self._context(), ticks)
+
+    def set_fuel(self, fuel: int) -> None:
+        self._check(capi.context_set_fuel(self._context(), fuel))
+
+    def get_fuel(self) -> int:
+        value = c_uint64()
+        self._check(capi.context_get_fuel(self._context(), byref(value)))
+        return value.value
+
+    # --- memory ---------------------------------------------------------------------------
+    def grow_memory(self, pages: int) -> None:
+        """Grow the exported memory by ``pages`` wasm pages (the Store's memory limit applies)."""
+        ctx = self._context()
+        if self.memory_extern is None:
+            raise RuntimeError("the sandbox has no memory")
+        previous = c_uint64()
+        self._check(capi.memory_grow(ctx, byref(self.memory_extern), pages, byref(previous)))
+
+    def memory_base_and_size(self) -> tuple[int, int]:
+        """Where the exported memory is now and how long (it moves and grows while the guest runs)."""
+        ctx = self._context()
+        mem = self.memory_extern
+        if mem is None:
+            raise RuntimeError("the sandbox has no memory")
+        return capi.memory_data(ctx, byref(mem)) or 0, capi.memory_data_size(ctx, byref(mem))
+
+
+__all__ = ["Sandbox", "SandboxClosed", "crossings", "current"]
