@@ -38,9 +38,10 @@ every agent answered and the agents' process peak RSS (VmHWM) up to the moment
 all N were waiting is below 2 GB (2.0e9 bytes, stricter than 2 GiB); the peak
 over the whole batch (answers and teardown) is printed next to it.
 
-The agents' child sets WAPO_POOL_SLOTS = max(N, 1000) + 16 before importing
-wapo (the pooling allocator's slots cap live sandboxes per process; the default
-is 1000; ``--pool-slots 0`` turns pooling off, to compare). ``--no-snapshot`` runs
+The agents' child runs with the project's defaults: WAPO_POOL_SLOTS (128) sandboxes
+in the pooling allocator's slots, the rest on the on-demand engine, up to
+WAPO_MAX_SANDBOXES (4096; raised to N + 16 if N is larger). ``--pool-slots N`` sets
+WAPO_POOL_SLOTS (0: no pooling), to compare. ``--no-snapshot`` runs
 the agents with WAPO_SNAPSHOT=0. Fetch and run limits are passed as configuration
 so that the hold never trips them: fetch head timeout max(30, delay + 15) s (default
 30 s) and run time max(60, delay + 30) s (default 60 s); nothing else is changed.
@@ -297,14 +298,16 @@ async def read_event(proc: asyncio.subprocess.Process, want: str, timeout: float
     return await asyncio.wait_for(read(), timeout)
 
 
-def pool_slots(args: argparse.Namespace) -> int:
-    return max(args.agents, 1000) + POOL_MARGIN if args.pool_slots is None else args.pool_slots
+def pool_slots(args: argparse.Namespace) -> str:
+    return "default" if args.pool_slots is None else str(args.pool_slots)
 
 
 def child_env(phase: str, args: argparse.Namespace) -> dict[str, str]:
     env = dict(os.environ)
     if phase == "agents":
-        env["WAPO_POOL_SLOTS"] = str(pool_slots(args))
+        if args.pool_slots is not None:
+            env["WAPO_POOL_SLOTS"] = str(args.pool_slots)
+        env["WAPO_MAX_SANDBOXES"] = str(max(4096, args.agents + POOL_MARGIN))
         if args.no_snapshot:
             env["WAPO_SNAPSHOT"] = "0"
     return env
@@ -420,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="longest hold of a slow request, s (released earlier, once RSS is sampled)")
     ap.add_argument("--no-snapshot", action="store_true", help="run the agents with WAPO_SNAPSHOT=0")
     ap.add_argument("--pool-slots", type=int,
-                    help="WAPO_POOL_SLOTS of the agents' process (default max(N, 1000) + 16; 0: no pooling)")
+                    help="WAPO_POOL_SLOTS of the agents' process (default: the project's, 128; 0: no pooling)")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--phase", choices=list(PHASES), help=argparse.SUPPRESS)  # internal: run as a child
     ap.add_argument("--url", help=argparse.SUPPRESS)

@@ -11,14 +11,16 @@ import asyncio
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from aiohttp import web
+from test_net_tcp import pki, server_context  # noqa: F401  (the test CA fixture)
 
 from wapo.host import Limits
 from wapo.host.http import AddressPolicy, HttpLimits, NetworkPolicy
 from wapo.host.http.client import open_counts
-from wapo.js.runner import js_instance, run_js
+from wapo.js.runner import js_instance, run_js, run_js_async
 
 ALLOW = ("127.0.0.1/32",)
 CHUNK = bytes(range(256)) * 256  # 64 KiB
@@ -430,3 +432,36 @@ def test_fifty_megabytes_stream_through_a_small_guest(server):
     assert out[0] == size and out[1] > 50
     print(f"50 MB streamed; guest linear memory at the end: {peak[0] / 2**20:.1f} MiB")
     assert peak[0] <= 32 * 1024 * 1024
+
+
+# --- an extra CA (--tls-ca) -----------------------------------------------------------
+
+def test_fetch_trusts_the_extra_ca_only_when_given(pki: dict[str, Path]) -> None:
+    """NetworkPolicy.tls_extra_ca (--tls-ca) also covers fetch: an HTTPS server signed by the test
+    CA answers with it, and fails verification without it."""
+    async def scenario() -> tuple[object, object]:
+        async def hello(request: web.Request) -> web.Response:
+            return web.Response(text="secure hello")
+
+        app = web.Application()
+        app.router.add_get("/", hello)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context(pki))
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        code = f"""
+          fetch("https://localhost:{port}/").then(r => r.text()).then(t => {{ scriptOutput = t; }},
+                                                                     e => {{ scriptOutput = "failed: " + e.message; }});
+        """
+        try:
+            with_ca = await run_js_async(code, limits=Limits(time=20), network=NetworkPolicy(
+                allow=("127.0.0.0/8",), tls_extra_ca=str(pki["ca"])))
+            without = await run_js_async(code, limits=Limits(time=20), network=NetworkPolicy(allow=("127.0.0.0/8",)))
+        finally:
+            await runner.cleanup()
+        return with_ca, without
+
+    with_ca, without = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert with_ca.output == b"secure hello", with_ca
+    assert without.output.startswith(b"failed: ") and b"certificate" in without.output.lower(), without

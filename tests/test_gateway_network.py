@@ -113,22 +113,25 @@ def test_config_file(tmp_path):
         load_config(path)
 
 
-def test_full_sandbox_pool_is_a_clear_error(tmp_path):
-    """With every pool slot in use, a run ends with CapacityExceeded (the gateway answers 503)."""
+def test_full_pool_overflows_and_the_sandbox_cap_is_a_clear_error(tmp_path):
+    """Beyond the pool's slots sandboxes run on the on-demand engine; beyond WAPO_MAX_SANDBOXES a
+    run ends with CapacityExceeded (the gateway answers 503), and the process goes on."""
     import subprocess
     code = r'''
 import asyncio, json
 from wapo.js.runner import js_instance
 async def main():
-    runs = [js_instance("setTimeout(() => { scriptOutput = 'ok' }, 300)").run() for _ in range(5)]
+    runs = [js_instance("setTimeout(() => { scriptOutput = 'ok' }, 300)").run() for _ in range(7)]
     results = await asyncio.gather(*runs)
-    print(json.dumps([[r.output.decode(), r.error.kind if r.error else None] for r in results]))
+    after = await js_instance("scriptOutput = 'after'").run()
+    print(json.dumps([[r.output.decode(), r.error.kind if r.error else None] for r in results + [after]]))
 asyncio.run(main())
 '''
-    env = dict(__import__("os").environ, WAPO_POOL_SLOTS="3")
+    env = dict(__import__("os").environ, WAPO_POOL_SLOTS="2", WAPO_MAX_SANDBOXES="5")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 0, p.stderr
     import json
     results = json.loads(p.stdout.strip().splitlines()[-1])
-    assert results.count(["ok", None]) == 3
-    assert results.count(["", "capacity"]) == 2
+    assert results[:7].count(["ok", None]) == 5  # 2 in the pool, 3 on the on-demand engine
+    assert results[:7].count(["", "capacity"]) == 2
+    assert results[7] == ["after", None]

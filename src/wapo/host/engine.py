@@ -21,11 +21,15 @@ MAX_WASM_STACK = 2 * 1024 * 1024  # more aborts the process in wasmtime-py 50 (D
 WASMTIME_VERSION = version("wasmtime")
 
 
-# The pooling instance allocator (measured: a fresh WapoJS sandbox from the snapshot 0.31 ->
-# 0.18 ms, docs/design.md). Its slots cap how many instances live at once per engine; each slot
-# reserves address space for the largest memory (4 GiB), not RAM. WAPO_POOL_SLOTS=0 turns it off.
-POOL_SLOTS = int(os.environ.get("WAPO_POOL_SLOTS", "1000"))
-POOL_KEEP_RESIDENT = 4 * 1024 * 1024  # reset by memset, not madvise: covers the snapshot's image
+# The pooling instance allocator (measured: a fresh WapoJS sandbox from the snapshot 0.28 ->
+# 0.15 ms, docs/design.md). Each of its slots, once used, keeps POOL_KEEP_RESIDENT bytes of
+# memory resident for the life of the process, so the pool is sized for ordinary concurrency
+# (WAPO_POOL_SLOTS, 0 = no pool) and sandboxes beyond it run on an engine with the on-demand
+# allocator (slower to make, but their memory goes back when they end); MAX_SANDBOXES caps both
+# together. Each slot reserves address space for the largest memory (4 GiB), not RAM.
+POOL_SLOTS = int(os.environ.get("WAPO_POOL_SLOTS", "128"))
+MAX_SANDBOXES = int(os.environ.get("WAPO_MAX_SANDBOXES", "4096"))
+POOL_KEEP_RESIDENT = int(os.environ.get("WAPO_POOL_KEEP_RESIDENT", 4 * 1024 * 1024))  # reset by memset, not madvise
 POOL_WARM_SLOTS = 32  # unused slots kept warm (each may hold POOL_KEEP_RESIDENT resident)
 POOL_MAX_MEMORY = 4 * 1024 * 1024 * 1024
 
@@ -49,10 +53,20 @@ def _set_pooling(cfg: wasmtime.Config, slots: int) -> None:
 @dataclass(frozen=True)
 class EngineConfig:
     fuel: bool = False
+    pooled: bool = True  # the pooling allocator (if POOL_SLOTS > 0); False: the on-demand one
+
+    @property
+    def uses_pool(self) -> bool:
+        return self.pooled and POOL_SLOTS > 0
+
+    def overflow(self) -> "EngineConfig":
+        """The same engine with the on-demand allocator: where sandboxes go when the pool is full."""
+        return EngineConfig(fuel=self.fuel, pooled=False)
 
     def cache_tag(self) -> str:
-        """Everything that makes compiled code incompatible between engines."""
-        return f"wasmtime={WASMTIME_VERSION};epoch=1;stack={MAX_WASM_STACK};fuel={int(self.fuel)};pool={POOL_SLOTS > 0}"
+        """Everything that makes compiled code incompatible between engines (the allocator does
+        not: an artifact compiled with the pool loads without it, checked)."""
+        return f"wasmtime={WASMTIME_VERSION};epoch=1;stack={MAX_WASM_STACK};fuel={int(self.fuel)}"
 
 
 _engines: dict[EngineConfig, wasmtime.Engine] = {}
@@ -79,7 +93,7 @@ def get_engine(config: EngineConfig = EngineConfig()) -> wasmtime.Engine:
             cfg.epoch_interruption = True
             cfg.max_wasm_stack = MAX_WASM_STACK
             cfg.consume_fuel = config.fuel
-            if POOL_SLOTS > 0:
+            if config.uses_pool:
                 _set_pooling(cfg, POOL_SLOTS)
             engine = wasmtime.Engine(cfg)
             _engines[config] = engine

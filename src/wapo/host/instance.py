@@ -19,7 +19,7 @@ import wasmtime
 
 from . import capi
 from .abi import ErrorCode, OcallError
-from .engine import EPOCH_TICK, MAX_WASM_STACK, POOL_SLOTS, EngineConfig, get_engine
+from .engine import EPOCH_TICK, MAX_SANDBOXES, MAX_WASM_STACK, EngineConfig, get_engine
 from .errors import CapacityExceeded, GuestError, GuestLoadError, GuestTrap, LimitExceeded, RunError, UnhandledRejection
 from .keys import NodeKey, node_key
 from .limits import MIB, Limits, format_size
@@ -176,6 +176,9 @@ class GuestState:
         return node_key(self._instance.data_dir)
 
 
+_live = 0  # sandboxes alive in this process (pool and on-demand); MAX_SANDBOXES caps it
+
+
 class Instance:
     """One sandbox. Create, ``await run()``, read the result; never reused."""
 
@@ -304,30 +307,54 @@ class Instance:
     def _release(self, st: GuestState) -> None:
         """Drop the sandbox now: Instance and GuestState refer to each other, and leaving the
         Store to the cycle collector kept finished sandboxes' memory (and pool slots) alive."""
+        global _live
         st.memory = None  # type: ignore[assignment]
         sandbox, self._sandbox, self._poll = self._sandbox, None, None
         if sandbox is not None:
             sandbox.close()
+            _live -= 1
+
+    def _new_sandbox(self) -> Sandbox:
+        """A Store with the instance, in a pool slot if one is free, else on the on-demand engine."""
+        global _live
+        if _live >= MAX_SANDBOXES:
+            raise CapacityExceeded(f"too many sandboxes at once: {MAX_SANDBOXES} live in this process "
+                                   f"(WAPO_MAX_SANDBOXES); try again later")
+        for config in (self._config, self._config.overflow()) if self._config.uses_pool else (self._config,):
+            try:
+                sandbox = Sandbox(get_engine(config), args=self.args, env=self.env, memory_limit=self.limits.memory,
+                                  fuel=self.limits.fuel, inherit_stdio=self.inherit_stdio)
+            except ValueError as exc:
+                raise GuestLoadError(f"cannot start {self.module.name}: {exc}") from None
+            self._sandbox = sandbox
+            _live += 1
+            self._set_deadline()
+            self._poll_started = time.monotonic()  # a start function runs inside instantiate
+            try:
+                sandbox.instantiate(self.module.instance_pre(config))
+                self._config = config
+                return sandbox
+            except wasmtime.WasmtimeError as exc:
+                if config.uses_pool and "maximum concurrent" in str(exc):
+                    self._drop_failed()
+                    continue  # the pool is full: the on-demand engine takes it
+                raise
+        raise AssertionError("unreachable")
+
+    def _drop_failed(self) -> None:
+        global _live
+        if self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None
+            _live -= 1
 
     def _instantiate(self, st: GuestState) -> None:
-        pre = self.module.instance_pre(self._config)
         try:
-            sandbox = Sandbox(get_engine(self._config), args=self.args, env=self.env, memory_limit=self.limits.memory,
-                              fuel=self.limits.fuel, inherit_stdio=self.inherit_stdio)
-        except ValueError as exc:
-            raise GuestLoadError(f"cannot start {self.module.name}: {exc}") from None
-        self._sandbox = sandbox
-        self._set_deadline()
-        self._poll_started = time.monotonic()  # a start function runs inside instantiate
-        try:
-            sandbox.instantiate(pre)
+            sandbox = self._new_sandbox()
         except wasmtime.Trap as exc:
             raise self._trap_error(exc, st) from None
         except wasmtime.WasmtimeError as exc:
             reason = str(exc).splitlines()[0]
-            if "maximum concurrent" in reason:
-                raise CapacityExceeded(f"too many sandboxes at once: all {POOL_SLOTS} slots of this process are in "
-                                       f"use (WAPO_POOL_SLOTS); try again later") from exc
             raise GuestLoadError(f"cannot instantiate {self.module.name} with a {format_size(self.limits.memory)} "
                                  f"memory limit: {reason}") from exc
         if sandbox.memory() is None:

@@ -30,8 +30,10 @@ cancels its task, which closes the connector and every socket it opened.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import ssl
 from collections import deque
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -90,6 +92,17 @@ class PolicyConnector(aiohttp.TCPConnector):
         return allowed
 
 
+@functools.lru_cache(maxsize=8)
+def _tls_context(extra_ca: str | None) -> ssl.SSLContext | bool:
+    """The system roots plus ``extra_ca`` (NetworkPolicy.tls_extra_ca, ``--tls-ca``); True (aiohttp's
+    default verification) without one. Made once per CA file: loading roots costs milliseconds."""
+    if not extra_ca:
+        return True
+    ctx = ssl.create_default_context()
+    ctx.load_verify_locations(cafile=extra_ca)
+    return ctx
+
+
 class HttpClient:
     """Per-run fetch state: the policy, the limits and the slots of concurrent fetches."""
 
@@ -98,6 +111,7 @@ class HttpClient:
         self.limits: HttpLimits = network.http
         self.policy = network.addresses
         self.slots = asyncio.Semaphore(self.limits.max_concurrent)
+        self.tls = _tls_context(network.tls_extra_ca)
 
 
 def _describe(exc: BaseException) -> str:
@@ -294,7 +308,7 @@ class FetchResource(Resource):
                     await self.client.slots.acquire()
                     slot = True
                     connector = PolicyConnector(self.client.policy, limit=1, force_close=True,
-                                                use_dns_cache=False)
+                                                use_dns_cache=False, ssl=self.client.tls)
                     session = aiohttp.ClientSession(
                         connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
                         timeout=aiohttp.ClientTimeout(total=None, sock_read=limits.read_timeout),
