@@ -319,3 +319,66 @@ def test_on_demand_js_app(tmp_path):
         assert body["lastExit"]["kind"] == "exit", body  # finished by itself, not stopped after the grace time
 
     run_gateway(data, scenario)
+
+
+QUERIES = """
+const decode = (b) => new TextDecoder().decode(b);
+const queries = WapoServer.serveQueries(async ({ path, payload, origin }) => {
+  if (path === 'fail') throw new Error('no such thing: ' + decode(payload));
+  if (path === 'bin') return new Uint8Array([0, 1, 255]);
+  if (path === 'buffer') return new Uint16Array([1, 2]).buffer;
+  if (path === 'bad') return 42;
+  if (path === 'slow') await new Promise((r) => setTimeout(r, 20));
+  return JSON.stringify({ path, payload: decode(payload), size: payload.length,
+                          origin: origin && Array.from(origin, (b) => b.toString(16).padStart(2, '0')).join('') });
+});
+let again;
+try { WapoServer.serveQueries(() => 'x'); again = 'twice?!'; } catch (e) { again = `${e.name}: ${e.message}`; }
+WapoServer.serve(() => new Response(`http too; served ${queries.served}; ${again}`));
+queries.finished.then(() => console.log('queries finished'));
+"""
+
+
+def test_js_app_answers_queries(tmp_path):
+    data = deploy_js(tmp_path, "q", QUERIES)
+
+    async def scenario(c: Client):
+        await c.wait_state("q", "running")
+        status, body = await c.json("POST", "/app/q/query/hello/wörld", data="data é".encode())
+        assert status == 200 and body == {"path": "hello/wörld", "payload": "data é", "size": 7, "origin": None}
+        origin = bytes(range(32)).hex()
+        status, body = await c.json("POST", "/app/q/query/o", data=b"", headers={"X-Wapo-Origin": origin})
+        assert status == 200 and body["origin"] == origin
+        status, headers, body = await c.request("POST", "/app/q/query/bin")
+        assert status == 200 and body == b"\x00\x01\xff" and headers["content-type"] == "application/octet-stream"
+        status, _, body = await c.request("POST", "/app/q/query/buffer")
+        assert status == 200 and body == b"\x01\x00\x02\x00"
+        big = bytes(range(256)) * 1024
+        status, body = await c.json("POST", "/app/q/query/big", data=big)
+        assert status == 200 and body["size"] == len(big)
+        # a handler that throws (or answers something that is not bytes): 500 with the app's message
+        status, body = await c.json("POST", "/app/q/query/fail", data=b"x")
+        assert status == 500 and body["appError"] == "no such thing: x", body
+        status, body = await c.json("POST", "/app/q/query/bad")
+        assert status == 500 and body["appError"] == \
+            "WapoServer: a query reply must be a Uint8Array, ArrayBuffer or string, not number", body
+        answers = await asyncio.gather(*(c.json("POST", "/app/q/query/slow", data=str(i).encode()) for i in range(20)))
+        assert [a for a in answers] == [(200, {"path": "slow", "payload": str(i), "size": len(str(i)), "origin": None})
+                                        for i in range(20)]
+        status, _, body = await c.request("GET", "/app/q/")
+        assert status == 200 and body == (b"http too; served 27; Error: WapoServer: the app already serves queries "
+                                          b"(input channel 3 was opened before in this run)")
+        deadline = time.monotonic() + 10
+        while True:  # logs are written every second
+            text = await logs_of(c, "q")
+            if "no such thing: x" in text or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        assert 'the query handler failed for "fail"' in text and "no such thing: x" in text
+        # stopping ends channel 3 too: the app finishes by itself
+        status, body = await c.json("POST", "/app/q/stop")
+        assert body["lastExit"]["kind"] == "exit" and body["lastExit"]["error"] is None, body
+        assert "queries finished" in await logs_of(c, "q")
+        assert body["restarts"] == 0
+
+    run_gateway(data, scenario)

@@ -13,7 +13,9 @@ Modes:
                   stopped after ``STOP_GRACE``) once the answer is complete; the gateway's limits.
 
 Routes (installed by ``make_app``):
-    ANY  /app/<id>/<path>         -> the app's channel 4 (HttpRequest; both bodies streamed)
+    ANY  /app/<id>/<path>         -> the app's channel 4 (HttpRequest; both bodies streamed, or a
+                                     WebSocket the app accepts), by wapo.host.app_server, which also
+                                     serves a JS app's own --listen port
     POST /app/<id>/query/<path>   -> the app's channel 3 (QueryRequest; body = payload;
                                      header X-Wapo-Origin: 64 hex digits = origin)
     GET  /app/<id>                -> status JSON
@@ -46,10 +48,10 @@ from typing import AsyncIterator
 from aiohttp import web
 
 from ..host import GuestModule, Instance, Limits
-from ..host.app_channel import (AppNotAnswering, BadAnswer, BodyAborted, QueryFailed, http_request,
-                                query as app_query)
+from ..host.app_channel import AppNotAnswering, QueryFailed, query as app_query
+from ..host.app_server import serve_request
 from ..store import format_text
-from .app import CONFIG, HOP_BY_HOP, LOGS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, STORE, error_response, read_body
+from .app import CONFIG, LOGS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, STORE, error_response, read_body
 
 log = logging.getLogger("wapo.gateway.apps")
 
@@ -565,39 +567,14 @@ async def handle_app_http(request: web.Request) -> web.StreamResponse:
     url = "/" + request.match_info.get("path", "")
     if request.query_string:
         url += "?" + request.query_string
-    headers = [(k, v) for k, v in request.headers.items()]
-    body = request.content.iter_chunked(64 * 1024) if request.body_exists else None
+
+    def fail(status: int, message: str) -> web.Response:
+        return error_response(status, f"app {managed.id} {message}", request_id)
+
     try:
         async with managed.session(request_id) as instance:
-            try:
-                answer = await http_request(instance, request.method, url, headers, body, timeout=ANSWER_TIMEOUT)
-            except (AppNotAnswering, BadAnswer) as exc:
-                return error_response(502, f"app {managed.id} did not answer: {exc}", request_id)
-            except asyncio.TimeoutError:
-                return error_response(504, f"app {managed.id} did not answer within {ANSWER_TIMEOUT:g} s",
-                                      request_id)
-            if not 100 <= answer.status <= 999:
-                await answer.body.aclose()
-                return error_response(502, f"app {managed.id} answered status {answer.status}", request_id)
-            response = web.StreamResponse(status=answer.status)
-            for name, value in answer.headers:
-                if name.lower() not in HOP_BY_HOP:
-                    response.headers.add(name, value)
-            response.headers[REQUEST_ID_HEADER] = request_id
-            async with contextlib.aclosing(answer.body) as chunks:
-                await response.prepare(request)
-                try:
-                    async for chunk in chunks:
-                        await response.write(chunk)
-                except BodyAborted:
-                    # the app ended mid-body: cut the connection, never pass a truncated body off as complete
-                    if request.transport is not None:
-                        request.transport.close()
-                    return response
-                except ConnectionResetError:
-                    return response
-            await response.write_eof()
-            return response
+            return await serve_request(request, instance, url, fail=fail, timeout=ANSWER_TIMEOUT,
+                                       extra_headers=[(REQUEST_ID_HEADER, request_id)])
     except AppUnavailable as exc:
         return error_response(503, str(exc), request_id)
 

@@ -61,4 +61,4 @@ from . import crypto  # noqa: E402,F401
 from . import run  # noqa: E402,F401
 from . import http  # noqa: E402,F401
 from . import sockets, websocket  # noqa: E402,F401
-from . import app_http  # noqa: E402,F401
+from . import app_http, app_query  # noqa: E402,F401

@@ -26,27 +26,50 @@ JSON heads, raw chunks):
     app.http.close      u32 channel id  ->  empty: stop taking requests; queued ones are dropped
                         (the gateway answers 502) and later ones are refused; then close the channel
 
+An own port and WebSockets (served host side by ``wapo.host.app_server``):
+
+    app.http.listen     JSON {port, hostname}  ->  u32 listener id: the host serves HTTP on that
+                        port (only inside the run's ``NetworkPolicy.listen_ports``; Error if not,
+                        or if it is in use) and sends each request into channel 4 like the
+                        gateway's; closing the id (or the instance ending) frees the port
+    app.http.websocket  JSON {protocol}  ->  u32 WebSocket id: an ``AcceptedWebSocket``, not yet
+                        connected; read and write it with the ``ws.*`` services (websocket.py)
+    app.http.upgrade    u32 reply id + u32 WebSocket id  ->  empty: answers the request 101; the
+                        host side does the handshake and the socket opens (its "open" event), or
+                        fails (error + close 1006) if the client is gone or was no upgrade
+
+The 101 head carries one header, ``x-wapo-websocket: <random token>``, which the serving side
+redeems for the socket (``claim_upgrade``); the guest never sees the token, so no other head can
+name a socket. An unclaimed socket fails after ``CLAIM_TIMEOUT`` s.
+
 At most 256 KiB of each body waits in the host (``IoStream``): writes past that answer fewer bytes.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import struct
 from typing import TYPE_CHECKING
 
 from .. import ocalls
 from ..abi import ErrorCode, OcallError
 from ..io_stream import IoStream
+from ..net.sockets import net_state
 from ..resources import InputChannel, Oneshot, Resource
 from ..scale_types import HttpRequest, HttpResponseHead, ScaleError
 from . import ServiceError, log, service, u32
+from .websocket import AcceptedWebSocket
 
 if TYPE_CHECKING:
     from ..instance import GuestState
 
 HTTP_CHANNEL = 4
 READ_CHUNK = 64 * 1024
+UPGRADE_HEADER = "x-wapo-websocket"
+CLAIM_TIMEOUT = 10.0  # from the 101 head to the handshake; then the socket fails
+TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # a subprotocol name (RFC 7230 token)
 
 
 class _BodyWatch(Resource):
@@ -84,35 +107,46 @@ class _BodyWatch(Resource):
         self.stream = None  # type: ignore[assignment]
 
 
-def _id(payload: bytes, what: str) -> int:
+def _id(payload: bytes, what: str, prefix: str = "app.http") -> int:
     if len(payload) < 4:
-        raise ServiceError("TypeError", f"app.http: a {what} id is expected")
+        raise ServiceError("TypeError", f"{prefix}: a {what} id is expected")
     return struct.unpack_from("<I", payload)[0]
 
 
-def _get(st: GuestState, payload: bytes, kind: type, what: str):
+def _get(st: GuestState, payload: bytes, kind: type, what: str, offset: int = 0, prefix: str = "app.http"):
     try:
-        return st.resources.get_as(_id(payload, what), kind)
+        return st.resources.get_as(_id(payload[offset:], what, prefix), kind)
     except OcallError as exc:
-        raise ServiceError("TypeError", f"app.http: {exc}") from None
+        raise ServiceError("TypeError", f"{prefix}: {exc}") from None
+
+
+def input_channel(st: GuestState, payload: bytes, kind: int, prefix: str) -> InputChannel:
+    """The open input channel ``kind`` that the payload's u32 id names (errors name ``prefix``)."""
+    channel = _get(st, payload, InputChannel, "channel", prefix=prefix)
+    if st.input_channels.get(kind) is not channel:
+        raise ServiceError("TypeError", f"{prefix}: resource {_id(payload, 'channel')} is not input channel {kind}")
+    return channel
+
+
+def open_input(st: GuestState, kind: int, what: str) -> bytes:
+    """Open input channel ``kind`` as the ``create_input_channel`` ocall does: u32 id."""
+    try:
+        raw = ocalls.create_input_channel(st, 0, kind)
+    except OcallError as exc:
+        if exc.code == ErrorCode.ALREADY_EXISTS:
+            raise ServiceError("Error", f"WapoServer: the app already serves {what} "
+                                        f"(input channel {kind} was opened before in this run)") from None
+        raise ServiceError("Error", f"WapoServer: cannot open the {what} channel: {exc}") from None
+    return u32(struct.unpack("<i", raw)[0])
 
 
 def _channel(st: GuestState, payload: bytes) -> InputChannel:
-    channel = _get(st, payload, InputChannel, "channel")
-    if st.input_channels.get(HTTP_CHANNEL) is not channel:
-        raise ServiceError("TypeError", "app.http: not the HTTP input channel")
-    return channel
+    return input_channel(st, payload, HTTP_CHANNEL, "app.http")
 
 
 @service("app.http.open")
 def open_channel(st: GuestState, payload: bytes) -> bytes:
-    try:
-        raw = ocalls.create_input_channel(st, 0, HTTP_CHANNEL)
-    except OcallError as exc:
-        if exc.code == ErrorCode.ALREADY_EXISTS:
-            raise ServiceError("Error", "WapoServer: the app already serves HTTP (channel 4 is open)") from None
-        raise ServiceError("Error", f"WapoServer: cannot open the HTTP channel: {exc}") from None
-    return u32(struct.unpack("<i", raw)[0])
+    return open_input(st, HTTP_CHANNEL, "HTTP")
 
 
 def _drop(st: GuestState, message: bytes) -> None:
@@ -231,3 +265,84 @@ def close(st: GuestState, payload: bytes) -> bytes:
         _drop(st, channel._queue.popleft())
     return b""
 
+
+# --- an own port ---------------------------------------------------------------------------------
+
+@service("app.http.listen")
+def listen(st: GuestState, payload: bytes) -> bytes:
+    # app_server drives instances (it sits above this package), so it is imported when first needed
+    from ..app_server import AppListener, ListenError, bind
+
+    try:
+        options = json.loads(payload)
+        port, hostname = options["port"], options.get("hostname", "127.0.0.1")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ServiceError("TypeError", "app.http.listen: JSON {port, hostname} expected") from None
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ServiceError("TypeError", f"WapoServer: port must be an integer 1..65535, not {port!r}")
+    if not isinstance(hostname, str):
+        raise ServiceError("TypeError", "WapoServer: hostname must be a string")
+    net = net_state(st)
+    try:
+        net.acquire()  # the listener holds one of the run's socket slots, as tcp_listen's does
+    except OcallError as exc:
+        raise ServiceError("Error", f"WapoServer: cannot listen: {exc}") from None
+    try:
+        sock = bind(hostname, port, net.policy.listen_ports)
+    except ListenError as exc:
+        net.release()
+        raise ServiceError(exc.name, f"WapoServer: {exc}") from None
+    listener = AppListener(st._instance, sock, net.release)
+    try:
+        return u32(st.resources.add(listener))  # too many resources: add closes it (freeing the port)
+    except OcallError as exc:
+        raise ServiceError("RangeError", f"WapoServer: {exc}") from None
+
+
+# --- WebSockets ----------------------------------------------------------------------------------
+
+_UPGRADES: dict[str, AcceptedWebSocket] = {}
+
+
+def claim_upgrade(token: str) -> AcceptedWebSocket | None:
+    """The socket a 101 head's token names (once), if it is still wanted."""
+    sock = _UPGRADES.pop(token, None)
+    return None if sock is None or sock.done else sock
+
+
+def _unclaimed(token: str) -> None:
+    sock = _UPGRADES.pop(token, None)
+    if sock is not None:
+        sock.refuse("no WebSocket handshake: the client went away before the answer")
+
+
+@service("app.http.websocket")
+def websocket(st: GuestState, payload: bytes) -> bytes:
+    try:
+        protocol = json.loads(payload).get("protocol") or ""
+        if not isinstance(protocol, str):
+            raise TypeError
+    except (ValueError, TypeError, AttributeError):
+        raise ServiceError("TypeError", "app.http.websocket: JSON {protocol} expected") from None
+    if protocol and not TOKEN_RE.match(protocol):
+        raise ServiceError("SyntaxError", f"WapoServer.upgradeWebSocket: the subprotocol {protocol!r} is invalid")
+    try:
+        return u32(st.resources.add(AcceptedWebSocket(protocol)))
+    except OcallError as exc:
+        raise ServiceError("RangeError", f"WapoServer.upgradeWebSocket: {exc}") from None
+
+
+@service("app.http.upgrade")
+def upgrade(st: GuestState, payload: bytes) -> bytes:
+    tx: Oneshot = _get(st, payload, Oneshot, "reply")
+    sock: AcceptedWebSocket = _get(st, payload, AcceptedWebSocket, "WebSocket", offset=4)
+    if sock.done:
+        raise ServiceError("TypeError", "WapoServer: this WebSocket is already closed")
+    token = secrets.token_hex(16)
+    try:
+        tx.send(HttpResponseHead(101, [(UPGRADE_HEADER, token)]).encode())
+    except OcallError as exc:
+        raise ServiceError("Error", f"app.http.upgrade: {exc}") from None
+    _UPGRADES[token] = sock
+    st.loop.call_later(CLAIM_TIMEOUT, _unclaimed, token)
+    return b""

@@ -1,6 +1,10 @@
-"""WebSocket clients for scripts (the ``WebSocket`` global): host services over aiohttp.
+"""WebSockets of guests: host services over aiohttp, one event encoding for both ends.
 
-Every connection goes through fetch's ``PolicyConnector`` (the run's address policy, checked
+A script's client (the ``WebSocket`` global) is a ``ClientWebSocket``; an app's end of a
+WebSocket the host accepted for it (``WapoServer.upgradeWebSocket``, see ``app_http``) is an
+``AcceptedWebSocket``; the ``ws.*`` services below serve both (``ws.open`` only makes clients).
+
+Every client connection goes through fetch's ``PolicyConnector`` (the run's address policy, checked
 after DNS; only checked addresses are connected to) with a connector of its own (nothing
 shared between sockets or runs), and holds one of the run's socket slots (``NetLimits``).
 
@@ -17,7 +21,8 @@ shared between sockets or runs), and holds one of the run's socket slots (``NetL
     ws.close   u32 id + u16 code (0: none) + UTF-8 reason  ->  empty; the close frame follows
                the queued messages
 
-``host.close`` of the id drops the connection at once (no close handshake).
+``host.close`` of a client's id drops the connection at once (no close handshake); of an
+accepted socket's, closes it with 1001 (the instance ending does the same).
 
 Bounds (``WebSocketLimits``; ``LIMITS`` is read when a socket opens, tests may replace it): a
 received message larger than ``max_message_size`` (default 16 MiB) fails the connection with
@@ -25,21 +30,24 @@ close code 1009 (aiohttp rejects a frame by its header, before reading it, so a 
 by the same number); events wait in a queue of at most ``receive_high_water`` bytes before the
 socket is left unread (TCP then pushes back on the server); sending more than
 ``max_send_queue`` bytes ahead of the network fails the connection (the browser API has no
-back-pressure: ``bufferedAmount`` is the guest's to watch).
+back-pressure: ``bufferedAmount`` is the guest's to watch). The same bounds apply to accepted
+sockets (a client's message over the limit: close 1009 to the client, error + close to the app).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import struct
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Union
 from urllib.parse import urlsplit
 
 import aiohttp
+import aiohttp.web
 
 from ..abi import OcallError
 from ..http.client import PolicyConnector, _describe
@@ -71,19 +79,22 @@ LIMITS = WebSocketLimits()
 EV_OPEN, EV_TEXT, EV_BINARY, EV_ERROR, EV_CLOSE = 1, 2, 3, 4, 5
 STATS = {"websockets": 0}  # live connection tasks, process-wide (tests read it)
 
+WebSocketLike = Union[aiohttp.ClientWebSocketResponse, aiohttp.web.WebSocketResponse]
+
 
 class WebSocketResource(Resource):
-    """One WebSocket of a script: ready when an event waits for the guest."""
+    """One WebSocket of a guest, either end: ready when an event waits for the guest.
+
+    The base holds what both ends share: the event queue the guest reads with ``ws.next``, the
+    send queue ``ws.send`` fills, and ``_relay``, which runs an open aiohttp WebSocket (client or
+    server side) until it closes. Subclasses open the connection: ``ClientWebSocket`` connects,
+    ``AcceptedWebSocket`` is handed one the host accepted for an app."""
 
     kind = "WebSocket"
 
-    def __init__(self, st: GuestState, url: str, protocols: list[str]) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.net = net_state(st)
-        self.client = client_for(st)
         self.limits = LIMITS
-        self.url = url
-        self.protocols = protocols
         self.events: deque[bytes] = deque()
         self.queued_in = 0
         self._room = asyncio.Event()
@@ -91,14 +102,10 @@ class WebSocketResource(Resource):
         self.send_queue: deque[tuple[int, bytes] | tuple[str, int, bytes]] = deque()
         self.queued_out = 0
         self._send_avail = asyncio.Event()
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.close_requested: tuple[int, bytes] | None = None
         self.failure: str | None = None
         self.closed_event = False
-        self._held = False
-        self.net.acquire()  # raises ResourceLimited-like OcallError when the run has too many sockets
-        self._held = True
-        self.task: asyncio.Task | None = asyncio.get_running_loop().create_task(self._run())
+        self.task: asyncio.Task | None = None
 
     # --- the guest's side ---
     def poll_ready(self, task: int, waker: int) -> None:
@@ -139,12 +146,6 @@ class WebSocketResource(Resource):
         self.queued_in = self.queued_out = 0
         if self.task is not None and not self.task.done():
             self.task.cancel()
-        self._release()
-
-    def _release(self) -> None:
-        if self._held:
-            self._held = False
-            self.net.release()
 
     # --- the host's side ---
     def _push(self, kind: int, data: bytes) -> None:
@@ -171,7 +172,7 @@ class WebSocketResource(Resource):
             self._push(EV_ERROR, json.dumps({"message": error}).encode())
         self._push(EV_CLOSE, json.dumps({"code": code, "reason": reason, "wasClean": clean}).encode())
 
-    async def _sender(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _sender(self, ws: WebSocketLike) -> None:
         while True:
             while not self.send_queue:
                 self._send_avail.clear()
@@ -187,11 +188,93 @@ class WebSocketResource(Resource):
             self.send_queue.popleft()
             self.queued_out -= len(data)
 
+    async def _relay(self, ws: WebSocketLike, protocol: str) -> None:
+        """Run an open connection until it closes: messages become events, queued sends go out."""
+        limits = self.limits
+        self._push(EV_OPEN, json.dumps({"protocol": protocol, "extensions": ""}).encode())
+        sender = asyncio.get_running_loop().create_task(self._sender(ws))
+        try:
+            error: str | None = None
+            reason = ""
+            lost = False
+            too_big = False
+            while True:
+                await self._room.wait()
+                msg = await ws.receive()
+                if msg.type is aiohttp.WSMsgType.TEXT:
+                    self._push(EV_TEXT, msg.data.encode("utf-8"))
+                elif msg.type is aiohttp.WSMsgType.BINARY:
+                    self._push(EV_BINARY, msg.data)
+                elif msg.type is aiohttp.WSMsgType.CLOSE:
+                    reason = msg.extra or ""
+                    break
+                elif msg.type is aiohttp.WSMsgType.CLOSING:
+                    break  # our close() (from the sender) is under way
+                elif msg.type is aiohttp.WSMsgType.ERROR:
+                    exc = msg.data
+                    if isinstance(exc, aiohttp.WebSocketError) and exc.code == 1009:
+                        error = f"a received message is larger than the limit ({limits.max_message_size} bytes)"
+                        too_big = True  # aiohttp sent close 1009 (its close_code may say 1006 after that)
+                    else:
+                        error = str(exc) or type(exc).__name__
+                    break
+                else:  # CLOSED: the connection ended; without a close frame it was lost
+                    lost = self.close_requested is None
+                    break
+            # the close event has the code of the peer's close frame (aiohttp does not keep its
+            # reason when this end closed first: the reason is then empty)
+            if self.close_requested is not None and not sender.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(sender), limits.close_timeout + 1)
+                except (asyncio.TimeoutError, Exception):
+                    pass
+            code = 1009 if too_big else ws.close_code
+            exc = ws.exception()
+            if error is None and exc is not None and code == 1006:
+                error = str(exc) or type(exc).__name__
+            if lost and error is None:  # aiohttp reports 1000 for a connection dropped without a close frame
+                code = 1006
+            if code is None or code == 0:
+                code = 1005 if error is None else 1006
+            clean = error is None and code != 1006
+            if code == 1006 and error is None:
+                error = "the connection was lost"
+            self._finish(code, reason, clean, error)
+        finally:
+            if not sender.done():
+                sender.cancel()
+            self.send_queue.clear()
+            self.queued_out = 0
+
+
+class ClientWebSocket(WebSocketResource):
+    """A WebSocket a script opened (``new WebSocket(url)``): the host connects and relays."""
+
+    def __init__(self, st: GuestState, url: str, protocols: list[str]) -> None:
+        super().__init__()
+        self.net = net_state(st)
+        self.client = client_for(st)
+        self.url = url
+        self.protocols = protocols
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self._held = False
+        self.net.acquire()  # raises ResourceLimited-like OcallError when the run has too many sockets
+        self._held = True
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    def close(self) -> None:
+        super().close()
+        self._release()
+
+    def _release(self) -> None:
+        if self._held:
+            self._held = False
+            self.net.release()
+
     async def _run(self) -> None:
         limits = self.limits
         STATS["websockets"] += 1
         session: aiohttp.ClientSession | None = None
-        sender: asyncio.Task | None = None
         try:
             try:
                 async with asyncio.timeout(limits.connect_timeout):
@@ -212,48 +295,7 @@ class WebSocketResource(Resource):
             if self.protocols and ws.protocol not in self.protocols:
                 await ws.close(code=1002)
                 raise ConnectionError("the server chose no subprotocol of those offered")
-            self._push(EV_OPEN, json.dumps({"protocol": ws.protocol or "", "extensions": ""}).encode())
-            sender = asyncio.get_running_loop().create_task(self._sender(ws))
-            error: str | None = None
-            reason = ""
-            while True:
-                await self._room.wait()
-                msg = await ws.receive()
-                if msg.type is aiohttp.WSMsgType.TEXT:
-                    self._push(EV_TEXT, msg.data.encode("utf-8"))
-                elif msg.type is aiohttp.WSMsgType.BINARY:
-                    self._push(EV_BINARY, msg.data)
-                elif msg.type is aiohttp.WSMsgType.CLOSE:
-                    reason = msg.extra or ""
-                    break
-                elif msg.type is aiohttp.WSMsgType.CLOSING:
-                    break  # our close() (from the sender) is under way
-                elif msg.type is aiohttp.WSMsgType.ERROR:
-                    exc = msg.data
-                    if isinstance(exc, aiohttp.WebSocketError) and exc.code == 1009:
-                        error = f"a received message is larger than the limit ({limits.max_message_size} bytes)"
-                    else:
-                        error = str(exc) or type(exc).__name__
-                    break
-                else:  # CLOSED: the connection ended (perhaps without a close frame)
-                    break
-            # the close event has the code of the server's close frame (aiohttp does not keep its
-            # reason when the client closed first: the reason is then empty)
-            if self.close_requested is not None and not sender.done():
-                try:
-                    await asyncio.wait_for(asyncio.shield(sender), limits.close_timeout + 1)
-                except (asyncio.TimeoutError, Exception):
-                    pass
-            code = ws.close_code
-            exc = ws.exception()
-            if error is None and exc is not None and code == 1006:
-                error = str(exc) or type(exc).__name__
-            if code is None or code == 0:
-                code = 1005 if error is None else 1006
-            clean = error is None and code != 1006
-            if code == 1006 and error is None:
-                error = "the connection was lost"
-            self._finish(code, reason, clean, error)
+            await self._relay(ws, ws.protocol or "")
         except asyncio.CancelledError:
             if self.failure is not None:
                 self._finish(1006, "", False, self.failure)
@@ -267,8 +309,6 @@ class WebSocketResource(Resource):
             self._finish(1006, "", False, message)
         finally:
             STATS["websockets"] -= 1
-            if sender is not None and not sender.done():
-                sender.cancel()
             self.send_queue.clear()
             self.queued_out = 0
             if session is not None:  # closing the connector drops the connection (no close handshake)
@@ -279,6 +319,58 @@ class WebSocketResource(Resource):
                     except (asyncio.CancelledError, Exception):
                         pass
             self._release()
+
+
+class AcceptedWebSocket(WebSocketResource):
+    """The app's end of a WebSocket the host accepts for it (``WapoServer.upgradeWebSocket``).
+
+    Made before the handshake (the guest holds it while its handler runs); the host side that
+    serves the HTTP request does the handshake and calls ``serve`` with the open connection,
+    or ``refuse`` if there is none. Closing the resource (the guest, or the instance ending)
+    closes the connection with 1001."""
+
+    def __init__(self, protocol: str) -> None:
+        super().__init__()
+        self.protocol = protocol
+        self.done = False
+
+    def refuse(self, message: str) -> None:
+        """No connection will come: the guest sees error + close 1006."""
+        if not self.done:
+            self.done = True
+            self._finish(1006, "", False, message)
+
+    def close(self) -> None:
+        super().close()
+        self.done = True
+
+    async def serve(self, ws: aiohttp.web.WebSocketResponse) -> None:
+        """Relay the accepted connection until either end closes it (the caller's task waits)."""
+        if self.done:  # the guest dropped the socket before the handshake finished
+            await ws.close(code=1001, message=b"the app closed the socket")
+            return
+        self.task = asyncio.get_running_loop().create_task(self._serve(ws))
+        try:
+            await asyncio.wait([self.task])
+        finally:
+            self.task.cancel()
+            if not ws.closed:  # the app ended (or dropped the socket): tell the client it is going away
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.close(code=1001, message=b"the app ended"), self.limits.close_timeout)
+
+    async def _serve(self, ws: aiohttp.web.WebSocketResponse) -> None:
+        STATS["websockets"] += 1
+        try:
+            await self._relay(ws, ws.ws_protocol or "")
+        except asyncio.CancelledError:
+            if self.failure is not None:
+                self._finish(1006, "", False, self.failure)
+            raise
+        except Exception as exc:
+            self._finish(1006, "", False, _describe(exc))
+        finally:
+            STATS["websockets"] -= 1
+            self.done = True
 
 
 def _get(st: GuestState, payload: bytes) -> WebSocketResource:
@@ -304,7 +396,7 @@ def open_(st: GuestState, payload: bytes) -> bytes:
     if parts.scheme not in ("ws", "wss") or not parts.hostname or parts.fragment:
         raise ServiceError("SyntaxError", f"The URL '{url}' is invalid for a WebSocket")
     try:
-        ws = WebSocketResource(st, url, protocols)
+        ws = ClientWebSocket(st, url, protocols)
     except OcallError as exc:
         raise ServiceError("Error", f"WebSocket: {str(exc).split(': ', 1)[-1]}") from None
     try:

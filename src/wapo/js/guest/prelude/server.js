@@ -1,23 +1,33 @@
 // @provides WapoServer
-// WapoServer.serve(handler): answer the HTTP requests the gateway sends to a
-// long-running app (`wapo deploy app.js`, then `ANY /app/<id>/<path>`).
-// Host side: src/wapo/host/services/app_http.py (services app.http.*) over
-// input channel 4 (docs/apps.md).
-//   - `serve` opens the channel and watches it (which keeps the run alive);
-//     each request becomes a web `Request` (url = "http://localhost" + the
-//     path the gateway gives; the body a ReadableStream pulled from the host
-//     one chunk at a time) passed to `await handler(request)`;
-//   - the `Response` is sent back: the head first, then the body chunk by
-//     chunk with back-pressure (the host holds at most 256 KiB);
-//   - a handler that throws (or returns something other than a Response)
-//     gives 500 for that request only (logged with console.error); a response
-//     body that fails midway cuts the connection (never a truncated answer
-//     that looks complete);
-//   - requests are handled concurrently;
-//   - `serve` returns {close(), finished, ...}: `close()` stops taking
-//     requests (queued ones are answered 502 by the gateway; the run may then
-//     end); `finished` resolves once the server stopped (closed, or the host
-//     ended the channel because the app is stopping).
+// The server side of a long-running JS app (`wapo deploy app.js`; docs/apps.md):
+//
+//   WapoServer.serve(handler, { port, hostname }?) answers HTTP: the gateway's
+//     `ANY /app/<id>/<path>`, and, with `port`, the app's own port too (the host
+//     listens there, only inside the run's allowed listen ports, and sends each
+//     request the same way). Host side: services app.http.* over input channel 4
+//     (src/wapo/host/services/app_http.py, src/wapo/host/app_server.py).
+//   WapoServer.upgradeWebSocket(request, { protocol }?) -> { socket, response }:
+//     the handler returns `response` (101); `socket` is a WebSocket (the client
+//     class of websocket.js) that opens once the host did the handshake.
+//   WapoServer.serveQueries(handler) answers queries (`POST /app/<id>/query/<path>`,
+//     input channel 3; services app.query.*): `handler({path, payload, origin})`
+//     returns the reply (Uint8Array, ArrayBuffer or string); a throw answers the
+//     error (the gateway: 500 {"appError": message}).
+//
+// HTTP details:
+//   - each request becomes a web `Request` (url = "http://localhost" + the path;
+//     the body a ReadableStream pulled from the host one chunk at a time) passed
+//     to `await handler(request)`; requests are handled concurrently;
+//   - the `Response` goes back head first, then the body chunk by chunk with
+//     back-pressure (the host holds at most 256 KiB);
+//   - a handler that throws (or returns something other than a Response) gives
+//     500 for that request only (logged); a response body that fails midway cuts
+//     the connection (never a truncated answer that looks complete);
+//   - `serve` returns {close(), finished, closed, served, addr}: `close()` stops
+//     taking requests and frees the port (queued requests are answered 502; open
+//     WebSockets stay); `finished` resolves once the server stopped (closed, or
+//     the host ended the channel because the app is stopping, which also closes
+//     the open WebSockets with 1001). One `serve` (and one `serveQueries`) per run.
 // `handler` may also be an object with a `fetch(request)` method (a Hono app,
 // or the `export default { fetch }` style).
 
@@ -34,8 +44,8 @@ function concat(a, b) {
   out.set(b, a.length);
   return out;
 }
-function readU32(bytes) {
-  return new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0, true);
+function readU32(bytes, at = 0) {
+  return new DataView(bytes.buffer, bytes.byteOffset + at, 4).getUint32(0, true);
 }
 function streams() {
   if (!host.streams) void globalThis.ReadableStream;
@@ -45,18 +55,87 @@ function http() {
   if (!host.http) void globalThis.Response;
   return host.http;
 }
-function toBytes(chunk) {
+function sockets() {
+  if (!host.websocket) void globalThis.WebSocket;
+  return host.websocket;
+}
+function toBytes(chunk, what) {
   if (chunk instanceof Uint8Array) return chunk;
   if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
   if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
   if (typeof chunk === "string") return host.utf8Encode(chunk);
-  throw new TypeError("WapoServer: a response body stream must give Uint8Array chunks");
+  throw new TypeError(`WapoServer: ${what} must be a Uint8Array, ArrayBuffer or string, not ${chunk === null ? "null" : typeof chunk}`);
 }
 function describe(e) {
   if (e && typeof e === "object" && typeof e.stack === "string" && e.stack)
     return `${e.name || "Error"}: ${e.message}\n${e.stack}`.trimEnd();
   return String(e);
 }
+function asHandler(handler, what) {
+  if (handler !== null && typeof handler === "object" && typeof handler.fetch === "function") {
+    const app = handler;
+    return (request) => app.fetch(request);
+  }
+  if (typeof handler !== "function") throw new TypeError(`WapoServer.${what}: handler must be a function`);
+  return handler;
+}
+
+// ---- input channels ---------------------------------------------------------------
+
+// Takes the messages of one input channel (services `<prefix>.open|next|close`)
+// and hands each to onMessage; ends on close() or when the host ends the channel.
+class ChannelLoop {
+  constructor(prefix, onMessage, onEnd) {
+    this.prefix = prefix;
+    this.onMessage = onMessage;
+    this.onEnd = onEnd;
+    this.closed = false;
+    this.served = 0;
+    this.finished = new Promise((resolve) => { this.resolve = resolve; });
+    this.id = readU32(host.call(`${prefix}.open`));
+    this.idBytes = u32(this.id);
+    this.pump();
+  }
+
+  pump() {
+    while (!this.closed) {
+      let r;
+      try {
+        r = host.call(`${this.prefix}.next`, this.idBytes);
+      } catch (e) {
+        console.error(`WapoServer: ${describe(e)}`);
+        if (e instanceof RangeError) {
+          // out of resources for one message: try again once something was freed
+          setTimeout(() => this.pump(), 10);
+          return;
+        }
+        this.close(false);
+        return;
+      }
+      if (r[0] === 0) {
+        this.served++;
+        this.onMessage(r.subarray(1));
+      } else if (r[0] === 1) {  // the host ended the channel: the app is stopping
+        this.close(true);
+        return;
+      } else {
+        host.watch(this.id, () => this.pump());
+        return;
+      }
+    }
+  }
+
+  close(byHost) {
+    if (this.closed) return;
+    this.closed = true;
+    try { host.call(`${this.prefix}.close`, this.idBytes); } catch (_) { /* already gone */ }
+    host.close(this.id);
+    this.onEnd(byHost);
+    this.resolve();
+  }
+}
+
+// ---- HTTP ---------------------------------------------------------------------------
 
 // One request's host resources: the reply one-shot, the body stream and its
 // two watch resources; closed exactly once.
@@ -70,6 +149,7 @@ class Exchange {
     this.readWatch = info.readWatch;
     this.writeWatch = info.writeWatch;
     this.closed = false;
+    this.upgrade = null;  // {id, socket, response} once upgradeWebSocket was called
   }
   close() {
     if (this.closed) return;
@@ -80,6 +160,8 @@ class Exchange {
     host.close(this.io);
   }
 }
+
+const EXCHANGES = new WeakMap();  // Request -> Exchange, for upgradeWebSocket
 
 // The request body: pulls one chunk from the host per read.
 function requestBody(ex) {
@@ -119,7 +201,9 @@ function makeRequest(ex, headers) {
     init.duplex = "half";
   }
   const path = ex.url.startsWith("/") ? ex.url : "/" + ex.url;
-  return new Request(ORIGIN + path, init);
+  const request = new Request(ORIGIN + path, init);
+  EXCHANGES.set(request, ex);
+  return request;
 }
 
 async function writeAll(ex, chunk) {
@@ -149,7 +233,7 @@ async function sendResponse(ex, response) {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
-      await writeAll(ex, toBytes(value));
+      await writeAll(ex, toBytes(value, "a response body chunk"));
     }
     host.call("app.http.end", ex.ioBytes);
   } catch (e) {
@@ -164,7 +248,21 @@ async function sendResponse(ex, response) {
   }
 }
 
-async function handle(ex, info, handler) {
+// The handler returned upgradeWebSocket's response: answer 101; the host does the handshake.
+function acceptUpgrade(ex, live) {
+  const { id, socket } = ex.upgrade;
+  try {
+    host.call("app.http.upgrade", concat(u32(ex.tx), u32(id)));
+  } catch (e) {
+    console.error(`WapoServer: cannot accept the WebSocket of ${ex.url}: ${describe(e)}`);
+    socket.close();
+    return;
+  }
+  live.add(socket);
+  socket.addEventListener("close", () => live.delete(socket));
+}
+
+async function handle(ex, info, handler, live) {
   try {
     let response;
     try {
@@ -177,6 +275,10 @@ async function handle(ex, info, handler) {
       console.error(`WapoServer: the handler failed for ${ex.method} ${ex.url}: ${describe(e)}`);
       response = new Response("Internal Server Error", { status: 500, headers: { "content-type": "text/plain" } });
     }
+    if (ex.upgrade !== null) {
+      if (response === ex.upgrade.response) return acceptUpgrade(ex, live);
+      ex.upgrade.socket.close();  // answered otherwise: that socket never opens
+    }
     await sendResponse(ex, response);
   } catch (e) {
     console.error(`WapoServer: cannot answer ${ex.method} ${ex.url}: ${describe(e)}`);
@@ -185,75 +287,130 @@ async function handle(ex, info, handler) {
   }
 }
 
+function hasToken(value, token) {
+  return value !== null && value.split(",").some((t) => t.trim().toLowerCase() === token);
+}
+
+function upgradeWebSocket(request, options = undefined) {
+  const ex = request !== null && typeof request === "object" ? EXCHANGES.get(request) : undefined;
+  if (ex === undefined)
+    throw new TypeError("WapoServer.upgradeWebSocket: the request must be one WapoServer.serve gave the handler");
+  const h = request.headers;
+  const missing = request.method !== "GET" ? `it is ${request.method}, not GET`
+    : !hasToken(h.get("upgrade"), "websocket") ? "no 'Upgrade: websocket' header"
+      : !hasToken(h.get("connection"), "upgrade") ? "no 'Connection: Upgrade' header"
+        : !h.get("sec-websocket-key") ? "no 'Sec-WebSocket-Key' header" : null;
+  if (missing !== null)
+    throw new TypeError(`WapoServer.upgradeWebSocket: not a WebSocket upgrade request (${missing})`);
+  if (ex.upgrade !== null) throw new TypeError("WapoServer.upgradeWebSocket: this request is already upgraded");
+  if (options !== undefined && (options === null || typeof options !== "object"))
+    throw new TypeError("WapoServer.upgradeWebSocket: options must be an object {protocol}");
+  const protocol = options === undefined || options.protocol === undefined ? "" : String(options.protocol);
+  const id = readU32(host.call("app.http.websocket", JSON.stringify({ protocol })));
+  const socket = sockets().adopt(id, "ws" + request.url.slice("http".length));
+  const response = http().makeResponse({ status: 101 });
+  ex.upgrade = { id, socket, response };
+  return { socket, response };
+}
+
+function listenOptions(options) {
+  if (options === undefined || options === null) return null;
+  if (typeof options !== "object") throw new TypeError("WapoServer.serve: options must be an object {port, hostname}");
+  const { port, hostname = "127.0.0.1" } = options;
+  if (port === undefined) return null;
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new TypeError(`WapoServer.serve: port must be an integer 1..65535, not ${String(port)}`);
+  if (typeof hostname !== "string") throw new TypeError("WapoServer.serve: hostname must be a string");
+  return { port, hostname };
+}
+
 class Server {
-  #channel;
-  #channelBytes;
-  #handler;
-  #closed = false;
-  #resolve;
-  #finished;
-  #served = 0;
+  #loop;
+  #listener = null;
+  #addr = null;
+  #live = new Set();  // accepted WebSockets not yet closed
 
-  constructor(handler) {
-    this.#handler = handler;
-    this.#finished = new Promise((resolve) => { this.#resolve = resolve; });
-    this.#channel = readU32(host.call("app.http.open"));
-    this.#channelBytes = u32(this.#channel);
-    this.#loop();
-  }
-
-  #loop() {
-    while (!this.#closed) {
-      let r;
-      try {
-        r = host.call("app.http.next", this.#channelBytes);
-      } catch (e) {
-        console.error(`WapoServer: ${describe(e)}`);
-        if (e instanceof RangeError) {
-          // out of resources for one request: try again once something was freed
-          setTimeout(() => this.#loop(), 10);
-          return;
-        }
-        this.close();
-        return;
-      }
-      if (r[0] === 0) {
-        const info = JSON.parse(host.utf8Decode(r.subarray(1), false));
-        this.#served++;
-        handle(new Exchange(info), info, this.#handler);
-      } else if (r[0] === 1) {  // the host ended the channel: the app is stopping
-        this.close();
-        return;
-      } else {
-        host.watch(this.#channel, () => this.#loop());
-        return;
-      }
+  constructor(handler, options) {
+    const listen = listenOptions(options);
+    if (listen !== null) {  // bind first: a refused port leaves the app free to serve() again
+      this.#listener = readU32(host.call("app.http.listen", JSON.stringify(listen)));
+      this.#addr = Object.freeze({ ...listen });
+    }
+    try {
+      this.#loop = new ChannelLoop("app.http", (bytes) => {
+        const info = JSON.parse(host.utf8Decode(bytes, false));
+        handle(new Exchange(info), info, handler, this.#live);
+      }, (byHost) => this.#end(byHost));
+    } catch (e) {
+      this.#end(false);
+      throw e;
     }
   }
 
-  get closed() { return this.#closed; }
-  get finished() { return this.#finished; }
-  get served() { return this.#served; }
+  #end(byHost) {
+    if (this.#listener !== null) {
+      host.close(this.#listener);  // the port is free again
+      this.#listener = null;
+    }
+    if (byHost) for (const socket of this.#live) sockets().closeWith(socket, 1001, "the app is stopping");
+  }
 
-  close() {
-    if (this.#closed) return;
-    this.#closed = true;
-    try { host.call("app.http.close", this.#channelBytes); } catch (_) { /* already gone */ }
-    host.close(this.#channel);
-    this.#resolve();
+  get closed() { return this.#loop.closed; }
+  get finished() { return this.#loop.finished; }
+  get served() { return this.#loop.served; }
+  get addr() { return this.#addr; }
+  close() { this.#loop.close(false); }
+}
+
+function serve(handler, options = undefined) {
+  return new Server(asHandler(handler, "serve(handler, options)"), options);
+}
+
+// ---- queries ------------------------------------------------------------------------
+
+// app.query.next: u32 reply id, u8 has-origin (+ 32 bytes), u32 path length, path, payload
+function parseQuery(b) {
+  let at = 5;
+  let origin = null;
+  if (b[4] === 1) {
+    origin = b.slice(5, 37);
+    at = 37;
+  }
+  const n = readU32(b, at);
+  at += 4;
+  return { tx: readU32(b), path: host.utf8Decode(b.subarray(at, at + n), false), payload: b.slice(at + n), origin };
+}
+
+async function answerQuery(q, handler) {
+  const tx = u32(q.tx);
+  try {
+    const reply = await handler({ path: q.path, payload: q.payload, origin: q.origin });
+    host.call("app.query.reply", concat(tx, toBytes(reply, "a query reply")));
+  } catch (e) {
+    console.error(`WapoServer: the query handler failed for ${JSON.stringify(q.path)}: ${describe(e)}`);
+    const message = e instanceof Error ? e.message : String(e);
+    try { host.call("app.query.error", concat(tx, host.utf8Encode(message))); } catch (_) { /* gone */ }
+  } finally {
+    host.close(q.tx);
   }
 }
 
-function serve(handler) {
-  if (handler !== null && typeof handler === "object" && typeof handler.fetch === "function") {
-    const app = handler;
-    handler = (request) => app.fetch(request);
+class QueryServer {
+  #loop;
+  constructor(handler) {
+    this.#loop = new ChannelLoop("app.query", (bytes) => answerQuery(parseQuery(bytes), handler), () => {});
   }
-  if (typeof handler !== "function")
-    throw new TypeError("WapoServer.serve(handler): handler must be a function (request) => Response");
-  return new Server(handler);
+  get closed() { return this.#loop.closed; }
+  get finished() { return this.#loop.finished; }
+  get served() { return this.#loop.served; }
+  close() { this.#loop.close(false); }
 }
 
-const WapoServer = Object.freeze({ serve });
+function serveQueries(handler) {
+  if (typeof handler !== "function") throw new TypeError("WapoServer.serveQueries: handler must be a function (query) => reply");
+  return new QueryServer(handler);
+}
+
+const WapoServer = Object.freeze({ serve, upgradeWebSocket, serveQueries });
 
 return { WapoServer };

@@ -13,6 +13,9 @@
 // connection failed); close() without a code sends 1000 (browsers send no
 // code, and the close event then usually says 1005); no extensions are
 // negotiated (permessage-deflate is off).
+// The same class is the app's end of a socket WapoServer.upgradeWebSocket
+// accepted (host.websocket.adopt: the host did the handshake; binaryType
+// defaults to "arraybuffer" there, as in Deno).
 
 const CONNECTING = 0, OPEN = 1, CLOSING = 2, CLOSED = 3;
 const EV_OPEN = 1, EV_TEXT = 2, EV_BINARY = 3, EV_ERROR = 4, EV_CLOSE = 5;
@@ -218,20 +221,27 @@ function flush(s) {
 }
 
 const HANDLERS = ["open", "message", "error", "close"];
+const ADOPT = Symbol("adopt");  // private: only host.websocket.adopt makes sockets around a host id
 
 class WebSocket extends EventTarget {
   constructor(url, protocols = undefined) {
     if (arguments.length < 1)
       throw new TypeError("Failed to construct 'WebSocket': 1 argument required, but only 0 present.");
     super();
-    const href = parseURL(url);
-    const list = parseProtocols(protocols);
-    const ids = host.call("ws.open", JSON.stringify({ url: href, protocols: list }));
-    const id = ids[0] | (ids[1] << 8) | (ids[2] << 16) | (ids[3] << 24);
+    const adopted = url === ADOPT;  // an app's end of an accepted socket: the host id exists
+    let id, href;
+    if (adopted) {
+      ({ id, url: href } = protocols);
+    } else {
+      href = parseURL(url);
+      const list = parseProtocols(protocols);
+      const ids = host.call("ws.open", JSON.stringify({ url: href, protocols: list }));
+      id = ids[0] | (ids[1] << 8) | (ids[2] << 16) | (ids[3] << 24);
+    }
     const u = new URL(href);
     this[WS] = {
-      id, idBytes: u32(id), url: href, origin: `${u.protocol}//${u.host}`,
-      readyState: CONNECTING, protocol: "", extensions: "", binaryType: "blob",
+      id, idBytes: u32(id), url: href, origin: adopted ? "" : `${u.protocol}//${u.host}`,
+      readyState: CONNECTING, protocol: "", extensions: "", binaryType: adopted ? "arraybuffer" : "blob",
       freed: false, queue: [], reading: false, queuedBlobBytes: 0, afterClose: 0,
       handlers: { open: null, message: null, error: null, close: null }, wrapped: {},
     };
@@ -304,30 +314,36 @@ class WebSocket extends EventTarget {
       if (reasonBytes.length > 123)
         throw syntaxError("Failed to execute 'close' on 'WebSocket': The close reason must not be greater than 123 UTF-8 bytes.");
     }
-    if (s.readyState === CLOSING || s.readyState === CLOSED) return;
-    if (s.readyState === CONNECTING) {
-      // fail the connection: error, then close 1006 (as a task, not synchronously)
-      s.readyState = CLOSING;
-      free(s);
-      later(() => {
-        s.readyState = CLOSED;
-        fire(this, Object.assign(new Event("error"), { message: "closed before the connection was established" }));
-        fire(this, new CloseEvent("close", { wasClean: false, code: 1006, reason: "" }));
-      });
-      return;
-    }
-    s.readyState = CLOSING;
-    flush(s);
-    const payload = new Uint8Array(6 + reasonBytes.length);
-    payload.set(s.idBytes, 0);
-    const c = code === undefined ? 0 : code;
-    payload[4] = c & 255;
-    payload[5] = c >> 8;
-    payload.set(reasonBytes, 6);
-    if (!s.freed) host.call("ws.close", payload);
+    closeSocket(this, code, reasonBytes);
   }
 
   get [Symbol.toStringTag]() { return "WebSocket"; }
+}
+
+// The closing steps of close(), after its checks (the server side also closes with 1001).
+function closeSocket(target, code, reasonBytes) {
+  const s = target[WS];
+  if (s.readyState === CLOSING || s.readyState === CLOSED) return;
+  if (s.readyState === CONNECTING) {
+    // fail the connection: error, then close 1006 (as a task, not synchronously)
+    s.readyState = CLOSING;
+    free(s);
+    later(() => {
+      s.readyState = CLOSED;
+      fire(target, Object.assign(new Event("error"), { message: "closed before the connection was established" }));
+      fire(target, new CloseEvent("close", { wasClean: false, code: 1006, reason: "" }));
+    });
+    return;
+  }
+  s.readyState = CLOSING;
+  flush(s);
+  const payload = new Uint8Array(6 + reasonBytes.length);
+  payload.set(s.idBytes, 0);
+  const c = code === undefined ? 0 : code;
+  payload[4] = c & 255;
+  payload[5] = c >> 8;
+  payload.set(reasonBytes, 6);
+  if (!s.freed) host.call("ws.close", payload);
 }
 
 // onopen / onmessage / onerror / onclose: an event handler attribute is one listener,
@@ -372,6 +388,11 @@ function handleOf(h, what) {
   return h[WS_HANDLE];
 }
 host.websocket = {
+  // For WapoServer: a WebSocket around a host socket that is not connected yet (an
+  // AcceptedWebSocket, services app.http.websocket / app.http.upgrade); binaryType "arraybuffer".
+  adopt(id, url) { return new WebSocket(ADOPT, { id, url }); },
+  // Close with any code (close() accepts only 1000 and 3000-4999): 1001 when the app stops.
+  closeWith(socket, code, reason) { closeSocket(socket, code, host.utf8Encode(reason)); },
   wsOpen(options, callback) {
     if (typeof callback !== "function") throw new TypeError("Wapo.wsOpen: callback must be a function");
     const opts = typeof options === "string" ? { url: options } : options;
