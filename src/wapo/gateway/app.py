@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import itertools
+import os
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -38,6 +39,16 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
               "proxy-authenticate", "proxy-authorization"}
 
 
+# Request ids: 32 hex digits, unique per process (a random prefix) and across its requests (a
+# counter): uuid4 read 16 bytes of os.urandom per request, ~20 us here.
+_ID_PREFIX = os.urandom(8).hex()
+_id_counter = itertools.count()
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
 def error_response(status: int, message: str, request_id: str, **extra: object) -> web.Response:
     body = {"error": message, "requestId": request_id, **extra}
     return web.json_response(body, status=status, headers={REQUEST_ID_HEADER: request_id})
@@ -45,7 +56,7 @@ def error_response(status: int, message: str, request_id: str, **extra: object) 
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler):
-    request_id = uuid.uuid4().hex
+    request_id = new_request_id()
     request[REQUEST_ID] = request_id
     metrics = request.app[METRICS]
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"

@@ -9,15 +9,40 @@ import signal
 import sys
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from ..store import Store
-from .app import make_app
+from .app import REQUEST_ID_HEADER, make_app, new_request_id
 from .config import GatewayConfig
+
+
+class _RequestHandler(RequestHandler):
+    """aiohttp's connection handler, whose own answers (a 400 for a request it cannot parse, which
+    never reaches the app's middleware) carry an X-Request-Id like every other answer."""
+
+    def handle_error(self, request, status=500, exc=None, message=None):  # type: ignore[no-untyped-def]
+        response = super().handle_error(request, status, exc, message)
+        response.headers.setdefault(REQUEST_ID_HEADER, new_request_id())
+        return response
+
+
+class _Server(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _RequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """``web.AppRunner`` with the handler above (aiohttp offers no hook for its error answers)."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _Server  # same state, one method more
+        return server
 
 
 async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready=None) -> None:
     app = make_app(config)
-    runner = web.AppRunner(app, access_log=None)
+    runner = GatewayRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port, backlog=1024)
     await site.start()
