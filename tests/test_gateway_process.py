@@ -213,6 +213,67 @@ def test_two_workers(data_dir, servers):
         assert sum(seen) == n, seen
 
 
+APP = """
+WapoServer.serve(async (req) => {
+  const url = new URL(req.url);
+  if (url.pathname === '/ws') {
+    const { socket, response } = WapoServer.upgradeWebSocket(req);
+    socket.onmessage = (e) => e.data === 'bye' ? socket.close(4000, 'bye') : socket.send('echo:' + e.data);
+    return response;
+  }
+  if (url.pathname === '/stream') {
+    const chunks = ['a', 'b', 'c'];
+    return new Response(new ReadableStream({ pull(c) { chunks.length ? c.enqueue(new TextEncoder().encode(chunks.shift())) : c.close(); } }));
+  }
+  return new Response(`${req.method} ${url.pathname}${url.search} ${await req.text()}`, { headers: { 'x-app': 'yes' } });
+});
+WapoServer.serveQueries(async (q) => 'query ' + q.path + ' ' + new TextDecoder().decode(q.payload));
+"""
+
+
+def test_apps_answer_through_every_worker(tmp_path, data_dir, servers):
+    """With --workers 2 the first process runs the app; the other forwards HTTP, streamed bodies,
+    queries and WebSockets to it, so every connection gets the app's answer (none a 503)."""
+    import asyncio
+
+    import aiohttp
+
+    from wapo.gateway.apps import AppRecords
+
+    source = tmp_path / "echo.js"
+    source.write_text(APP)
+    AppRecords(data_dir).deploy(source, "echo")
+    server = Server(data_dir, "--workers", "2")
+    servers.append(server)
+    deadline = time.monotonic() + 60
+    while len(listening_pids(server.port, server.proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    base = f"{server.base}/app/echo"
+
+    async def scenario() -> None:
+        for i in range(16):  # fresh connections: the kernel spreads them over both workers
+            async with aiohttp.ClientSession() as s:
+                async with s.post(f"{base}/x?i={i}", data=b"body") as r:
+                    assert (r.status, await r.text(), r.headers.get("x-app")) == (200, f"POST /x?i={i} body", "yes")
+                    assert r.headers.get("X-Request-Id")
+                async with s.get(f"{base}/stream") as r:
+                    assert (r.status, await r.text()) == (200, "abc")
+                async with s.post(f"{base}/query/p", data=b"q") as r:
+                    assert (r.status, await r.read()) == (200, b"query p q")
+                if i % 4 == 0:
+                    async with s.ws_connect(f"{base}/ws") as ws:
+                        await ws.send_str(f"hi {i}")
+                        assert (await ws.receive(timeout=10)).data == f"echo:hi {i}"
+                        await ws.send_str("bye")
+                        msg = await ws.receive(timeout=10)
+                        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4000, msg
+        async with aiohttp.ClientSession() as s:
+            async with s.get(f"{server.base}/app/nope/x") as r:
+                assert r.status == 404
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))
+
+
 def test_sigkill_mid_request_loses_nothing_committed(tmp_path, data_dir, servers):
     server = Server(data_dir)
     servers.append(server)

@@ -376,8 +376,10 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     # long-running apps: /app/<id>/..., /apps (wapo.gateway.apps)
-    from . import apps
-    apps.install(app)
+    from . import apps, apps_proxy
+    runs_apps = apps.install(app)
+    if not runs_apps:  # a --workers child: the first process runs the apps, this one forwards to it
+        apps_proxy.install_forwarding(app, apps_proxy.socket_path(config))
     for method, path, handler in apps.ROUTES:
-        app.router.add_route(method, path, handler)
+        app.router.add_route(method, path, handler if runs_apps else apps_proxy.forward)
     return app

@@ -25,7 +25,8 @@ Routes (installed by ``make_app``):
 
 Logs are stored like agents' logs, under the app id: one "request id" per run of a long-running
 app (``run-N-xxxxxx``, flushed every ``LOG_FLUSH`` s) and the gateway request id per on-demand run.
-Apps run in the gateway's first process only (``--workers 1`` to reach them reliably).
+Apps run in the gateway's first process; with ``--workers N`` the others forward app requests
+to it (``wapo.gateway.apps_proxy``).
 """
 
 from __future__ import annotations
@@ -525,12 +526,13 @@ class AppManager:
 APPS = web.AppKey("apps", object)
 
 
-def install(app: web.Application) -> None:
-    """Create the manager (in the first gateway process only) and start/stop it with the app."""
+def install(app: web.Application) -> bool:
+    """Create the manager (in the first gateway process only) and start/stop it with the app.
+    False in a ``--workers`` child: apps live in the first process (see ``apps_proxy``)."""
     config = app[CONFIG]
-    if multiprocessing.parent_process() is not None:  # a --workers child: apps live in the first process
+    if multiprocessing.parent_process() is not None:
         app[APPS] = None
-        return
+        return False
     manager = AppManager(config.data_dir, limits=config.limits, network=app[NETWORK], logs=app[LOGS])
     app[APPS] = manager
 
@@ -542,6 +544,7 @@ def install(app: web.Application) -> None:
 
     app.on_startup.append(start)
     app.on_shutdown.append(stop)
+    return True
 
 
 def _manager(request: web.Request) -> AppManager:

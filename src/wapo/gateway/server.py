@@ -13,6 +13,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from ..store import Store
 from .app import REQUEST_ID_HEADER, make_app, new_request_id
+from .apps_proxy import socket_path
 from .config import GatewayConfig
 
 
@@ -46,6 +47,8 @@ async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready=None) 
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port, backlog=1024)
     await site.start()
+    if config.workers > 1 and multiprocessing.parent_process() is None:
+        await _serve_apps_socket(runner, config)
     if ready is not None:
         ready()
     stop = asyncio.Event()
@@ -56,6 +59,19 @@ async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready=None) 
         await stop.wait()
     finally:
         await runner.cleanup()
+        if config.workers > 1 and multiprocessing.parent_process() is None:
+            socket_path(config).unlink(missing_ok=True)
+
+
+async def _serve_apps_socket(runner: web.AppRunner, config: GatewayConfig) -> None:
+    """The first process also answers on a Unix socket, where the other workers forward app requests."""
+    path = socket_path(config)
+    path.unlink(missing_ok=True)  # left by a gateway that was killed
+    old_umask = os.umask(0o177)  # created 0600: only this user's processes may connect
+    try:
+        await web.UnixSite(runner, str(path)).start()
+    finally:
+        os.umask(old_umask)
 
 
 def _worker(config: GatewayConfig) -> None:
