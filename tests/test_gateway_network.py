@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
 from wapo.gateway.app import make_app
-from wapo.gateway.config import GatewayConfig
+from wapo.gateway.config import GatewayConfig, load_config
 from wapo.store import Store
 
 FETCHER = """\
@@ -135,3 +136,19 @@ asyncio.run(main())
     assert results[:7].count(["ok", None]) == 5  # 2 in the pool, 3 on the on-demand engine
     assert results[:7].count(["", "capacity"]) == 2
     assert results[7] == ["after", None]
+
+
+def test_config_app_entries(tmp_path):
+    import pytest
+
+    path = tmp_path / "wapo.toml"
+    path.write_text('[app.one]\nfile = "a.js"\nlisten = 8088\n[app.two]\nfile = "/abs/b.wasm"\non_demand = true\n')
+    apps = load_config(path).apps
+    assert [(a.id, a.file, a.listen, a.on_demand) for a in apps] == [
+        ("one", (tmp_path / "a.js").resolve(), 8088, False), ("two", Path("/abs/b.wasm"), None, True)]
+    for bad, message in (('[app.x]\nlisten = 1\n', "file"), ('[app.x]\nfile = "a"\nlisten = 70000\n', "1..65535"),
+                         ('[app.x]\nfile = "a"\nport = 1\n', "unknown key"),
+                         ('[app.x]\nfile = "a"\non_demand = "yes"\n', "true or false"), ('app = 3\n', "tables")):
+        path.write_text(bad)
+        with pytest.raises(ValueError, match=message):
+            load_config(path)

@@ -141,6 +141,33 @@ def test_serve_with_the_data_dir_from_a_config_file(tmp_path, servers):
     assert status == 200, body
 
 
+def test_apps_of_the_config_file_are_deployed_at_startup(tmp_path, data_dir, servers):
+    port = free_port()
+    (tmp_path / "apps").mkdir()
+    (tmp_path / "apps" / "hi.js").write_text(
+        "WapoServer.serve(async (req) => new Response('hi from ' + new URL(req.url).pathname));")
+    config = tmp_path / "wapo.toml"
+    config.write_text(f'host = "127.0.0.1"\nport = {port}\n[app.greeter]\nfile = "apps/hi.js"\n')
+    server = Server(data_dir, "--config", str(config), port=port)
+    servers.append(server)
+    deadline = time.monotonic() + 30
+    while True:
+        status, _, body = http("GET", f"{server.base}/app/greeter/x")
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert (status, body) == (200, b"hi from /x")
+
+
+def test_a_bad_app_entry_in_the_config_is_a_clear_error(tmp_path, data_dir):
+    config = tmp_path / "wapo.toml"
+    config.write_text('[app.greeter]\nfile = "missing.js"\n')
+    p = subprocess.run([sys.executable, "-m", "wapo.cli.main", "serve", "--config", str(config), "--port",
+                        str(free_port()), "--data-dir", str(data_dir)], capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0
+    assert "config app 'greeter'" in p.stderr and "missing.js" in p.stderr, p.stderr
+
+
 def listening_pids(port: int, root: int) -> set[int]:
     """PIDs in ``root``'s process tree holding a listening TCP socket on ``port`` (read from /proc)."""
     inodes = set()

@@ -13,6 +13,15 @@ MB = 1000 * 1000
 
 
 @dataclass(frozen=True)
+class AppEntry:
+    """A long-running app named in the config file (``[app.<id>]``): deployed when the gateway starts."""
+    id: str
+    file: Path
+    listen: int | None = None
+    on_demand: bool = False
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -32,9 +41,10 @@ class GatewayConfig:
     log_max_age: float = 7 * 24 * 3600  # log retention: seconds (0 = forever)
     allow_addresses: tuple[str, ...] = ()  # CIDRs agents may reach although loopback/private/...
     listen_ports: tuple[int, int] | None = None  # ports guests may bind with tcp_listen
-    tls_ca: str | None = None  # PEM file of extra CAs for guests' TLS connections (not fetch)
+    tls_ca: str | None = None  # PEM file of extra CAs for guests' TLS connections and fetch
     sni_port: int | None = None  # the shared TLS port of tls_listen_sni (None: refused)
     sni_host: str | None = None  # where it listens (None: the gateway's host)
+    apps: tuple[AppEntry, ...] = ()  # apps of the config file, deployed at startup (as `wapo deploy`)
 
     def network(self):
         """The network policy of every run (fetch and sockets); ValueError if a setting is invalid."""
@@ -101,9 +111,13 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     max_code_size, log_max_per_cid, log_max_age, allow_addresses = ["CIDR", ...],
     ipfs_gateways = ["URL", ...], and the guests' listening and TLS settings (as the flags of
     ``wapo serve``): listen_ports = "LOW-HIGH" or PORT (tcp_listen may bind only these),
-    tls_ca = "FILE" (extra CAs, PEM, for tcp_connect_tls, WapoSockets and WebSocket; fetch keeps
-    the system roots), sni_port = PORT or "HOST:PORT" (the shared TLS port of tls_listen_sni;
-    HOST defaults to the gateway's host).
+    tls_ca = "FILE" (extra CAs, PEM, for tcp_connect_tls, WapoSockets, WebSocket and fetch),
+    sni_port = PORT or "HOST:PORT" (the shared TLS port of tls_listen_sni; HOST defaults to the
+    gateway's host).
+
+    Apps: ``[app.<id>]`` tables with ``file = "app.js"`` (relative to the config file), optional
+    ``listen = PORT`` and ``on_demand = true``: deployed when ``wapo serve`` starts, as
+    ``wapo deploy FILE --id <id> [--listen PORT] [--on-demand]`` would.
     """
     try:
         data = tomllib.loads(Path(path).read_text())
@@ -137,8 +151,32 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
         changes["limits"] = _limits(data["limits"], base.limits)
     if "max_limits" in data:
         changes["max_limits"] = _limits(data["max_limits"], base.max_limits)
+    if "app" in data:
+        changes["apps"] = _apps(data["app"], Path(path).parent, path)
     if "cid" in data:
         from ..store import parse_cid
         limits = changes.get("limits", base.limits)
         changes["cid_limits"] = {parse_cid(cid).v0: _limits(table, limits) for cid, table in data["cid"].items()}
     return base.with_(**changes)
+
+
+def _apps(tables: object, base: Path, path: Path) -> tuple[AppEntry, ...]:
+    if not isinstance(tables, dict):
+        raise ValueError(f"config {path}: [app.<id>] tables are expected")
+    entries = []
+    for app_id, table in tables.items():
+        where = f"config {path}: [app.{app_id}]"
+        if not isinstance(table, dict) or not isinstance(table.get("file"), str):
+            raise ValueError(f"{where}: file = \"app.js\" is required")
+        unknown = set(table) - {"file", "listen", "on_demand"}
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        listen = table.get("listen")
+        if listen is not None and (not isinstance(listen, int) or not 1 <= listen <= 65535):
+            raise ValueError(f"{where}: listen = {listen!r}: a port is 1..65535")
+        on_demand = table.get("on_demand", False)
+        if not isinstance(on_demand, bool):
+            raise ValueError(f"{where}: on_demand is true or false")
+        entries.append(AppEntry(id=str(app_id), file=(base / table["file"]).resolve(), listen=listen,
+                                on_demand=on_demand))
+    return tuple(entries)

@@ -11,6 +11,7 @@ import sys
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from ..host.keys import default_data_dir
 from ..store import Store
 from .app import REQUEST_ID_HEADER, make_app, new_request_id
 from .apps_proxy import socket_path
@@ -74,6 +75,19 @@ async def _serve_apps_socket(runner: web.AppRunner, config: GatewayConfig) -> No
         os.umask(old_umask)
 
 
+def deploy_config_apps(config: GatewayConfig) -> None:
+    """Deploy the config file's ``[app.<id>]`` entries (SystemExit with the reason if one cannot be)."""
+    if not config.apps:
+        return
+    from .apps import AppRecordError, AppRecords
+    records = AppRecords(config.data_dir or default_data_dir())
+    for entry in config.apps:
+        try:
+            records.deploy(entry.file, entry.id, on_demand=entry.on_demand, listen=entry.listen)
+        except AppRecordError as exc:
+            sys.exit(f"wapo serve: config app {entry.id!r}: {exc}")
+
+
 def _worker(config: GatewayConfig) -> None:
     try:
         asyncio.run(serve_forever(config, reuse_port=True))
@@ -84,6 +98,7 @@ def _worker(config: GatewayConfig) -> None:
 def run_server(config: GatewayConfig, ready=None) -> None:
     """Serve until SIGINT/SIGTERM; with workers > 1 the other processes are started first."""
     Store(config.data_dir).close()  # create the data directory and schema once, before the workers race
+    deploy_config_apps(config)
     children = []
     if config.workers > 1:
         if not hasattr(__import__("socket"), "SO_REUSEPORT"):
