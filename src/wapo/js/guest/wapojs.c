@@ -688,13 +688,12 @@ static JSValue js_host_utf8_decode(JSContext *ctx, JSValueConst this_val, int ar
     return out;
 }
 
-/* host.evalModule(code, name) -> [evaluation promise, namespace] */
-static JSValue js_host_eval_module(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+/* JS_Eval of argv[0] (the code) named argv[1], with `flags`. */
+static JSValue compile_code(JSContext *ctx, int argc, JSValueConst *argv, int flags, const char *usage)
 {
-    (void)this_val;
-    size_t n;
     if (argc < 2)
-        return JS_ThrowTypeError(ctx, "host.evalModule(code, name)");
+        return JS_ThrowTypeError(ctx, "%s", usage);
+    size_t n;
     const char *code = JS_ToCStringLen(ctx, &n, argv[0]);
     if (!code)
         return JS_EXCEPTION;
@@ -703,11 +702,15 @@ static JSValue js_host_eval_module(JSContext *ctx, JSValueConst this_val, int ar
         JS_FreeCString(ctx, code);
         return JS_EXCEPTION;
     }
-    JSValue fn = JS_Eval(ctx, code, n, name, JS_EVAL_TYPE_MODULE | JS_EVAL_FLAG_COMPILE_ONLY);
+    JSValue r = JS_Eval(ctx, code, n, name, flags);
     JS_FreeCString(ctx, code);
     JS_FreeCString(ctx, name);
-    if (JS_IsException(fn))
-        return fn;
+    return r;
+}
+
+/* Link and evaluate a compiled module (takes `fn`): [evaluation promise, namespace]. */
+static JSValue run_module(JSContext *ctx, JSValue fn)
+{
     JSModuleDef *m = JS_VALUE_GET_PTR(fn);  /* stays alive in the runtime's module list */
     JSValue promise = JS_EvalFunction(ctx, fn);  /* links, then evaluates: namespace after linking */
     if (JS_IsException(promise))
@@ -723,6 +726,15 @@ static JSValue js_host_eval_module(JSContext *ctx, JSValueConst this_val, int ar
     return pair;
 }
 
+/* host.evalModule(code, name) -> [evaluation promise, namespace] */
+static JSValue js_host_eval_module(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    (void)this_val;
+    JSValue fn = compile_code(ctx, argc, argv, JS_EVAL_TYPE_MODULE | JS_EVAL_FLAG_COMPILE_ONLY,
+                              "host.evalModule(code, name)");
+    return JS_IsException(fn) ? fn : run_module(ctx, fn);
+}
+
 /* ---- code compiled into a snapshot (per agent: docs/design.md, "Per-agent snapshots") ---- */
 
 enum { PRE_NONE, PRE_SCRIPT, PRE_MODULE };
@@ -734,21 +746,8 @@ static JSValue js_host_compile(JSContext *ctx, JSValueConst this_val, int argc, 
     (void)this_val;
     if (!S.precompiling || S.pre_kind != PRE_NONE)
         return JS_ThrowTypeError(ctx, "host.compile*: only once, while precompiling");
-    if (argc < 2)
-        return JS_ThrowTypeError(ctx, "host.compile*(code, name)");
-    size_t n;
-    const char *code = JS_ToCStringLen(ctx, &n, argv[0]);
-    if (!code)
-        return JS_EXCEPTION;
-    const char *name = JS_ToCString(ctx, argv[1]);
-    if (!name) {
-        JS_FreeCString(ctx, code);
-        return JS_EXCEPTION;
-    }
     int type = magic == PRE_MODULE ? JS_EVAL_TYPE_MODULE : JS_EVAL_TYPE_GLOBAL;
-    JSValue fn = JS_Eval(ctx, code, n, name, type | JS_EVAL_FLAG_COMPILE_ONLY);
-    JS_FreeCString(ctx, code);
-    JS_FreeCString(ctx, name);
+    JSValue fn = compile_code(ctx, argc, argv, type | JS_EVAL_FLAG_COMPILE_ONLY, "host.compile*(code, name)");
     if (JS_IsException(fn))
         return fn;
     S.pre_fn = fn;
@@ -774,42 +773,14 @@ static JSValue js_host_eval_precompiled(JSContext *ctx, JSValueConst this_val, i
     JSValue fn = S.pre_fn;
     S.pre_kind = PRE_NONE;
     S.pre_fn = JS_UNDEFINED;
-    if (kind == PRE_SCRIPT)
-        return JS_EvalFunction(ctx, fn);  /* takes fn */
-    JSModuleDef *m = JS_VALUE_GET_PTR(fn);
-    JSValue promise = JS_EvalFunction(ctx, fn);
-    if (JS_IsException(promise))
-        return promise;
-    JSValue ns = JS_GetModuleNamespace(ctx, m);
-    if (JS_IsException(ns)) {
-        JS_FreeValue(ctx, promise);
-        return ns;
-    }
-    JSValue pair = JS_NewArray(ctx);
-    JS_SetPropertyUint32(ctx, pair, 0, promise);
-    JS_SetPropertyUint32(ctx, pair, 1, ns);
-    return pair;
+    return kind == PRE_SCRIPT ? JS_EvalFunction(ctx, fn) : run_module(ctx, fn);  /* both take fn */
 }
 
 /* host.evalScript(code, name): evaluate as a classic script in the global scope. */
 static JSValue js_host_eval_script(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
 {
     (void)this_val;
-    size_t n;
-    if (argc < 2)
-        return JS_ThrowTypeError(ctx, "host.evalScript(code, name)");
-    const char *code = JS_ToCStringLen(ctx, &n, argv[0]);
-    if (!code)
-        return JS_EXCEPTION;
-    const char *name = JS_ToCString(ctx, argv[1]);
-    if (!name) {
-        JS_FreeCString(ctx, code);
-        return JS_EXCEPTION;
-    }
-    JSValue r = JS_Eval(ctx, code, n, name, JS_EVAL_TYPE_GLOBAL);
-    JS_FreeCString(ctx, code);
-    JS_FreeCString(ctx, name);
-    return r;
+    return compile_code(ctx, argc, argv, JS_EVAL_TYPE_GLOBAL, "host.evalScript(code, name)");
 }
 
 /* host.memoryUsage(): the JS heap, from JS_ComputeMemoryUsage, and the wasm memory (for Wapo.memoryStats). */
