@@ -16,7 +16,7 @@ from wapo.host.image import ImageError, capture_image, diff_runs
 from wapo.js import precompiled
 from wapo.js.runner import snapshots_enabled
 
-pytestmark = pytest.mark.skipif(not snapshots_enabled(), reason="images come from the snapshot (WAPO_SNAPSHOT=0)")
+needs_snapshots = pytest.mark.skipif(not snapshots_enabled(), reason="images come from the snapshot (WAPO_SNAPSHOT=0)")
 
 PAD = "\n" + "// padding to pass MIN_CODE\n" * 60  # images are for code of 1 KiB or more
 
@@ -62,6 +62,7 @@ export default {
 };""")
 
 
+@needs_snapshots
 @pytest.mark.parametrize("code,body", [(STYLE_A, b"POST /x"), (STYLE_C, b"C /x")])
 def test_same_answer_from_image_and_source(monkeypatch, code, body):
     request = AgentRequest(method="POST", path="/x", body=b"{}", url="http://localhost/x")
@@ -72,6 +73,7 @@ def test_same_answer_from_image_and_source(monkeypatch, code, body):
     assert a.response.status == b.response.status == 200
 
 
+@needs_snapshots
 def test_top_level_code_runs_per_request(monkeypatch):
     """The image holds compiled code, not its effects: module state starts fresh each time."""
     precompiled.agent_image(STYLE_A, "agent.js", "runAgent")
@@ -80,6 +82,7 @@ def test_top_level_code_runs_per_request(monkeypatch):
         assert dict(result.response.headers)["x-calls"] == "1"
 
 
+@needs_snapshots
 def test_sandboxes_from_one_image_get_fresh_randomness():
     code = agent("""async function main() {
       const b = new Uint8Array(16); crypto.getRandomValues(b);
@@ -92,6 +95,7 @@ def test_sandboxes_from_one_image_get_fresh_randomness():
     assert first[2] is True and second[2] is True
 
 
+@needs_snapshots
 def test_syntax_error_gets_no_image_and_the_run_reports_it(monkeypatch):
     code = agent("async function main( { return 1 }")
     assert precompiled.agent_image(code, "agent.js", "runAgent") is None
@@ -100,6 +104,7 @@ def test_syntax_error_gets_no_image_and_the_run_reports_it(monkeypatch):
     assert result.response is None and "SyntaxError" in result.error
 
 
+@needs_snapshots
 def test_errors_name_the_agent_file(monkeypatch):
     code = agent("async function main() { throw new Error('boom'); }")
     assert precompiled.agent_image(code, "agent.js", "runAgent") is not None
@@ -107,6 +112,7 @@ def test_errors_name_the_agent_file(monkeypatch):
     assert "boom" in result.error and "agent.js" in result.error
 
 
+@needs_snapshots
 def test_run_limits_are_not_baked_in():
     """The image is made without the run's limits: a small memory limit still applies."""
     code = agent("""async function main() {
@@ -123,6 +129,7 @@ def test_small_code_is_compiled_per_run():
     assert precompiled.agent_image("async function main() {}", "agent.js", "runAgent") is None
 
 
+@needs_snapshots
 def test_images_are_cached_and_bounded(monkeypatch):
     monkeypatch.setattr(precompiled, "MAX_IMAGES", 2)
     codes = [agent(f"async function main() {{ return JSON.stringify({{status: 200, body: '{i}'}}); }}")
@@ -170,3 +177,10 @@ def test_capture_image_checks_the_init():
                            ("missing", "exports no")):
         with pytest.raises(ImageError, match=reason):
             capture_image(module, export, ["init.wat"])
+
+
+@pytest.mark.skipif(snapshots_enabled(), reason="checks the WAPO_SNAPSHOT=0 side")
+def test_no_images_without_snapshots():
+    """With snapshots off an agent is compiled in every sandbox, and still answers."""
+    assert precompiled.agent_image(STYLE_A, "agent.js", "runAgent") is None
+    assert run(STYLE_A).response.body == b"GET /"
