@@ -175,10 +175,11 @@ async def wapo_sandbox_split(n: int, script: str, expect: bytes) -> dict[str, li
       first poll  wapo_poll until done: per-run setup (WASI args, limits, reseed),
                   eval, emit scriptOutput (the ocalls happen here); without the
                   snapshot (WAPO_SNAPSHOT=0) also JS_NewRuntime/NewContext/globals
+      drop        the Store dropped (the pool resets the slot's memory here)
     bench/snapshot_bench.py compares the snapshot with the plain guest.
     """
     loop = asyncio.get_running_loop()
-    phases: dict[str, list[int]] = {"construct": [], "instantiate": [], "first poll": []}
+    phases: dict[str, list[int]] = {"construct": [], "instantiate": [], "first poll": [], "drop": []}
     for _ in range(n):
         t0 = now_ns()
         inst = js_instance(script)
@@ -192,13 +193,15 @@ async def wapo_sandbox_split(n: int, script: str, expect: bytes) -> dict[str, li
         t3 = now_ns()
         inst._done = True
         st.resources.close_all()
-        inst._store = None
-        inst._poll = None
-        if error is not None or bytes(st.output) != expect:
-            raise BenchError(f"split run failed: output={bytes(st.output)!r} error={error}")
+        output = bytes(st.output)
+        inst._release(st)  # drops the Store: the pool slot's reset happens here
+        t4 = now_ns()
+        if error is not None or output != expect:
+            raise BenchError(f"split run failed: output={output!r} error={error}")
         phases["construct"].append(t1 - t0)
         phases["instantiate"].append(t2 - t1)
         phases["first poll"].append(t3 - t2)
+        phases["drop"].append(t4 - t3)
     return phases
 
 
@@ -249,7 +252,7 @@ async def bench_sandbox(runs: int, warmup: int) -> dict[str, Any]:
     # process, frequency changes) lands on all of them instead of on one row.
     wapo_samples: list[int] = []
     native_phases: dict[str, list[int]] = {"total": [], "create": [], "eval": []}
-    split_phases: dict[str, list[int]] | None = {"construct": [], "instantiate": [], "first poll": []}
+    split_phases: dict[str, list[int]] | None = {"construct": [], "instantiate": [], "first poll": [], "drop": []}
     split_skipped = ""
     wapo_loop_ns = native_loop_ns = 0
     done = 0
@@ -446,7 +449,7 @@ def print_sandbox(s: dict[str, Any]) -> None:
     if "skipped" in split:
         print(f"     split skipped: {split['skipped']}")
     else:
-        for k in ("construct", "instantiate", "first poll"):
+        for k in ("construct", "instantiate", "first poll", "drop"):
             row(f"  - {k}  [internals]", split[k])
     row("native quickjs.Context() + eval + free", n["total"], amort=True)
     row("  - Context()", n["create"])

@@ -63,7 +63,7 @@ async def idle_rss(n: int, snap: bool) -> float:
     tasks = [asyncio.create_task(i.run()) for i in instances]
     for _ in range(1000):  # until every sandbox made its first poll
         await asyncio.sleep(0.005)
-        if all(i._store is not None and i._state is not None and not i._state.poll_requested for i in instances):
+        if all(i._sandbox is not None and i._state is not None and not i._state.poll_requested for i in instances):
             break
     grown = rss() - before
     for t in tasks:
