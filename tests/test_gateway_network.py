@@ -152,3 +152,10 @@ def test_config_app_entries(tmp_path):
         path.write_text(bad)
         with pytest.raises(ValueError, match=message):
             load_config(path)
+
+
+def test_config_websocket_message_limit(tmp_path):
+    path = tmp_path / "wapo.toml"
+    path.write_text('ws_max_message = "1MiB"\n')
+    assert load_config(path).ws_max_message == 1024 * 1024
+    assert GatewayConfig().ws_max_message is None  # the 16 MiB default of WebSocketLimits

@@ -382,3 +382,29 @@ def test_reference_callback_api(server):
         scriptOutput = JSON.stringify(log);
     """))
     assert out == [["text", "hi"], ["binary", [1, 2]], ["close", 1000]]
+
+
+def test_the_message_limit_is_a_flag_of_exec(server, tmp_path):
+    """`wapo exec --ws-max-message SIZE` sets the limit: one byte over it closes with 1009."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "big.mjs"
+    script.write_text(f"const BASE = 'ws://127.0.0.1:{server.port}';\n" + PRELUDE + """
+        const ws = new WebSocket(BASE + '/echo');
+        ws.binaryType = 'arraybuffer';
+        const log = events(ws);
+        await opened(ws);
+        ws.send('send-big:1000');
+        ws.send('send-big:1001');
+        scriptOutput = JSON.stringify(await log);
+    """)
+    p = subprocess.run([sys.executable, "-m", "wapo.cli.main", "exec", str(script), "--ws-max-message", "1000B",
+                        "--allow-address", "127.0.0.1/32", "--time-limit", "20s"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out[1] == ["message", "ab:1000"] and out[3][:2] == ["close", 1009], out
+    bad = subprocess.run([sys.executable, "-m", "wapo.cli.main", "exec", str(script), "--ws-max-message", "lots"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--ws-max-message" in bad.stderr

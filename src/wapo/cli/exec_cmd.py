@@ -15,7 +15,8 @@ from ..host.limits import parse_duration, parse_size
 
 WASM_MAGIC = b"\0asm"
 _VALUE_OPTIONS = {"--memory-limit", "--time-limit", "--burst-limit", "--fuel", "--allow-address",
-                  "--fetch-timeout", "--max-response-size", "--listen-ports", "--tls-ca", "--sni-port"}
+                  "--fetch-timeout", "--max-response-size", "--listen-ports", "--tls-ca", "--sni-port",
+                  "--ws-max-message"}
 _FLAG_OPTIONS = {"--module", "--trace", "-h", "--help"}
 
 
@@ -67,7 +68,10 @@ def listen_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ports a wasm guest may listen on with tcp_listen: a range or one PORT (default: none)")
     parser.add_argument("--tls-ca", metavar="FILE",
                         help="a PEM file of extra CAs trusted by guests' TLS connections (tcp_connect_tls, "
-                             "WapoSockets, WebSocket), besides the system roots; fetch keeps the system roots")
+                             "WapoSockets, WebSocket, fetch), besides the system roots")
+    parser.add_argument("--ws-max-message", type=_size, default=None, metavar="SIZE",
+                        help="the largest WebSocket message (and frame) a guest receives, as client or "
+                             "server; more closes the socket with 1009 (default 16MiB)")
     parser.add_argument("--sni-port", metavar="[HOST:]PORT",
                         help="the shared TLS port where guests serve server names (tls_listen_sni); "
                              "HOST defaults to 127.0.0.1 (default: none, tls_listen_sni is refused)")
@@ -167,6 +171,9 @@ def main(argv: list[str]) -> int:
     try:
         limits = limits_from(args)
         args.network = network_from(args)
+        if args.ws_max_message is not None:
+            from ..host.services.websocket import set_max_message_size
+            set_max_message_size(args.ws_max_message)
     except ValueError as exc:
         parser.error(str(exc))
     path = Path(args.file)

@@ -61,6 +61,8 @@ def config_from(args: argparse.Namespace) -> GatewayConfig:
             changes[key] = net[field]
     if net.get("sni_host") is not None:
         changes["sni_host"] = net["sni_host"]
+    if args.ws_max_message is not None:
+        changes["ws_max_message"] = args.ws_max_message
     changes["data_dir"] = args.data_dir or config.data_dir or data_dir(args)
     config = config.with_(**changes)
     if config.workers < 1:

@@ -361,6 +361,9 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
     app[CODE_CACHE] = {}
     app[BACKGROUND] = set()
     app[NETWORK] = config.network()
+    if config.ws_max_message is not None:
+        from ..host.services.websocket import set_max_message_size
+        set_max_message_size(config.ws_max_message)
 
     async def flush_logs(app: web.Application) -> None:
         if app[BACKGROUND]:

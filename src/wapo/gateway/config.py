@@ -44,6 +44,7 @@ class GatewayConfig:
     tls_ca: str | None = None  # PEM file of extra CAs for guests' TLS connections and fetch
     sni_port: int | None = None  # the shared TLS port of tls_listen_sni (None: refused)
     sni_host: str | None = None  # where it listens (None: the gateway's host)
+    ws_max_message: int | None = None  # largest WebSocket message guests receive (None: 16 MiB)
     apps: tuple[AppEntry, ...] = ()  # apps of the config file, deployed at startup (as `wapo deploy`)
 
     def network(self):
@@ -108,7 +109,8 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     """Read a TOML file: top-level keys of GatewayConfig, [limits], [max_limits], [cid."Qm..."].
 
     Top level: host, port, workers, debug, public_url, data_dir, max_request_body, max_answer,
-    max_code_size, log_max_per_cid, log_max_age, allow_addresses = ["CIDR", ...],
+    max_code_size, ws_max_message (the largest WebSocket message, and frame, a guest receives:
+    "16MiB" by default), log_max_per_cid, log_max_age, allow_addresses = ["CIDR", ...],
     ipfs_gateways = ["URL", ...], and the guests' listening and TLS settings (as the flags of
     ``wapo serve``): listen_ports = "LOW-HIGH" or PORT (tcp_listen may bind only these),
     tls_ca = "FILE" (extra CAs, PEM, for tcp_connect_tls, WapoSockets, WebSocket and fetch),
@@ -132,7 +134,7 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
             changes[key] = int(data[key])
     if "data_dir" in data:
         changes["data_dir"] = Path(data["data_dir"])
-    for key in ("max_request_body", "max_answer", "max_code_size"):
+    for key in ("max_request_body", "max_answer", "max_code_size", "ws_max_message"):
         if key in data:
             changes[key] = parse_size(str(data[key]))
     if "log_max_per_cid" in data:

@@ -42,7 +42,7 @@ import json
 import logging
 import struct
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Union
 from urllib.parse import urlsplit
 
@@ -75,6 +75,15 @@ class WebSocketLimits:
 
 
 LIMITS = WebSocketLimits()
+
+
+def set_max_message_size(size: int) -> None:
+    """The largest message (and so frame) a guest's WebSocket receives, client or server side,
+    for sockets opened from now on in this process (``--ws-max-message``, ``ws_max_message``)."""
+    global LIMITS
+    if size < 1:
+        raise ValueError("the WebSocket message limit is at least 1 byte")
+    LIMITS = replace(LIMITS, max_message_size=size)
 
 EV_OPEN, EV_TEXT, EV_BINARY, EV_ERROR, EV_CLOSE = 1, 2, 3, 4, 5
 STATS = {"websockets": 0}  # live connection tasks, process-wide (tests read it)
