@@ -42,7 +42,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
 # Request ids: 32 hex digits, unique per process (a random prefix) and across its requests (a
 # counter): uuid4 read 16 bytes of os.urandom per request, ~20 us here.
 _ID_PREFIX = os.urandom(8).hex()
-_id_counter = itertools.count()
+_id_counter = itertools.count(int.from_bytes(os.urandom(8), "big"))
 
 
 def new_request_id() -> str:
