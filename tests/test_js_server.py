@@ -382,3 +382,37 @@ def test_js_app_answers_queries(tmp_path):
         assert body["restarts"] == 0
 
     run_gateway(data, scenario)
+
+
+SIGNAL_APP = """
+const aborted = [];
+WapoServer.serve(async (req) => {
+  const path = new URL(req.url).pathname;
+  if (path === '/aborted') return Response.json(aborted);
+  req.signal.addEventListener('abort', () => aborted.push([path, req.signal.reason.name]));
+  if (path === '/slow') await new Promise((resolve) => setTimeout(resolve, 3000));
+  return new Response('done ' + path);
+});
+"""
+
+
+def test_request_signal_aborts_when_the_client_leaves(tmp_path):
+    """A client that disconnects while the app works on its request aborts request.signal; one
+    that waits for its answer does not."""
+    data = deploy_js(tmp_path, "sig", SIGNAL_APP)
+
+    async def scenario(c: Client):
+        await c.wait_state("sig", "running")
+        status, _, body = await c.request("GET", "/app/sig/fast")
+        assert (status, body) == (200, b"done /fast")
+        try:
+            await asyncio.wait_for(c.request("GET", "/app/sig/slow"), 0.5)
+        except asyncio.TimeoutError:
+            pass  # the client gives up: its connection closes
+        deadline = time.monotonic() + 10
+        while True:
+            status, aborted = await c.json("GET", "/app/sig/aborted")
+            if aborted or time.monotonic() > deadline:
+                return aborted
+
+    assert run_gateway(data, scenario) == [["/slow", "AbortError"]]

@@ -15,7 +15,7 @@ answering. Messages wait in the channel until the guest opens it.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, NamedTuple
+from typing import AsyncIterator, Callable, NamedTuple
 
 from .instance import Instance
 from .io_stream import BodyAborted, IoStream
@@ -68,10 +68,14 @@ def _send(instance: Instance, kind: int, message: bytes, *rids: int) -> None:
 
 
 async def http_request(instance: Instance, method: str, url: str, headers: Headers = (),
-                       body: AsyncIterator[bytes] | None = None, *, timeout: float | None = None) -> HttpAnswer:
-    """One HTTP request through channel 4. ``timeout`` bounds the wait for the response head."""
+                       body: AsyncIterator[bytes] | None = None, *, timeout: float | None = None,
+                       on_stream: Callable[[IoStream], None] | None = None) -> HttpAnswer:
+    """One HTTP request through channel 4. ``timeout`` bounds the wait for the response head;
+    ``on_stream`` gets the exchange's ``IoStream`` (``host_abort()`` on it gives up on the request)."""
     tx, head_future = instance.new_oneshot()
     stream = IoStream(body, instance_done=lambda: instance.finished)
+    if on_stream is not None:
+        on_stream(stream)
     try:
         sid = instance.add_resource(stream)
     except Exception:

@@ -25,12 +25,14 @@ from aiohttp import web
 
 from .app_channel import AppNotAnswering, BadAnswer, BodyAborted, http_request
 from .instance import Instance
+from .io_stream import IoStream
 from .resources import Resource
 from .services.app_http import UPGRADE_HEADER, claim_upgrade
 
 ANSWER_TIMEOUT = 60.0  # the wait for the app's response head (504 after)
 SHUTDOWN_TIMEOUT = 2.0  # an own port's open connections, after it stops listening
 BODY_CHUNK = 64 * 1024
+DISCONNECT_POLL = 0.1  # how often a handler looks whether its client is still there
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te", "trailer",
               "proxy-authenticate", "proxy-authorization"}
 
@@ -41,19 +43,52 @@ def plain_failure(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=f"the app {message}\n")
 
 
+class _DisconnectWatch:
+    """aiohttp keeps running a handler whose client left: notice it by polling the transport (as
+    the gateway's agent route does) and give up on the exchange, so the app's ``request.signal``
+    aborts (``IoStream.host_abort`` readies the request's gone watch)."""
+
+    def __init__(self, request: web.Request) -> None:
+        self._request = request
+        self.streams: list[IoStream] = []
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(DISCONNECT_POLL, self._check)
+
+    def _check(self) -> None:
+        transport = self._request.transport
+        if transport is None or transport.is_closing():
+            for stream in self.streams:
+                stream.host_abort()
+            return
+        self._handle = self._loop.call_later(DISCONNECT_POLL, self._check)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
 async def serve_request(request: web.Request, instance: Instance, url: str, *, fail: Fail = plain_failure,
                         timeout: float = ANSWER_TIMEOUT,
                         extra_headers: Iterable[tuple[str, str]] = ()) -> web.StreamResponse:
     """Answer ``request`` with the app: ``url`` is what the app sees (path + query)."""
+    watch = _DisconnectWatch(request)
+    try:
+        return await _serve_request(request, instance, url, fail, timeout, extra_headers, watch)
+    finally:
+        watch.cancel()
+
+
+async def _serve_request(request: web.Request, instance: Instance, url: str, fail: Fail, timeout: float,
+                         extra_headers: Iterable[tuple[str, str]], watch: _DisconnectWatch) -> web.StreamResponse:
     body = request.content.iter_chunked(BODY_CHUNK) if request.body_exists else None
     try:
         answer = await http_request(instance, request.method, url, list(request.headers.items()), body,
-                                    timeout=timeout)
+                                    timeout=timeout, on_stream=watch.streams.append)
     except (AppNotAnswering, BadAnswer) as exc:
         return fail(502, f"did not answer: {exc}")
     except asyncio.TimeoutError:
         return fail(504, f"did not answer within {timeout:g} s")
     if answer.status == 101:
+        watch.cancel()  # the WebSocket notices its own peer leaving
         await answer.body.aclose()
         return await _websocket(request, answer.headers, fail, extra_headers)
     if not 200 <= answer.status <= 999:

@@ -55,6 +55,7 @@ class IoStream(Resource):
         self._out_error: str | None = None
         self._out_event = asyncio.Event()
         self._host_gone = False
+        self._gone_waiters: list[tuple[int, int]] = []
         self.closed = False
         self.bytes_written = 0
         if request_body is not None:
@@ -146,8 +147,20 @@ class IoStream(Resource):
             self._out_event.clear()
             await self._out_event.wait()
 
+    def watch_gone(self, task: int, waker: int) -> None:
+        """Pending until the host gives up on this exchange (its client went away): ``host_abort``."""
+        if self._host_gone:
+            return
+        self._gone_waiters.append((task, waker))
+        raise OcallError(ErrorCode.PENDING)
+
     def host_abort(self) -> None:
         """The host stops reading the response (and sending the request body)."""
+        if not self._host_gone:
+            waiters, self._gone_waiters = self._gone_waiters, []
+            for waiter in waiters:
+                if self._wake is not None:
+                    self._wake(*waiter)
         self._host_gone = True
         self._out.clear()
         self._out_size = 0
@@ -166,6 +179,7 @@ class IoStream(Resource):
             return
         self.closed = True
         self._read_waiter = self._write_waiter = None
+        self._gone_waiters = []
         if self._feeder is not None and not self._feeder.done():
             self._feeder.cancel()
         self._room.set()

@@ -10,10 +10,11 @@ JSON heads, raw chunks):
                         ``create_input_channel`` ocall does (requests queued before are kept);
                         throws Error if the channel is already open
     app.http.next       u32 channel id  ->  0 + JSON {method, url, headers: [[name, value]...],
-                        tx, io, readWatch, writeWatch} (one request), 1 (end of file: the host is
+                        tx, io, readWatch, writeWatch, goneWatch} (one request), 1 (end of file: the host is
                         stopping the app) or 2 (nothing yet: watch the channel, then ask again).
                         readWatch / writeWatch are two resources made for this request: watch them
-                        when ``read_body`` / ``write`` answered "wait"; close all four when done
+                        when ``read_body`` / ``write`` answered "wait"; goneWatch is ready once the
+                        host gave up on the request (the client went away); close all five when done
     app.http.read_body  u32 io id  ->  0 + bytes (a chunk of the request body), 1 (the body is
                         complete) or 2 (nothing yet: watch readWatch); a failed body throws TypeError
     app.http.respond    u32 tx id + JSON {status, headers: [[name, value]...]}  ->  empty: the
@@ -107,6 +108,25 @@ class _BodyWatch(Resource):
         self.stream = None  # type: ignore[assignment]
 
 
+class _GoneWatch(Resource):
+    """Ready when the host gave up on a request (its client went away, or no head in time): what
+    WapoServer turns into ``request.signal`` aborting."""
+
+    kind = "http request gone watch"
+
+    def __init__(self, stream: IoStream) -> None:
+        super().__init__()
+        self.stream: IoStream | None = stream
+
+    def poll_ready(self, task: int, waker: int) -> None:
+        if self.stream is not None and not self.stream.closed:
+            self.stream.watch_gone(task, waker)
+
+    def close(self) -> None:
+        super().close()
+        self.stream = None
+
+
 def _id(payload: bytes, what: str, prefix: str = "app.http") -> int:
     if len(payload) < 4:
         raise ServiceError("TypeError", f"{prefix}: a {what} id is expected")
@@ -179,6 +199,7 @@ def next_request(st: GuestState, payload: bytes) -> bytes:
         try:
             for write in (False, True):
                 watches.append(st.resources.add(_BodyWatch(stream, write)))
+            watches.append(st.resources.add(_GoneWatch(stream)))
         except OcallError as exc:  # too many resources: this request fails, the next may not
             for rid in watches:
                 st.resources.close(rid)
@@ -186,7 +207,7 @@ def next_request(st: GuestState, payload: bytes) -> bytes:
             raise ServiceError("RangeError", f"app.http: {exc}") from None
         head = {"method": request.method, "url": request.url, "headers": [list(h) for h in request.headers],
                 "tx": request.response_tx, "io": request.io_stream,
-                "readWatch": watches[0], "writeWatch": watches[1]}
+                "readWatch": watches[0], "writeWatch": watches[1], "goneWatch": watches[2]}
         return b"\0" + json.dumps(head).encode()
     if channel._closed:
         return b"\1"

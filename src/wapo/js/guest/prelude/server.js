@@ -18,6 +18,7 @@
 //   - each request becomes a web `Request` (url = "http://localhost" + the path;
 //     the body a ReadableStream pulled from the host one chunk at a time) passed
 //     to `await handler(request)`; requests are handled concurrently;
+//     `request.signal` aborts if the client goes away before the answer is sent;
 //   - the `Response` goes back head first, then the body chunk by chunk with
 //     back-pressure (the host holds at most 256 KiB);
 //   - a handler that throws (or returns something other than a Response) gives
@@ -148,6 +149,7 @@ class Exchange {
     this.ioBytes = u32(info.io);
     this.readWatch = info.readWatch;
     this.writeWatch = info.writeWatch;
+    this.goneWatch = info.goneWatch;
     this.closed = false;
     this.upgrade = null;  // {id, socket, response} once upgradeWebSocket was called
   }
@@ -156,6 +158,7 @@ class Exchange {
     this.closed = true;
     host.close(this.readWatch);
     host.close(this.writeWatch);
+    host.close(this.goneWatch);
     host.close(this.tx);
     host.close(this.io);
   }
@@ -195,7 +198,12 @@ function requestBody(ex) {
 }
 
 function makeRequest(ex, headers) {
-  const init = { method: ex.method, headers };
+  // request.signal aborts when the host gives up on the request (its client went away)
+  const controller = new AbortController();
+  host.watch(ex.goneWatch, () => {
+    if (!ex.closed) controller.abort(new DOMException("the client disconnected", "AbortError"));
+  });
+  const init = { method: ex.method, headers, signal: controller.signal };
   if (!NO_BODY_METHODS.has(ex.method.toUpperCase())) {
     init.body = requestBody(ex);
     init.duplex = "half";
