@@ -201,7 +201,7 @@ def make_agents(base_url: str, delay: float):
     """A fetch function that runs one wapo agent per call; the agent fetches the URL itself."""
     from wapo.agent import AgentRequest, call_agent
     from wapo.host import Limits
-    from wapo.host.http import HttpLimits, NetworkPolicy
+    from wapo.host.net.policy import HttpLimits, NetworkPolicy
 
     network = NetworkPolicy(allow=("127.0.0.0/8",), http=HttpLimits(timeout=max(30.0, delay + 15)))
     limits = Limits(time=max(60.0, delay + 30))

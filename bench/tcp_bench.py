@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from wapo.host import GuestModule, Instance, Limits
-from wapo.host.http.policy import NetworkPolicy
+from wapo.host.net.policy import NetworkPolicy
 
 GUEST = Path(__file__).resolve().parent.parent / "tests" / "guests" / "tcp_echo.wat"
 

@@ -27,7 +27,7 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from wapo.gateway.app import make_app  # noqa: E402
-from wapo.gateway.apps import AppRecords  # noqa: E402
+from wapo.store.apps import AppRecords  # noqa: E402
 from wapo.gateway.config import GatewayConfig  # noqa: E402
 from wapo.store import Store  # noqa: E402
 

@@ -16,11 +16,11 @@ import aiohttp
 import pytest
 
 from test_js_server import Client, run_gateway
-from wapo.gateway.apps import AppRecords
+from wapo.store.apps import AppRecords
 from wapo.host import Limits
-from wapo.host.http import NetworkPolicy
+from wapo.host.net.policy import NetworkPolicy
 from wapo.host import services
-from wapo.host.services import websocket as ws_service
+from wapo.host.net import websocket as ws_service
 from wapo.js.runner import js_instance
 
 WS_APP = """

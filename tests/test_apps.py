@@ -18,13 +18,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from wapo.gateway import apps as apps_mod
+from wapo.gateway.apps import supervisor as apps_mod
 from wapo.gateway.app import make_app
-from wapo.gateway.apps import AppRecordError, AppRecords
+from wapo.store.apps import AppRecordError, AppRecords
 from wapo.gateway.config import GatewayConfig
 from wapo.host import GuestModule, Instance, Limits
-from wapo.host.app_channel import AppNotAnswering, QueryFailed, http_request, query
-from wapo.host.scale_types import HttpRequest, HttpResponseHead, QueryRequest, ScaleError
+from wapo.host.apps.channel import AppNotAnswering, QueryFailed, http_request, query
+from wapo.host.apps.messages import HttpRequest, HttpResponseHead, QueryRequest, ScaleError
 from wapo.store import Store
 
 GUEST = Path(__file__).parent / "guests" / "http_app.wat"

@@ -18,8 +18,8 @@ from aiohttp import web
 from test_net_tcp import pki, server_context  # noqa: F401  (the test CA fixture)
 
 from wapo.host import Limits
-from wapo.host.http import AddressPolicy, HttpLimits, NetworkPolicy
-from wapo.host.http.client import open_counts
+from wapo.host.net.policy import AddressPolicy, HttpLimits, NetworkPolicy
+from wapo.host.net.fetch import open_counts
 from wapo.js.runner import js_instance, run_js, run_js_async
 
 ALLOW = ("127.0.0.1/32",)

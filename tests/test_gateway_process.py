@@ -265,7 +265,7 @@ def test_apps_answer_through_every_worker(tmp_path, data_dir, servers):
 
     import aiohttp
 
-    from wapo.gateway.apps import AppRecords
+    from wapo.store.apps import AppRecords
 
     source = tmp_path / "echo.js"
     source.write_text(APP)

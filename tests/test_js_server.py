@@ -11,9 +11,9 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from wapo.gateway import apps as apps_mod
+from wapo.gateway.apps import supervisor as apps_mod
 from wapo.gateway.app import make_app
-from wapo.gateway.apps import AppRecords
+from wapo.store.apps import AppRecords
 from wapo.gateway.config import GatewayConfig
 from wapo.store import Store
 

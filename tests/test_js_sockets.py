@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from wapo.host import Limits
-from wapo.host.http import NetworkPolicy
+from wapo.host.net.policy import NetworkPolicy
 from wapo.js.runner import js_instance, run_js
 
 ALLOW = ("127.0.0.1/32",)

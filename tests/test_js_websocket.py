@@ -16,8 +16,8 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from wapo.host import Limits
-from wapo.host.http import NetworkPolicy
-from wapo.host.services import websocket as ws_service
+from wapo.host.net.policy import NetworkPolicy
+from wapo.host.net import websocket as ws_service
 from wapo.js.runner import js_instance, run_js
 
 ALLOW = ("127.0.0.1/32",)

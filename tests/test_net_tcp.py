@@ -26,8 +26,8 @@ from test_abi import BUF, C, Err, Ok, call, compact, guest, run, set_global, unt
 
 from wapo.host import GuestModule, Instance, Limits
 from wapo.host.abi import Call, ErrorCode as E
-from wapo.host.http.policy import NetworkPolicy
-from wapo.host.net import sockets
+from wapo.host.net.policy import NetworkPolicy
+from wapo.host.net import quota
 
 ECHO_GUEST = Path(__file__).parent / "guests" / "tcp_echo.wat"
 LOOPBACK = NetworkPolicy(allow=("127.0.0.1/32",))
@@ -449,7 +449,7 @@ def test_tls_listener_with_guest_supplied_certificate(tmp_path: Path, pki: dict[
 def test_socket_cap_is_resource_limited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sock = bound_socket()
     port = sock.getsockname()[1]
-    monkeypatch.setattr(sockets, "LIMITS", sockets.NetLimits(max_sockets=2))
+    monkeypatch.setattr(quota, "LIMITS", quota.NetLimits(max_sockets=2))
     out = run(guest(
         set_global("g0", call(Call.TCP_CONNECT, HOST, 9, port))
         + C(Call.TCP_CONNECT, HOST, 9, port)
@@ -480,7 +480,7 @@ def test_default_socket_cap_is_64(tmp_path: Path) -> None:
 def test_closing_a_stream_mid_read_frees_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sock = bound_socket()
     port = sock.getsockname()[1]
-    monkeypatch.setattr(sockets, "LIMITS", sockets.NetLimits(max_sockets=2))
+    monkeypatch.setattr(quota, "LIMITS", quota.NetLimits(max_sockets=2))
     seen: dict[str, float] = {}
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -12,7 +12,7 @@ import wasmtime
 from wapo.agent.request import AgentRequest
 from wapo.agent.runner import call_agent
 from wapo.host import GuestModule, Limits
-from wapo.host.image import ImageError, capture_image, diff_runs
+from wapo.host.snapshot.image import ImageError, capture_image, diff_runs
 from wapo.js import precompiled
 from wapo.js.runner import snapshots_enabled
 

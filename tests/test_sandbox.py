@@ -11,7 +11,7 @@ import wasmtime
 from wapo.host import GuestModule
 from wapo.host.abi import ErrorCode, OcallError
 from wapo.host.engine import EngineConfig, get_engine
-from wapo.host.linker import crossings
+from wapo.host.sandbox import crossings
 from wapo.host.memory import GuestMemory
 from wapo.host.sandbox import Sandbox, SandboxClosed
 from wapo.js.runner import js_instance, snapshots_enabled

@@ -24,8 +24,8 @@ from test_abi import C, Err, Ok, call, compact, guest, run, set_global
 
 from wapo.host import GuestModule, Instance, Limits, RunResult
 from wapo.host.abi import Call, ErrorCode as E
-from wapo.host.http.policy import NetworkPolicy
-from wapo.host.net import sni, sockets
+from wapo.host.net.policy import NetworkPolicy
+from wapo.host.net import quota, sni
 
 ECHO = Path(__file__).parent / "guests" / "tls_echo.wat"
 NAME = "echo.test"
@@ -287,7 +287,7 @@ def test_register_close_register_and_bad_inputs(tmp_path: Path, pki: Pki) -> Non
 
 def test_sni_registrations_count_against_the_socket_cap(tmp_path: Path, pki: Pki,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sockets, "LIMITS", sockets.NetLimits(max_sockets=2))
+    monkeypatch.setattr(quota, "LIMITS", quota.NetLimits(max_sockets=2))
     cert, key = pki.issue("a.test", "b.test", "c.test")
     inputs = {0x5000: sni_input("a.test", cert, key), 0x6000: sni_input("b.test", cert, key),
               0x7000: sni_input("c.test", cert, key)}
@@ -299,7 +299,7 @@ def test_sni_registrations_count_against_the_socket_cap(tmp_path: Path, pki: Pki
 def test_connections_beyond_the_socket_cap_are_closed(tmp_path: Path, pki: Pki,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A guest that never accepts: one connection waits (holding its last socket), the other is closed."""
-    monkeypatch.setattr(sockets, "LIMITS", sockets.NetLimits(max_sockets=2))
+    monkeypatch.setattr(quota, "LIMITS", quota.NetLimits(max_sockets=2))
     port = free_port()
     good = sni_input(NAME, *pki.issue(NAME))
     wat = guest(C(Call.TLS_LISTEN_SNI, 0x5000, len(good)) + set_global("g0", call(Call.CREATE_TIMER, 3000)),

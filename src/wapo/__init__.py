@@ -5,7 +5,9 @@
     b'42'
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
+
+__all__ = ["__version__", "run_js", "run_js_async"]
 
 
 def __getattr__(name: str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..host.keys import default_data_dir
+from ..paths import default_data_dir
 
 
 def data_dir_argument(parser: argparse.ArgumentParser) -> None:

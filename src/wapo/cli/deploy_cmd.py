@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..gateway.apps import AppRecordError, AppRecords
+    from ..store.apps import AppRecordError, AppRecords
     records = AppRecords(data_dir(args))
     if args.list:
         for record in records.load().values():

@@ -8,9 +8,7 @@ import sys
 from pathlib import Path
 
 from ..host import GuestModule, Instance, Limits, LogRecord, RunResult, WapoError
-from ..host.http.policy import (
-    HttpLimits, NetworkPolicy, check_ca_file, parse_cidr, parse_port_range, parse_sni_address,
-)
+from ..host.net.policy import (HttpLimits, NetworkPolicy, check_ca_file, parse_cidr, parse_port_range, parse_sni_address)
 from ..host.limits import parse_duration, parse_size
 
 WASM_MAGIC = b"\0asm"
@@ -172,7 +170,7 @@ def main(argv: list[str]) -> int:
         limits = limits_from(args)
         args.network = network_from(args)
         if args.ws_max_message is not None:
-            from ..host.services.websocket import set_max_message_size
+            from ..host.net.websocket import set_max_message_size
             set_max_message_size(args.ws_max_message)
     except ValueError as exc:
         parser.error(str(exc))

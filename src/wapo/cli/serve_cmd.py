@@ -44,7 +44,7 @@ def config_from(args: argparse.Namespace) -> GatewayConfig:
     if args.ipfs_gateway:
         changes["ipfs_gateways"] = tuple(args.ipfs_gateway)
     if args.allow_address:
-        from ..host.http.policy import parse_cidr
+        from ..host.net.policy import parse_cidr
         changes["allow_addresses"] = tuple(str(parse_cidr(c)) for c in args.allow_address)
     limits = {}
     if args.memory_limit is not None:

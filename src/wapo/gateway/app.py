@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from ..agent import AgentFailed, AgentRequest, AgentRun
-from ..host.keys import default_data_dir
+from ..paths import default_data_dir
 from ..store import InvalidCID, LogRetention, Store, VaultForbidden, VaultNotFound, format_text, parse_cid
 from .config import GatewayConfig
 from .ipfs import CodeNotFound, fetch_from_gateways
@@ -362,7 +362,7 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
     app[BACKGROUND] = set()
     app[NETWORK] = config.network()
     if config.ws_max_message is not None:
-        from ..host.services.websocket import set_max_message_size
+        from ..host.net.websocket import set_max_message_size
         set_max_message_size(config.ws_max_message)
 
     async def flush_logs(app: web.Application) -> None:
@@ -379,7 +379,7 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
     # long-running apps: /app/<id>/..., /apps (wapo.gateway.apps)
-    from . import apps, apps_proxy
+    from .apps import supervisor as apps, proxy as apps_proxy
     runs_apps = apps.install(app)
     if not runs_apps:  # a --workers child: the first process runs the apps, this one forwards to it
         apps_proxy.install_forwarding(app, apps_proxy.socket_path(config))

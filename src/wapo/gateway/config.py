@@ -49,7 +49,7 @@ class GatewayConfig:
 
     def network(self):
         """The network policy of every run (fetch and sockets); ValueError if a setting is invalid."""
-        from ..host.http.policy import NetworkPolicy
+        from ..host.net.policy import NetworkPolicy
         return NetworkPolicy(allow=self.allow_addresses, listen_ports=self.listen_ports, tls_extra_ca=self.tls_ca,
                              sni_port=self.sni_port, sni_host=self.sni_host or self.host)
 
@@ -85,7 +85,7 @@ def _limits(table: dict, base: Limits) -> Limits:
 
 def _listen_keys(data: dict) -> dict:
     """listen_ports = "8000-8099" (or 8080), tls_ca = "ca.pem", sni_port = 8443 (or "0.0.0.0:443")."""
-    from ..host.http.policy import check_ca_file, parse_port_range, parse_sni_address
+    from ..host.net.policy import check_ca_file, parse_port_range, parse_sni_address
     changes: dict = {}
     for key in ("listen_ports", "tls_ca", "sni_port"):
         if key not in data:

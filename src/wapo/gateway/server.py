@@ -11,10 +11,11 @@ import sys
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from ..host.keys import default_data_dir
+from ..paths import default_data_dir
 from ..store import Store
-from .app import REQUEST_ID_HEADER, make_app, new_request_id
-from .apps_proxy import socket_path
+from .context import REQUEST_ID_HEADER, new_request_id
+from .app import make_app
+from .apps.proxy import socket_path
 from .config import GatewayConfig
 
 
@@ -79,7 +80,7 @@ def deploy_config_apps(config: GatewayConfig) -> None:
     """Deploy the config file's ``[app.<id>]`` entries (SystemExit with the reason if one cannot be)."""
     if not config.apps:
         return
-    from .apps import AppRecordError, AppRecords
+    from ..store.apps import AppRecordError, AppRecords
     records = AppRecords(config.data_dir or default_data_dir())
     for entry in config.apps:
         try:

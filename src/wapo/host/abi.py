@@ -101,3 +101,14 @@ def u32(value: int) -> int:
 def i32(value: int) -> int:
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value >= 1 << 31 else value
+
+
+class ReportKind(IntEnum):
+    """Why a guest says it failed (the ``wapojs_report`` extension ocall, before wapo_poll returns 2)."""
+
+    UNCAUGHT = 1
+    UNHANDLED_REJECTION = 2
+    BURST_LIMIT = 3
+    TIME_LIMIT = 4
+    MEMORY_LIMIT = 5
+    SETUP = 6

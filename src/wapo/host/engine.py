@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from importlib.metadata import version
 
 import wasmtime
-from wasmtime import _ffi as ffi
+
+from . import _capi
 
 EPOCH_TICK = 0.010
 MAX_WASM_STACK = 2 * 1024 * 1024  # more aborts the process in wasmtime-py 50 (DESIGN.md)
@@ -35,19 +36,15 @@ POOL_MAX_MEMORY = 4 * 1024 * 1024 * 1024
 
 
 def _set_pooling(cfg: wasmtime.Config, slots: int) -> None:
-    pool = ffi.wasmtime_pooling_allocation_config_new()
-    for setter, value in (
-        (ffi.wasmtime_pooling_allocation_config_total_memories_set, slots),
-        (ffi.wasmtime_pooling_allocation_config_total_core_instances_set, slots),
-        (ffi.wasmtime_pooling_allocation_config_total_tables_set, slots),
-        (ffi.wasmtime_pooling_allocation_config_total_stacks_set, slots),
-        (ffi.wasmtime_pooling_allocation_config_max_memory_size_set, POOL_MAX_MEMORY),
-        (ffi.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set, POOL_KEEP_RESIDENT),
-        (ffi.wasmtime_pooling_allocation_config_max_unused_warm_slots_set, min(POOL_WARM_SLOTS, slots)),
-    ):
-        setter(pool, value)
-    ffi.wasmtime_pooling_allocation_strategy_set(cfg.ptr(), pool)
-    ffi.wasmtime_pooling_allocation_config_delete(pool)
+    _capi.set_pooling(cfg, {
+        "total_memories": slots,
+        "total_core_instances": slots,
+        "total_tables": slots,
+        "total_stacks": slots,
+        "max_memory_size": POOL_MAX_MEMORY,
+        "linear_memory_keep_resident": POOL_KEEP_RESIDENT,
+        "max_unused_warm_slots": min(POOL_WARM_SLOTS, slots),
+    })
 
 
 @dataclass(frozen=True)

@@ -11,33 +11,23 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import wasmtime
 
-from . import capi
-from .abi import ErrorCode, OcallError
+from . import _capi
+from .abi import OcallError, ReportKind
 from .engine import EPOCH_TICK, MAX_SANDBOXES, MAX_WASM_STACK, EngineConfig, get_engine
 from .errors import CapacityExceeded, GuestError, GuestLoadError, GuestTrap, LimitExceeded, RunError, UnhandledRejection
-from .keys import NodeKey, node_key
-from .limits import MIB, Limits, format_size
+from .limits import MIB, format_size
 from .memory import GuestMemory
-from .image import apply_image
-from .linker import current, linker_for
-from .module_cache import load_module
-from .resources import Oneshot, ResourceTable
+from .module import GuestModule
+from .options import RunOptions
+from .resources import Oneshot
 from .sandbox import Sandbox
-
-MAX_OUTPUT = 64 * 1024 * 1024
-
-
-@dataclass
-class LogRecord:
-    level: str  # error | warn | info | debug | trace
-    message: str
-    time: float = field(default_factory=time.time)
+from .snapshot.image import MemoryImage, apply_image
+from .state import GuestReport, GuestState, LogRecord, current
 
 
 @dataclass
@@ -53,171 +43,26 @@ class RunResult:
         return self.error is None
 
 
-class GuestModule:
-    """Compiled guest code: loaded once, instantiated per run."""
-
-    def __init__(self, wasm: bytes, name: str = "guest") -> None:
-        self.wasm = bytes(wasm)
-        self.name = name
-        self._pres: dict[EngineConfig, wasmtime.InstancePre] = {}
-        self.instance_pre(EngineConfig())  # compile now: a bad module fails here, not mid-run
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> "GuestModule":
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise GuestLoadError(f"cannot read {path}: {exc.strerror}") from exc
-        return cls(data, name=path.name)
-
-    def instance_pre(self, config: EngineConfig) -> wasmtime.InstancePre:
-        pre = self._pres.get(config)
-        if pre is None:
-            module = load_module(self.wasm, config)
-            self._check_shape(module)
-            try:
-                pre = linker_for(config).instantiate_pre(module)
-            except wasmtime.WasmtimeError as exc:
-                raise GuestLoadError(f"{self.name} imports something this host does not provide: "
-                                     f"{str(exc).splitlines()[0]}") from exc
-            self._pres[config] = pre
-        return pre
-
-    def _check_shape(self, module: wasmtime.Module) -> None:
-        kinds = {e.name: e.type for e in module.exports}
-        self.poll_export = "wapo_poll" if "wapo_poll" in kinds else "sidevm_poll"
-        self.has_initialize = "_initialize" in kinds
-        if not isinstance(kinds.get("memory"), wasmtime.MemoryType):
-            raise GuestLoadError(f"{self.name} exports no memory: it is not a Wapo guest")
-        poll = kinds.get("wapo_poll", kinds.get("sidevm_poll"))
-        if not isinstance(poll, wasmtime.FuncType) or [str(t) for t in poll.params] or \
-                [str(t) for t in poll.results] != ["i32"]:
-            raise GuestLoadError(f"{self.name} exports no function wapo_poll() -> i32: it is not a Wapo guest")
-        init = kinds.get("_initialize")
-        if init is not None and (not isinstance(init, wasmtime.FuncType) or init.params or init.results):
-            raise GuestLoadError(f"{self.name} exports an _initialize that is not a function () -> ()")
-
-
-class GuestState:
-    """What the ocall handlers see of the running instance."""
-
-    def __init__(self, instance: "Instance") -> None:
-        self._instance = instance
-        self.limits = instance.limits
-        self.app_address = instance.app_address
-        self.network = instance.network
-        self.loop: asyncio.AbstractEventLoop = asyncio.get_event_loop()
-        self.memory: GuestMemory = None  # type: ignore[assignment]  # set at instantiation
-        self.resources = ResourceTable(self.wake, instance.limits.max_resources)
-        self.pending_return: bytes | None = None
-        self.ready_tasks: dict[int, None] = {0: None}
-        self.woken: list[int] = []
-        self._woken_set: set[int] = set()
-        self.poll_requested = True
-        self.wake_event = asyncio.Event()
-        self.trace = False
-        self.output = bytearray()
-        self.logs: list[LogRecord] = []
-        self.failure: RunError | None = None
-        self.host_faults = 0
-        self.input_channels: dict = {}
-        self.pending_input: dict[int, list[bytes]] = {}
-        self.ended_input: set[int] = set()
-        self.cancelled: asyncio.Future[None] = self.loop.create_future()  # the caller went away
-
-    # tasks and wakers
-    def wake(self, task: int, waker: int) -> None:
-        if waker not in self._woken_set:
-            self._woken_set.add(waker)
-            self.woken.append(waker)
-        self.queue_task(task)
-
-    def queue_task(self, task: int) -> None:
-        self.ready_tasks[task] = None
-        self.poll_requested = True
-        self.wake_event.set()
-
-    def pop_ready_task(self) -> int | None:
-        if not self.ready_tasks:
-            return None
-        task = next(iter(self.ready_tasks))
-        del self.ready_tasks[task]
-        return task
-
-    def take_woken(self) -> list[int]:
-        woken, self.woken = self.woken, []
-        self._woken_set.clear()
-        return woken
-
-    # results
-    def add_log(self, level: str, message: str) -> None:
-        record = LogRecord(level, message)
-        self.logs.append(record)
-        if self._instance.on_log is not None:
-            self._instance.on_log(record)
-
-    def emit_output(self, data: bytes) -> None:
-        if self._instance.on_output is not None:  # streamed to the caller as it is produced
-            self._instance.on_output(bytes(data))
-            return
-        if len(self.output) + len(data) > MAX_OUTPUT:
-            raise OcallError(ErrorCode.RESOURCE_LIMITED, f"program output is capped at {format_size(MAX_OUTPUT)}")
-        self.output += data
-
-    def guest_report(self, kind: int, text: str) -> None:
-        if self.failure is None:
-            self.failure = self._instance._failure_from_report(kind, text)
-
-    def gas_consumed(self) -> int:
-        return self._instance.fuel_consumed() // 1024
-
-    def node_key(self) -> NodeKey:
-        return node_key(self._instance.data_dir)
-
-
 _live = 0  # sandboxes alive in this process (pool and on-demand); MAX_SANDBOXES caps it
 
 
 class Instance:
     """One sandbox. Create, ``await run()``, read the result; never reused."""
 
-    def __init__(
-        self,
-        module: GuestModule,
-        *,
-        args: Sequence[str] = (),
-        env: Iterable[tuple[str, str]] = (),
-        limits: Limits = Limits(),
-        app_address: bytes | None = None,
-        data_dir: Path | None = None,
-        inherit_stdio: bool = False,
-        burst_grace: float = 0.0,
-        backtrace_export: str | None = None,
-        on_log=None,
-        on_output=None,
-        network=None,
-        memory_image=None,
-    ) -> None:
+    def __init__(self, module: GuestModule, *, args: Sequence[str] = (), options: RunOptions | None = None,
+                 memory_image: MemoryImage | None = None, **settings: Any) -> None:
+        """``options`` says how to run; keyword ``settings`` (``limits=...``, ``data_dir=...``)
+        change single fields of it. ``memory_image`` is written into memory before the first call."""
         self.module = module
-        self.memory_image = memory_image  # a wapo.host.image.MemoryImage written in before the first call
-        self.network = network  # a wapo.host.http.NetworkPolicy; None = the defaults (fetch)
+        self.options = (options or RunOptions()).with_settings(**settings)
+        self.memory_image = memory_image
         self.args = [module.name, *args]
-        self.env = list(env)
-        self.limits = limits
-        self.app_address = app_address or _default_address(module.wasm)
-        if len(self.app_address) != 32:
-            raise ValueError("an app address is 32 bytes")
-        self.data_dir = data_dir
-        self.inherit_stdio = inherit_stdio
-        self.burst_grace = burst_grace
-        self.backtrace_export = backtrace_export
-        self.on_log = on_log
-        self.on_output = on_output  # if set, output goes there as emitted, not into RunResult.output
-        self._config = EngineConfig(fuel=limits.fuel is not None)
+        self.limits = self.options.limits
+        self.app_address = self.options.app_address or module.default_address()
+        self._config = EngineConfig(fuel=self.limits.fuel is not None)
         self._sandbox: Sandbox | None = None
         self._state: GuestState | None = None
-        self._poll: capi.Func | None = None
+        self._poll: _capi.Func | None = None
         self._started = 0.0
         self._poll_started = 0.0
         self._done = False
@@ -225,12 +70,7 @@ class Instance:
     # --- host API for input (queries, requests, tests) ---------------------------
     def send_input(self, kind: int, message: bytes) -> None:
         """Deliver a message on input channel ``kind`` (buffered until the guest opens it)."""
-        st = self._require_state()
-        channel = st.input_channels.get(kind)
-        if channel is None:
-            st.pending_input.setdefault(kind, []).append(bytes(message))
-        else:
-            channel.push(bytes(message))
+        self._require_state().inputs.deliver(kind, bytes(message))
 
     def cancel(self) -> None:
         """Tell the guest its caller is gone (e.g. an HTTP client disconnected); it may watch for this."""
@@ -240,12 +80,7 @@ class Instance:
 
     def end_input(self, kind: int) -> None:
         """No more messages on channel ``kind`` (the guest reads EndOfFile after the queued ones)."""
-        st = self._require_state()
-        channel = st.input_channels.get(kind)
-        if channel is None:
-            st.ended_input.add(kind)
-        else:
-            channel.end()
+        self._require_state().inputs.end(kind)
 
     @property
     def finished(self) -> bool:
@@ -278,7 +113,7 @@ class Instance:
 
     def _require_state(self) -> GuestState:
         if self._state is None:
-            self._state = GuestState(self)
+            self._state = GuestState(self.options, self.app_address, owner=self)
         return self._state
 
     # --- the run -------------------------------------------------------------------
@@ -309,6 +144,7 @@ class Instance:
         Store to the cycle collector kept finished sandboxes' memory (and pool slots) alive."""
         global _live
         st.memory = None  # type: ignore[assignment]
+        st.sandbox = None
         sandbox, self._sandbox, self._poll = self._sandbox, None, None
         if sandbox is not None:
             sandbox.close()
@@ -322,8 +158,9 @@ class Instance:
                                    f"(WAPO_MAX_SANDBOXES); try again later")
         for config in (self._config, self._config.overflow()) if self._config.uses_pool else (self._config,):
             try:
-                sandbox = Sandbox(get_engine(config), args=self.args, env=self.env, memory_limit=self.limits.memory,
-                                  fuel=self.limits.fuel, inherit_stdio=self.inherit_stdio)
+                sandbox = Sandbox(get_engine(config), args=self.args, env=self.options.env,
+                                  memory_limit=self.limits.memory, fuel=self.limits.fuel,
+                                  inherit_stdio=self.options.inherit_stdio)
             except ValueError as exc:
                 raise GuestLoadError(f"cannot start {self.module.name}: {exc}") from None
             self._sandbox = sandbox
@@ -359,6 +196,7 @@ class Instance:
                                  f"memory limit: {reason}") from exc
         if sandbox.memory() is None:
             raise GuestLoadError(f"{self.module.name} exports no memory")
+        st.sandbox = sandbox
         st.memory = GuestMemory(sandbox)
         if self.memory_image is not None:
             try:
@@ -375,13 +213,14 @@ class Instance:
 
     def _set_deadline(self) -> None:
         assert self._sandbox is not None
-        budget = self.limits.burst + self.burst_grace
+        grace = self.module.burst_grace
+        budget = self.limits.burst + grace
         if self.limits.time:
             remaining = self.limits.time - (time.monotonic() - self._started)
-            budget = min(budget, max(remaining, 0.0) + self.burst_grace)
+            budget = min(budget, max(remaining, 0.0) + grace)
         self._sandbox.set_epoch_deadline(max(1, math.ceil(budget / EPOCH_TICK)) + 1)
 
-    def _enter(self, func: capi.Func, st: GuestState, returns: bool = True) -> int:
+    def _enter(self, func: _capi.Func, st: GuestState, returns: bool = True) -> int:
         """Call into the guest with the limits armed; a trap becomes a RunError."""
         sandbox = self._sandbox
         assert sandbox is not None
@@ -406,8 +245,8 @@ class Instance:
             status = self._enter(self._poll, st)
             if st.host_faults:
                 return GuestTrap(f"the host failed {st.host_faults} ocall(s); see the host log")
-            if st.failure is not None:
-                return st.failure
+            if st.report is not None:
+                return self._failure_from_report(st.report)
             if status == 1:
                 return None
             if status != 0:
@@ -432,10 +271,10 @@ class Instance:
     def _guest_backtrace(self, st: GuestState) -> str:
         """Ask the guest where it was stopped (WapoJS exports an allocation-free backtrace)."""
         sandbox = self._sandbox
-        if not self.backtrace_export or sandbox is None or sandbox.closed:
+        if not self.module.backtrace_export or sandbox is None or sandbox.closed:
             return ""
         try:
-            func = sandbox.func(self.backtrace_export)
+            func = sandbox.func(self.module.backtrace_export)
             if func is None:
                 return ""
             sandbox.set_epoch_deadline(20)
@@ -467,26 +306,26 @@ class Instance:
                                  hint="recursion too deep, e.g. deeply nested data")
         return GuestTrap(f"the guest trapped: {_trap_cause(trap)}", stack=_wasm_frames(trap))
 
-    def _failure_from_report(self, kind: int, text: str) -> RunError:
-        head, _, stack = text.partition("\n")
-        if kind == 2:
+    def _failure_from_report(self, report: GuestReport) -> RunError:
+        head, _, stack = report.text.partition("\n")
+        kind = report.kind
+        if kind == ReportKind.UNHANDLED_REJECTION:
             return UnhandledRejection(head, stack=stack)
-        if kind == 3:
+        if kind == ReportKind.BURST_LIMIT:
             ran = time.monotonic() - self._poll_started
             return LimitExceeded("burst", f"{ran * 1000:.0f} ms", f"{self.limits.burst * 1000:.0f} ms", stack=stack,
                                  hint="time inside the guest without returning to the host; --burst-limit raises it")
-        if kind == 4:
+        if kind == ReportKind.TIME_LIMIT:
             return LimitExceeded("time", f"{time.monotonic() - self._started:.2f} s", f"{self.limits.time:g} s",
                                  stack=stack, hint="--time-limit raises it, 0 removes it")
-        if kind == 5:
+        if kind == ReportKind.MEMORY_LIMIT:
             used = self._state.memory.size() if self._state and self._state.memory else 0
             return LimitExceeded("memory", format_size(used), format_size(self.limits.memory), stack=stack,
                                  hint=f"{head}; --memory-limit raises it")
         return GuestError(head, stack=stack)
 
     def fuel_consumed(self) -> int:
-        if self.limits.fuel is None or self._sandbox is None or self._sandbox.closed:
-            return 0
+        return self._state.fuel_consumed() if self._state is not None else 0
         try:
             return self.limits.fuel - self._sandbox.get_fuel()
         except wasmtime.WasmtimeError:
@@ -510,7 +349,3 @@ def _wasm_frames(trap: wasmtime.Trap, limit: int = 12) -> str:
         lines.append(f"    at wasm {frame.func_name or f'func[{frame.func_index}]'} (+{frame.func_offset:#x})")
     return "\n".join(lines)
 
-
-def _default_address(wasm: bytes) -> bytes:
-    import hashlib
-    return hashlib.sha256(b"wapo-app:" + wasm).digest()

@@ -15,15 +15,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from ..paths import default_data_dir
+
 KEY_FILE = "node_key"
-
-
-def default_data_dir() -> Path:
-    env = os.environ.get("WAPO_DATA_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_DATA_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "wapo"
 
 
 class NodeKey:

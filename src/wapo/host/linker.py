@@ -6,7 +6,7 @@ wasmtime-py's per-call ``Caller`` and value wrappers (~30 us per ocall saved). H
 live in a process-global table that is not synchronized (DESIGN.md): define them once here, on
 a shared Linker, never per Store.
 
-Which guest an ocall belongs to is the thread-local ``current.state``, set around every call
+Which guest an ocall belongs to is the thread-local ``state.current``, set around every call
 into a guest; a call from a guest we are not running is refused, never raised.
 """
 
@@ -14,44 +14,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
 
 import wasmtime
 
-from . import capi
+from . import _capi
 from .abi import ErrorCode, err, to_signed_i64
 from .engine import EngineConfig, get_engine
 from .ocalls import dispatch
+from .sandbox import crossings
+from .state import current
 
-if TYPE_CHECKING:
-    from .instance import GuestState
 
 log = logging.getLogger("wapo.host")
 
 OCALL_IMPORTS = (("wapo", "ocall"), ("wapo", "ocall_fast_return"),
                  ("env", "sidevm_ocall"), ("env", "sidevm_ocall_fast_return"))
 _REFUSED = to_signed_i64(err(ErrorCode.CONDITION_ERROR))
-
-
-class _Current(threading.local):
-    state: "GuestState | None" = None
-
-
-current = _Current()
-
-
-class Crossings:
-    """Python<->wasm crossings of this process (host->guest calls, guest->host ocalls): the
-    figure the per-request path is judged by (bench/run.py reads it)."""
-
-    __slots__ = ("entries", "ocalls")
-
-    def __init__(self) -> None:
-        self.entries = 0
-        self.ocalls = 0
-
-
-crossings = Crossings()
 
 
 def _ocall_entry(env: int, caller: int, values, count: int) -> int:
@@ -70,7 +48,7 @@ def _ocall_entry(env: int, caller: int, values, count: int) -> int:
 
 
 # Kept alive for the process: wasmtime holds the pointer.
-_OCALL_CALLBACK = capi.UncheckedCallback(_ocall_entry)
+_OCALL_CALLBACK = _capi.UncheckedCallback(_ocall_entry)
 
 _linkers: dict[EngineConfig, wasmtime.Linker] = {}
 _lock = threading.Lock()
@@ -88,11 +66,6 @@ def linker_for(config: EngineConfig) -> wasmtime.Linker:
             # a FuncType binds to the first engine it is used with: one per linker
             ocall_type = wasmtime.FuncType([wasmtime.ValType.i32()] * 6, [wasmtime.ValType.i64()])
             for module, name in OCALL_IMPORTS:
-                m, n = module.encode(), name.encode()
-                error = wasmtime._ffi.wasmtime_linker_define_func_unchecked(
-                    linker.ptr(), m, len(m), n, len(n), ocall_type.ptr(), _OCALL_CALLBACK, None,
-                    capi.NO_FINALIZER)
-                if error:
-                    raise wasmtime.WasmtimeError._from_ptr(error)
+                _capi.linker_define_unchecked(linker, module, name, ocall_type, _OCALL_CALLBACK)
             _linkers[config] = linker
     return linker

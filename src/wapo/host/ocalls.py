@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Callable, Union
 from . import scale
 from .abi import Call, ErrorCode, OcallError, err, i32, ok, to_signed_i64, u32
 from . import net, services
-from .resources import InputChannel, Oneshot, Timer
+from .net.args import MAX_ENCODED_INPUT, MAX_HOST_NAME
+from .resources import Oneshot, Timer
 
 if TYPE_CHECKING:
-    from .instance import GuestState
+    from .state import GuestState
 
 log = logging.getLogger("wapo.host")
 
@@ -31,7 +32,6 @@ MAX_DERIVE_PATH = 256
 MAX_SGX_REPORT_DATA = 64
 MAX_LOG_MESSAGE = 1 << 20
 LOG_LEVELS = {1: "error", 2: "warn", 3: "info", 4: "debug", 5: "trace"}
-INPUT_KINDS = {1: "stdin?", 2: "reserved", 3: "query", 4: "http"}
 
 
 def handles(call: Call) -> Callable[[Handler], Handler]:
@@ -162,25 +162,13 @@ def oneshot_send_error(st: GuestState, task: int, res: int, ptr: int, length: in
 
 @handles(Call.CREATE_INPUT_CHANNEL)
 def create_input_channel(st: GuestState, task: int, kind: int, *_: int) -> bytes:
-    kind = i32(kind)
-    if kind not in (3, 4):
-        raise OcallError(ErrorCode.INVALID_PARAMETER, f"unknown input channel kind {kind} (3 = queries, 4 = HTTP)")
-    if kind in st.input_channels:
-        raise OcallError(ErrorCode.ALREADY_EXISTS, f"input channel {kind} already exists")
-    channel = InputChannel()
-    rid = st.resources.add(channel)  # may fail (ResourceLimited): queued input stays queued
-    st.input_channels[kind] = channel
-    for message in st.pending_input.pop(kind, []):
-        channel.push(message)
-    if kind in st.ended_input:
-        channel.end()
-    return scale.i32(rid)
+    return scale.i32(st.open_input(i32(kind)))
 
 
 # TCP and TLS (wapo.host.net; shapes in docs/abi.md)
 
 def _encoded_input(st: GuestState, ptr: int, length: int) -> bytes:
-    if u32(length) > net.sockets.MAX_ENCODED_INPUT:
+    if u32(length) > MAX_ENCODED_INPUT:
         raise OcallError(ErrorCode.INVALID_PARAMETER, "encoded input too long")
     return st.memory.read(ptr, length)
 
@@ -203,8 +191,8 @@ def tcp_accept_no_addr(st: GuestState, task: int, waker: int, res: int, *_: int)
 
 @handles(Call.TCP_CONNECT)
 def tcp_connect(st: GuestState, task: int, ptr: int, length: int, port: int, _3: int) -> int:
-    if u32(length) > net.sockets.MAX_HOST_NAME:
-        raise OcallError(ErrorCode.INVALID_PARAMETER, f"host names are at most {net.sockets.MAX_HOST_NAME} bytes")
+    if u32(length) > MAX_HOST_NAME:
+        raise OcallError(ErrorCode.INVALID_PARAMETER, f"host names are at most {MAX_HOST_NAME} bytes")
     return net.tcp_connect(st, st.memory.read(ptr, length), port)
 
 

@@ -230,3 +230,45 @@ class ResourceTable:
         for resource in self._items.values():
             resource.close()
         self._items.clear()
+
+
+INPUT_KINDS = {3: "queries", 4: "HTTP"}
+
+
+class InputChannels:
+    """The guest's input channels by kind (3 = queries, 4 = HTTP requests). The host may deliver
+    before the guest opens a channel: messages (and the end) wait here until it does."""
+
+    def __init__(self) -> None:
+        self.open: dict[int, InputChannel] = {}
+        self._pending: dict[int, list[bytes]] = {}
+        self._ended: set[int] = set()
+
+    def create(self, kind: int, table: ResourceTable) -> int:
+        """Open channel ``kind`` as the guest's resource; returns its id."""
+        if kind not in INPUT_KINDS:
+            raise OcallError(ErrorCode.INVALID_PARAMETER, f"unknown input channel kind {kind} (3 = queries, 4 = HTTP)")
+        if kind in self.open:
+            raise OcallError(ErrorCode.ALREADY_EXISTS, f"input channel {kind} already exists")
+        channel = InputChannel()
+        rid = table.add(channel)  # may fail (ResourceLimited): queued input stays queued
+        self.open[kind] = channel
+        for message in self._pending.pop(kind, []):
+            channel.push(message)
+        if kind in self._ended:
+            channel.end()
+        return rid
+
+    def deliver(self, kind: int, message: bytes) -> None:
+        channel = self.open.get(kind)
+        if channel is None:
+            self._pending.setdefault(kind, []).append(message)
+        else:
+            channel.push(message)
+
+    def end(self, kind: int) -> None:
+        channel = self.open.get(kind)
+        if channel is None:
+            self._ended.add(kind)
+        else:
+            channel.end()

@@ -17,10 +17,23 @@ from typing import Iterable, Sequence
 
 import wasmtime
 
-from . import capi
-from .linker import crossings, current  # noqa: F401  (re-exported)
+from . import _capi
 
 _NO_LIMIT = -1
+
+
+class Crossings:
+    """Python<->wasm crossings of this process (host->guest calls, guest->host ocalls): the
+    figure the per-request path is judged by (bench/run.py reads it)."""
+
+    __slots__ = ("entries", "ocalls")
+
+    def __init__(self) -> None:
+        self.entries = 0
+        self.ocalls = 0
+
+
+crossings = Crossings()
 
 
 class SandboxClosed(RuntimeError):
@@ -44,15 +57,15 @@ class Sandbox:
     def __init__(self, engine: wasmtime.Engine, *, args: Sequence[str], env: Iterable[tuple[str, str]] = (),
                  memory_limit: int, fuel: int | None = None, inherit_stdio: bool = False) -> None:
         self._store = self._ctx = None
-        self._instance: capi.InstanceHandle | None = None
-        self.memory_extern: capi.Memory | None = None
-        self._store = capi.store_new(engine.ptr(), None, capi.NO_FINALIZER)
-        self._ctx = capi.store_context(self._store)
+        self._instance: _capi.InstanceHandle | None = None
+        self.memory_extern: _capi.Memory | None = None
+        self._store = _capi.store_new(engine.ptr(), None, _capi.NO_FINALIZER)
+        self._ctx = _capi.store_context(self._store)
         try:
             self._set_wasi(args, list(env), inherit_stdio)
-            capi.store_limiter(self._store, memory_limit, _NO_LIMIT, _NO_LIMIT, _NO_LIMIT, _NO_LIMIT)
+            _capi.store_limiter(self._store, memory_limit, _NO_LIMIT, _NO_LIMIT, _NO_LIMIT, _NO_LIMIT)
             if fuel is not None:
-                self._check(capi.context_set_fuel(self._ctx, fuel))
+                self._check(_capi.context_set_fuel(self._ctx, fuel))
         except BaseException:
             self.close()
             raise
@@ -61,21 +74,21 @@ class Sandbox:
         argv = _strings(args, "argument")
         names = _strings([k for k, _ in env], "environment name")
         values = _strings([v for _, v in env], "environment value")
-        wasi = capi.wasi_config_new()
-        ok = capi.wasi_config_set_argv(wasi, len(argv), argv)
-        ok = ok and capi.wasi_config_set_env(wasi, len(names), names, values)
+        wasi = _capi.wasi_config_new()
+        ok = _capi.wasi_config_set_argv(wasi, len(argv), argv)
+        ok = ok and _capi.wasi_config_set_env(wasi, len(names), names, values)
         if not ok:
-            capi.wasi_config_delete(wasi)
+            _capi.wasi_config_delete(wasi)
             raise ValueError("WASI refused the arguments or environment (they must be UTF-8)")
         if inherit_stdio:
-            capi.wasi_config_inherit_stdout(wasi)
-            capi.wasi_config_inherit_stderr(wasi)
-        self._check(capi.context_set_wasi(self._ctx, wasi))  # takes the config, even on error
+            _capi.wasi_config_inherit_stdout(wasi)
+            _capi.wasi_config_inherit_stderr(wasi)
+        self._check(_capi.context_set_wasi(self._ctx, wasi))  # takes the config, even on error
 
     @staticmethod
     def _check(error: int | None) -> None:
         if error:
-            raise capi.take_error(error)
+            raise _capi.take_error(error)
 
     def _context(self) -> int:
         if self._ctx is None:
@@ -89,19 +102,19 @@ class Sandbox:
         ctx = self._context()
         if self._instance is not None:
             raise RuntimeError("a sandbox holds one instance")
-        handle = capi.InstanceHandle()
+        handle = _capi.InstanceHandle()
         trap = c_void_p()
-        error = capi.instance_pre_instantiate(pre.ptr(), ctx, byref(handle), byref(trap))
+        error = _capi.instance_pre_instantiate(pre.ptr(), ctx, byref(handle), byref(trap))
         if error:
-            raise capi.take_error(error)
+            raise _capi.take_error(error)
         if trap.value:
-            raise capi.take_trap(trap.value)
+            raise _capi.take_trap(trap.value)
         self._instance = handle
 
     def close(self) -> None:
         store, self._store, self._ctx, self._instance, self.memory_extern = self._store, None, None, None, None
         if store:
-            capi.store_delete(store)
+            _capi.store_delete(store)
 
     @property
     def closed(self) -> bool:
@@ -111,60 +124,60 @@ class Sandbox:
         self.close()
 
     # --- exports ------------------------------------------------------------------------
-    def _export(self, name: str, kind: int) -> capi.Extern | None:
+    def _export(self, name: str, kind: int) -> _capi.Extern | None:
         ctx = self._context()
         if self._instance is None:
             raise RuntimeError("the sandbox has no instance yet")
-        item = capi.Extern()
+        item = _capi.Extern()
         raw = name.encode()
-        if not capi.instance_export_get(ctx, byref(self._instance), raw, len(raw), byref(item)):
+        if not _capi.instance_export_get(ctx, byref(self._instance), raw, len(raw), byref(item)):
             return None
         if item.kind != kind:
             return None
         return item
 
-    def func(self, name: str) -> capi.Func | None:
+    def func(self, name: str) -> _capi.Func | None:
         """The exported function ``name``; the caller knows its type (``GuestModule`` checked it)."""
-        item = self._export(name, capi.EXTERN_FUNC)
+        item = self._export(name, _capi.EXTERN_FUNC)
         return None if item is None else item.of.func
 
-    def memory(self, name: str = "memory") -> capi.Memory | None:
-        item = self._export(name, capi.EXTERN_MEMORY)
+    def memory(self, name: str = "memory") -> _capi.Memory | None:
+        item = self._export(name, _capi.EXTERN_MEMORY)
         if item is None:
             return None
         self.memory_extern = item.of.memory
         return self.memory_extern
 
     # --- running ------------------------------------------------------------------------
-    def call_i32(self, func: capi.Func) -> int:
+    def call_i32(self, func: _capi.Func) -> int:
         """Call a ``() -> i32`` export (``wapo_poll``); the current guest state must be set."""
         return self._call(func, 1)
 
-    def call_void(self, func: capi.Func) -> None:
+    def call_void(self, func: _capi.Func) -> None:
         """Call a ``() -> ()`` export (``_initialize``)."""
         self._call(func, 0)
 
-    def _call(self, func: capi.Func, results: int) -> int:
+    def _call(self, func: _capi.Func, results: int) -> int:
         ctx = self._context()
-        values = (capi.ValRaw * 1)()
+        values = (_capi.ValRaw * 1)()
         trap = c_void_p()
         crossings.entries += 1
-        error = capi.func_call_unchecked(ctx, byref(func), values, results, byref(trap))
+        error = _capi.func_call_unchecked(ctx, byref(func), values, results, byref(trap))
         if error:
-            raise capi.take_error(error)
+            raise _capi.take_error(error)
         if trap.value:
-            raise capi.take_trap(trap.value)
+            raise _capi.take_trap(trap.value)
         return values[0].i32 if results else 0
 
     def set_epoch_deadline(self, ticks: int) -> None:
-        capi.context_set_epoch_deadline(self._context(), ticks)
+        _capi.context_set_epoch_deadline(self._context(), ticks)
 
     def set_fuel(self, fuel: int) -> None:
-        self._check(capi.context_set_fuel(self._context(), fuel))
+        self._check(_capi.context_set_fuel(self._context(), fuel))
 
     def get_fuel(self) -> int:
         value = c_uint64()
-        self._check(capi.context_get_fuel(self._context(), byref(value)))
+        self._check(_capi.context_get_fuel(self._context(), byref(value)))
         return value.value
 
     # --- memory ---------------------------------------------------------------------------
@@ -174,7 +187,7 @@ class Sandbox:
         if self.memory_extern is None:
             raise RuntimeError("the sandbox has no memory")
         previous = c_uint64()
-        self._check(capi.memory_grow(ctx, byref(self.memory_extern), pages, byref(previous)))
+        self._check(_capi.memory_grow(ctx, byref(self.memory_extern), pages, byref(previous)))
 
     def memory_base_and_size(self) -> tuple[int, int]:
         """Where the exported memory is now and how long (it moves and grows while the guest runs)."""
@@ -182,7 +195,7 @@ class Sandbox:
         mem = self.memory_extern
         if mem is None:
             raise RuntimeError("the sandbox has no memory")
-        return capi.memory_data(ctx, byref(mem)) or 0, capi.memory_data_size(ctx, byref(mem))
+        return _capi.memory_data(ctx, byref(mem)) or 0, _capi.memory_data_size(ctx, byref(mem))
 
 
-__all__ = ["Sandbox", "SandboxClosed", "crossings", "current"]
+__all__ = ["Crossings", "Sandbox", "SandboxClosed", "crossings"]

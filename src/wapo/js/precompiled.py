@@ -22,8 +22,9 @@ import threading
 from collections import OrderedDict
 
 from ..host import Limits
-from ..host.image import ImageError, MemoryImage, capture_image
+from ..host.snapshot.image import ImageError, MemoryImage, capture_image
 from ..host.limits import MIB
+from .sandbox import guest_args, snapshots_enabled, wapojs_module
 
 log = logging.getLogger("wapo.js")
 
@@ -42,7 +43,6 @@ _lock = threading.Lock()
 
 
 def precompile_enabled() -> bool:
-    from .runner import snapshots_enabled
 
     flag = os.environ.get(PRECOMPILE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
     return flag and snapshots_enabled()
@@ -75,7 +75,6 @@ def agent_image(code: str, name: str, entry: str) -> MemoryImage | None:
 
 
 def _capture(code: str, name: str, entry: str) -> MemoryImage | None:
-    from .runner import guest_args, wapojs_module
 
     # per-run limits are not part of an image: wapojs_precompile drops them
     args = ["wapojs", *guest_args(code, (), Limits(), module=False, name=name, entry=entry)]

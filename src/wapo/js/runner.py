@@ -1,130 +1,24 @@
-"""Running JavaScript: the WapoJS guest on the host, with the JS-side limits set to match."""
+"""Running JavaScript: ``run_js`` / ``run_js_async`` for scripts, and ``js_instance`` for callers
+that drive the sandbox themselves. Importing it registers the host services JS guests use (the
+``wapojs.*`` ones and the ``app.*`` ones of JS apps)."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
-from functools import lru_cache
-from pathlib import Path
 from typing import Callable, Sequence
 
-from ..host import GuestModule, Instance, Limits, RunResult
-from ..host.errors import WapoError
-from ..host.limits import MIB
-from ..host.snapshot import cached_snapshot
-from . import build
+from ..host import Limits, RunResult
+from ..host import apps  # noqa: F401  (registers the app.* services JS apps use)
 from . import services  # noqa: F401  (registers the wapojs.* host services)
+from .sandbox import ScriptError, guest_args, js_instance, snapshots_enabled, wapojs_module
 
-# The wasm memory also holds the 1 MiB C stack, static data and allocator slack.
-JS_MEMORY_RESERVE = 3 * MIB
-# QuickJS checks its own stack use against this, below the 1 MiB C stack, so
-# deep recursion throws a catchable RangeError instead of trapping. The wasm
-# stack (2 MiB) must not run out first: at 900 KiB it did, at 700 KiB not
-# (recursion depth ~2,000 JS calls); 640 KiB leaves a margin.
-JS_STACK_SIZE = 640 * 1024
-# The guest stops itself at the burst limit (with a JS stack); the host's epoch
-# deadline is this much later and catches what the guest cannot (long built-ins).
-BURST_GRACE = 0.1
-
-
-class ScriptError(WapoError):
-    """The script cannot be handed to the guest (it is not a valid argument)."""
-
-
-# Pre-initialized snapshot of the guest (docs/design.md, "Snapshots (issue 7)"): the QuickJS
-# runtime, context, globals and prelude accessors are made once by the `wapojs_init` export and
-# written into the module's memory image; each sandbox then starts from that image and the first
-# wapo_poll applies the per-run settings (WASI args) and reseeds. WAPO_SNAPSHOT=0 turns it off.
-SNAPSHOT_ENV = "WAPO_SNAPSHOT"
-SNAPSHOT_INIT_EXPORT = "wapojs_init_preloaded"  # runtime, context and the whole JS prelude
-
-
-def snapshots_enabled() -> bool:
-    return os.environ.get(SNAPSHOT_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-@lru_cache(maxsize=2)
-def _guest_module(snapshot: bool) -> GuestModule:
-    wasm = build.ensure_wasm().read_bytes()
-    if snapshot:
-        wasm = cached_snapshot(wasm, SNAPSHOT_INIT_EXPORT)
-    return GuestModule(wasm, name="wapojs")
-
-
-def wapojs_module(snapshot: bool | None = None) -> GuestModule:
-    """The WapoJS guest, built on first use if the install did not build it; pre-initialized
-    (a snapshot) unless ``snapshot`` is False or, by default, ``WAPO_SNAPSHOT=0``."""
-    return _guest_module(snapshots_enabled() if snapshot is None else snapshot)
-
-
-def guest_args(code: str, args: Sequence[str], limits: Limits, *, module: bool, name: str | None,
-               entry: str | None = None) -> list[str]:
-    if "\0" in code:
-        raise ScriptError("the script contains a NUL character, which cannot be passed to the guest")
-    for a in args:
-        if "\0" in a:
-            raise ScriptError("a script argument contains a NUL character")
-    argv = [
-        f"--memory-limit={max(limits.memory - JS_MEMORY_RESERVE, MIB)}",
-        f"--stack-size={JS_STACK_SIZE}",
-        f"--burst-ms={limits.burst * 1000:.0f}",
-        f"--time-ms={limits.time * 1000:.0f}",
-    ]
-    if module:
-        argv.append("--module")
-    if name:
-        argv.append(f"--name={name}")
-    if entry:
-        argv.append(f"--entry={entry}")
-    return [*argv, "-c", code, *args]
-
-
-def js_instance(
-    code: str,
-    args: Sequence[str] = (),
-    *,
-    limits: Limits = Limits(),
-    module: bool = False,
-    name: str | None = None,
-    env: Sequence[tuple[str, str]] = (),
-    data_dir: Path | None = None,
-    on_log: Callable | None = None,
-    on_output: Callable[[bytes], None] | None = None,
-    entry: str | None = None,
-    app_address: bytes | None = None,
-    network=None,
-    snapshot: bool | None = None,
-    memory_image=None,
-) -> Instance:
-    """A sandbox for ``code``. ``entry`` names a prelude entry point that runs the code
-    (e.g. ``runAgent``); ``on_output`` receives output as it is emitted. ``snapshot`` picks the
-    pre-initialized guest or the plain one (None: ``WAPO_SNAPSHOT``, on by default).
-    ``memory_image`` (from ``wapo.js.precompiled.agent_image``) holds ``code`` already compiled:
-    the guest then gets an empty code and runs that (snapshots only)."""
-    if memory_image is not None and (snapshot is False or not snapshots_enabled()):
-        memory_image = None
-    return Instance(
-        wapojs_module(snapshot),
-        args=guest_args("" if memory_image is not None else code, args, limits, module=module, name=name,
-                        entry=entry),
-        memory_image=memory_image,
-        env=env,
-        limits=limits,
-        app_address=app_address or hashlib.sha256(b"wapo-js:" + code.encode()).digest(),
-        data_dir=data_dir,
-        burst_grace=BURST_GRACE,
-        backtrace_export="wapojs_backtrace",
-        on_log=on_log,
-        on_output=on_output,
-        network=network,
-    )
+__all__ = ["ScriptError", "guest_args", "js_instance", "run_js", "run_js_async", "snapshots_enabled", "wapojs_module"]
 
 
 async def run_js_async(code: str, args: Sequence[str] = (), *, limits: Limits = Limits(), module: bool = False,
                        name: str | None = None, on_log: Callable | None = None, network=None) -> RunResult:
     """Run ``code`` in a fresh sandbox; ``scriptArgs`` is ``args``; returns output, logs and any error.
-    ``network`` is a ``wapo.host.http.NetworkPolicy`` (allowed addresses, fetch limits)."""
+    ``network`` is a ``wapo.host.net.policy.NetworkPolicy`` (allowed addresses, fetch limits)."""
     return await js_instance(code, args, limits=limits, module=module, name=name, on_log=on_log,
                              network=network).run()
 

@@ -37,12 +37,15 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
+from .._version import __version__
 from ..host.limits import MIB, Limits
 from ..host.resources import FutureResource
 from ..host.services import ServiceError, service
+from .sandbox import ScriptError, js_instance
 
 if TYPE_CHECKING:
-    from ..host.instance import GuestState, Instance, RunResult
+    from ..host.state import GuestState
+    from ..host.instance import Instance, RunResult
 
 MIN_MEMORY = 8 * MIB
 MAX_CONCURRENT = 4
@@ -109,7 +112,6 @@ def _strings(value: object, what: str) -> list[str]:
 @service("wapojs.run")
 def run(st: GuestState, payload: bytes) -> bytes:
     """payload: JSON {code, args, env, timeLimit, gasLimit, memoryLimit} -> u32 resource id."""
-    from .runner import ScriptError, js_instance
 
     try:
         request = json.loads(payload)
@@ -202,6 +204,4 @@ def run_result(st: GuestState, payload: bytes) -> bytes:
 
 @service("wapojs.version")
 def version(st: GuestState, payload: bytes) -> bytes:
-    from .. import __version__
-
     return __version__.encode()

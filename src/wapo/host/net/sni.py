@@ -31,15 +31,13 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from ..abi import ErrorCode, OcallError
-from ..http.policy import bind_address
-from . import sockets
-from .sockets import (
-    MAX_HOST_NAME, Connection, Listener, NetState, TcpStream, _err, _ip_literal, _peer, _Reader, net_state,
-    server_context, tls_server_config,
-)
+from .policy import bind_address
+from . import quota
+from .args import MAX_HOST_NAME, ArgReader, ip_literal, peer_name, server_context, tls_server_config
+from .tcp import Connection, Listener, NetState, TcpStream, net_state
 
 if TYPE_CHECKING:
-    from ..instance import GuestState
+    from ..state import GuestState
 
 log = logging.getLogger("wapo.host.net")
 
@@ -53,9 +51,9 @@ def sni_name(text: str) -> str:
     """The registered form of a server name (lowercase); InvalidParameter if it is not a DNS name."""
     name = text.lower()
     labels = name.split(".")
-    if not name.isascii() or not 1 <= len(name) <= MAX_HOST_NAME or _ip_literal(name) is not None \
+    if not name.isascii() or not 1 <= len(name) <= MAX_HOST_NAME or ip_literal(name) is not None \
             or not all(_LABEL.fullmatch(label) for label in labels):
-        raise _err(ErrorCode.INVALID_PARAMETER, f"{text[:80]!r} is not a DNS name")
+        raise OcallError(ErrorCode.INVALID_PARAMETER, f"{text[:80]!r} is not a DNS name")
     return name
 
 
@@ -73,7 +71,7 @@ class SharedPort:
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((address, port))
-            sock.listen(sockets.LIMITS.backlog)
+            sock.listen(quota.LIMITS.backlog)
             sock.setblocking(False)
         except OSError:
             sock.close()
@@ -94,7 +92,7 @@ class SharedPort:
 
     def _accept(self) -> None:
         """The socket is readable: accept what is waiting and start each connection's handshake."""
-        for _ in range(sockets.LIMITS.backlog):
+        for _ in range(quota.LIMITS.backlog):
             try:
                 client, peer = self.sock.accept()
             except (BlockingIOError, InterruptedError):
@@ -108,7 +106,7 @@ class SharedPort:
                 client.close()
                 continue
             client.setblocking(False)
-            task = self.loop.create_task(self._handshake(client, _peer(peer)))
+            task = self.loop.create_task(self._handshake(client, peer_name(peer)))
             self.handshakes.add(task)
             task.add_done_callback(self.handshakes.discard)
 
@@ -119,7 +117,7 @@ class SharedPort:
     async def _handshake(self, client: socket.socket, peer: str) -> None:
         try:
             await self.loop.connect_accepted_socket(lambda: _Handoff(self, peer), client, ssl=self.context,
-                                                    ssl_handshake_timeout=sockets.LIMITS.handshake_timeout)
+                                                    ssl_handshake_timeout=quota.LIMITS.handshake_timeout)
         except Exception as exc:  # unknown name, bad client, timeout: only this connection is lost
             client.close()
             log.debug("shared TLS port %s:%d: handshake with %s failed: %s", *self.key, peer, exc)
@@ -224,18 +222,18 @@ def tls_listen_sni(st: GuestState, payload: bytes) -> int:
 
 
 def _listen_sni(st: GuestState, net: NetState, payload: bytes) -> int:
-    r = _Reader(payload)
+    r = ArgReader(payload)
     raw_name = r.string(MAX_HOST_NAME, "server name")
     cert, key = tls_server_config(r)
     r.end()
     name = sni_name(raw_name)
     policy = net.policy
     if policy.sni_port is None:
-        raise _err(ErrorCode.FORBIDDEN, "this host has no shared TLS port (NetworkPolicy.sni_port, --sni-port)")
+        raise OcallError(ErrorCode.FORBIDDEN, "this host has no shared TLS port (NetworkPolicy.sni_port, --sni-port)")
     port = _shared_port(net, policy.sni_host, policy.sni_port)
     holder = port.names.get(name) if port is not None else None
     if holder is not None:
-        raise _err(ErrorCode.ALREADY_EXISTS, f"{name} is already served on the shared TLS port")
+        raise OcallError(ErrorCode.ALREADY_EXISTS, f"{name} is already served on the shared TLS port")
     context = server_context(cert, key)
     net.acquire()
     if port is None:
@@ -244,7 +242,7 @@ def _listen_sni(st: GuestState, net: NetState, payload: bytes) -> int:
         except OSError as exc:
             net.release()
             log.warning("cannot open the shared TLS port %s:%d: %s", policy.sni_host, policy.sni_port, exc)
-            raise _err(ErrorCode.IO_ERROR, f"cannot open the shared TLS port {policy.sni_port}: {exc}") from None
+            raise OcallError(ErrorCode.IO_ERROR, f"cannot open the shared TLS port {policy.sni_port}: {exc}") from None
     listener = SniListener(net, port, name, context)
     port.register(listener)
     return st.resources.add(listener)  # ResourceLimited closes it: the name and the slot are freed
@@ -257,5 +255,5 @@ def _shared_port(net: NetState, host: str, port: int) -> SharedPort | None:
         shared.close()  # left behind by a loop that ended without closing its guests
         shared = None
     if shared is not None and shared.loop is not net.loop:
-        raise _err(ErrorCode.IO_ERROR, f"the shared TLS port {port} is served by another event loop of this process")
+        raise OcallError(ErrorCode.IO_ERROR, f"the shared TLS port {port} is served by another event loop of this process")
     return shared

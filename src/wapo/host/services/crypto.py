@@ -13,10 +13,10 @@ import os
 import struct
 from typing import TYPE_CHECKING
 
-from . import ServiceError, service
+from .registry import ServiceError, service
 
 if TYPE_CHECKING:
-    from ..instance import GuestState
+    from ..state import GuestState
 
 MAX_RANDOM = 65536  # the WebCrypto quota of getRandomValues
 MAX_DERIVE_SALT = 256  # as the derive_secret ocall's path

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from . import ServiceError, service
+from .registry import ServiceError, service
 
 if TYPE_CHECKING:
-    from ..instance import GuestState
+    from ..state import GuestState
 
 _DIGESTS = {"SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
 

@@ -1,4 +1,4 @@
-"""fetch's host side: services over ``wapo.host.http.client``.
+"""fetch's host side: services over ``wapo.host.net.fetch``.
 
 Encodings (little-endian u32 ids; JSON for heads, raw bytes for chunks):
 
@@ -22,38 +22,19 @@ from __future__ import annotations
 
 import json
 import struct
-import weakref
 from typing import TYPE_CHECKING
 
 from ..abi import OcallError
-from ..http.client import FetchFailed, FetchResource, HttpClient, UploadResource
-from ..http.policy import DEFAULT_NETWORK
-from . import ServiceError, service
+from ..net.fetch import FetchFailed, FetchResource, UploadResource, client_for
+from .registry import R, ServiceError, resource_arg, service
 
 if TYPE_CHECKING:
-    from ..instance import GuestState
-
-_clients: "weakref.WeakKeyDictionary[GuestState, HttpClient]" = weakref.WeakKeyDictionary()
+    from ..state import GuestState
 
 
-def client_for(st: GuestState) -> HttpClient:
-    client = _clients.get(st)
-    if client is None:
-        client = _clients[st] = HttpClient(getattr(st, "network", None) or DEFAULT_NETWORK)
-    return client
 
-
-def _id(payload: bytes) -> int:
-    if len(payload) < 4:
-        raise ServiceError("TypeError", "a resource id is expected")
-    return struct.unpack_from("<I", payload)[0]
-
-
-def _get(st: GuestState, payload: bytes, kind: type):
-    try:
-        return st.resources.get_as(_id(payload), kind)
-    except OcallError as exc:
-        raise ServiceError("TypeError", f"fetch: {exc}") from None
+def _get(st: GuestState, payload: bytes, kind: type[R]) -> R:
+    return resource_arg(st, payload, kind, "resource", "fetch")
 
 
 @service("http.start")

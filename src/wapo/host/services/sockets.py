@@ -31,12 +31,13 @@ import struct
 from typing import TYPE_CHECKING
 
 from ..abi import ErrorCode, OcallError
-from ..net.sockets import Connection, NetState, _check_host, _check_port, _ip_literal, net_state
+from ..net.args import check_host, check_port, ip_literal
+from ..net.tcp import Connection, NetState, net_state
 from ..resources import Resource
-from . import ServiceError, service
+from .registry import ServiceError, resource_arg, service
 
 if TYPE_CHECKING:
-    from ..instance import GuestState
+    from ..state import GuestState
 
 READ_MAX = 256 * 1024  # bytes handed to the guest per tcp.read
 WRITE_MAX = 256 * 1024  # bytes the guest passes per tcp.write (JS splits bigger chunks)
@@ -260,12 +261,7 @@ class SocketWriter(Resource):
 
 
 def _get(st: GuestState, payload: bytes) -> ScriptSocket:
-    if len(payload) < 4:
-        raise ServiceError("TypeError", "a socket id is expected")
-    try:
-        return st.resources.get_as(struct.unpack_from("<I", payload)[0], ScriptSocket)
-    except OcallError as exc:
-        raise ServiceError("TypeError", f"socket: {_reason(exc)}") from None
+    return resource_arg(st, payload, ScriptSocket, "socket", "socket")
 
 
 @service("tcp.connect")
@@ -278,14 +274,14 @@ def connect(st: GuestState, payload: bytes) -> bytes:
     except (ValueError, KeyError, TypeError):
         raise ServiceError("TypeError", "tcp.connect: malformed request") from None
     try:
-        _check_host(host)
+        check_host(host)
         if not 1 <= port <= 65535:
             raise OcallError(ErrorCode.INVALID_PARAMETER, f"port {port} is not 1..65535")
-        _check_port(port)
+        check_port(port)
     except OcallError as exc:
         raise ServiceError("TypeError", f"connect: {_reason(exc)}") from None
     net = net_state(st)
-    literal = _ip_literal(host)
+    literal = ip_literal(host)
     try:
         if literal is not None:
             net.check(literal, host)  # a denied literal address fails now

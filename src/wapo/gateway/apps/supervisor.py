@@ -48,11 +48,11 @@ from typing import AsyncIterator
 
 from aiohttp import web
 
-from ..host import GuestModule, Instance, Limits
-from ..host.app_channel import AppNotAnswering, QueryFailed, query as app_query
-from ..host.app_server import serve_request
-from ..store import format_text
-from .app import CONFIG, LOGS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, STORE, error_response, read_body
+from ...host import GuestModule, Instance, Limits
+from ...host.apps.channel import AppNotAnswering, QueryFailed, query as app_query
+from ...host.apps.server import serve_request
+from ...store import format_text
+from ..context import CONFIG, LOGS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, STORE, error_response, read_body
 
 log = logging.getLogger("wapo.gateway.apps")
 
@@ -244,7 +244,7 @@ class ManagedApp:
         if self._module is not None:
             return Instance(self._module, limits=limits, data_dir=self.manager.data_dir, on_log=on_log,
                             network=network)
-        from ..js.runner import js_instance
+        from ...js.runner import js_instance
         return js_instance(self._code or "", limits=limits, name=self.record.file, data_dir=self.manager.data_dir,
                            on_log=on_log, network=network)
 

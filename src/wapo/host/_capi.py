@@ -6,7 +6,9 @@ calls made straight on the shared library it ships cost about a microsecond each
 "The per-request path, measured"). These bindings are fresh function pointers from that library
 (``dll[name]`` is not cached, so wasmtime-py's own bindings keep their types), with ``c_void_p``
 for every opaque pointer: nothing is converted or checked on the way, which is why only
-``wapo.host.sandbox`` and ``wapo.host.memory`` use them, each with its own checks.
+``wapo.host.sandbox`` and ``wapo.host.memory`` use them, each with its own checks. The other raw
+calls wasmtime-py does not wrap (the pooling allocator, unchecked host functions) live here too:
+this module is the only one that touches ``wasmtime._ffi``.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from __future__ import annotations
 import ctypes
 from ctypes import POINTER, c_bool, c_char_p, c_int64, c_size_t, c_uint64, c_void_p
 
+from typing import TYPE_CHECKING
+
 from wasmtime import _ffi as ffi
+
+if TYPE_CHECKING:
+    import wasmtime
 
 # Plain structs of the C API, shared with wasmtime-py (same layout).
 Extern = ffi.wasmtime_extern_t
@@ -82,3 +89,27 @@ def take_error(ptr: int):
     import wasmtime
 
     return wasmtime.WasmtimeError._from_ptr(ctypes.cast(ptr, POINTER(ffi.wasmtime_error_t)))
+
+
+def set_pooling(config: "wasmtime.Config", settings: dict[str, int]) -> None:
+    """Give an engine config the pooling allocator; ``settings`` maps the C API's
+    ``wasmtime_pooling_allocation_config_<name>_set`` names to values."""
+    pool = ffi.wasmtime_pooling_allocation_config_new()
+    try:
+        for name, value in settings.items():
+            getattr(ffi, f"wasmtime_pooling_allocation_config_{name}_set")(pool, value)
+        ffi.wasmtime_pooling_allocation_strategy_set(config.ptr(), pool)
+    finally:
+        ffi.wasmtime_pooling_allocation_config_delete(pool)
+
+
+def linker_define_unchecked(linker: "wasmtime.Linker", module: str, name: str, functype: "wasmtime.FuncType",
+                            callback: ctypes._CFuncPtr) -> None:
+    """Define an import whose entry gets the raw value array (no per-call ``Caller`` or ``Val``s)."""
+    import wasmtime
+
+    m, n = module.encode(), name.encode()
+    error = ffi.wasmtime_linker_define_func_unchecked(linker.ptr(), m, len(m), n, len(n), functype.ptr(), callback,
+                                                      None, NO_FINALIZER)
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)

@@ -22,8 +22,8 @@ import asyncio
 from collections import deque
 from typing import AsyncIterator, Callable
 
-from .abi import ErrorCode, OcallError
-from .resources import Resource
+from ..abi import ErrorCode, OcallError
+from ..resources import Resource
 
 DEFAULT_BUFFER = 256 * 1024
 

@@ -23,11 +23,11 @@ from typing import Callable, Iterable
 
 from aiohttp import web
 
-from .app_channel import AppNotAnswering, BadAnswer, BodyAborted, http_request
-from .instance import Instance
+from .channel import AppNotAnswering, BadAnswer, BodyAborted, http_request
+from ..instance import Instance
 from .io_stream import IoStream
-from .resources import Resource
-from .services.app_http import UPGRADE_HEADER, claim_upgrade
+from ..resources import Resource
+from ..net.websocket import AcceptedWebSocket
 
 ANSWER_TIMEOUT = 60.0  # the wait for the app's response head (504 after)
 SHUTDOWN_TIMEOUT = 2.0  # an own port's open connections, after it stops listening
@@ -64,6 +64,30 @@ class _DisconnectWatch:
 
     def cancel(self) -> None:
         self._handle.cancel()
+
+
+UPGRADE_HEADER = "x-wapo-websocket"
+CLAIM_TIMEOUT = 10.0  # from the 101 head to the handshake; then the socket fails
+_UPGRADES: dict[str, AcceptedWebSocket] = {}
+
+
+def expect_upgrade(token: str, sock: AcceptedWebSocket, loop: asyncio.AbstractEventLoop) -> None:
+    """A guest's 101 head names ``sock`` by ``token``; the serving side claims it (once) when it
+    reads that head, or it fails after ``CLAIM_TIMEOUT``."""
+    _UPGRADES[token] = sock
+    loop.call_later(CLAIM_TIMEOUT, _unclaimed, token)
+
+
+def claim_upgrade(token: str) -> AcceptedWebSocket | None:
+    """The socket a 101 head's token names (once), if it is still wanted."""
+    sock = _UPGRADES.pop(token, None)
+    return None if sock is None or sock.done else sock
+
+
+def _unclaimed(token: str) -> None:
+    sock = _UPGRADES.pop(token, None)
+    if sock is not None:
+        sock.refuse("no WebSocket handshake: the client went away before the answer")
 
 
 async def serve_request(request: web.Request, instance: Instance, url: str, *, fail: Fail = plain_failure,

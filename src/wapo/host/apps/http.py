@@ -51,25 +51,22 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import struct
 from typing import TYPE_CHECKING
 
-from .. import ocalls
 from ..abi import ErrorCode, OcallError
-from ..io_stream import IoStream
-from ..net.sockets import net_state
+from .io_stream import IoStream
+from ..net.tcp import net_state
 from ..resources import InputChannel, Oneshot, Resource
-from ..scale_types import HttpRequest, HttpResponseHead, ScaleError
-from . import ServiceError, log, service, u32
-from .websocket import AcceptedWebSocket
+from .messages import HttpRequest, HttpResponseHead, ScaleError
+from .server import UPGRADE_HEADER, AppListener, ListenError, bind, expect_upgrade
+from ..services.registry import R, ServiceError, log, resource_arg, resource_id, service, u32
+from ..net.websocket import AcceptedWebSocket
 
 if TYPE_CHECKING:
-    from ..instance import GuestState
+    from ..state import GuestState
 
 HTTP_CHANNEL = 4
 READ_CHUNK = 64 * 1024
-UPGRADE_HEADER = "x-wapo-websocket"
-CLAIM_TIMEOUT = 10.0  # from the 101 head to the handshake; then the socket fails
 TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # a subprotocol name (RFC 7230 token)
 
 
@@ -127,37 +124,29 @@ class _GoneWatch(Resource):
         self.stream = None
 
 
-def _id(payload: bytes, what: str, prefix: str = "app.http") -> int:
-    if len(payload) < 4:
-        raise ServiceError("TypeError", f"{prefix}: a {what} id is expected")
-    return struct.unpack_from("<I", payload)[0]
-
-
-def _get(st: GuestState, payload: bytes, kind: type, what: str, offset: int = 0, prefix: str = "app.http"):
-    try:
-        return st.resources.get_as(_id(payload[offset:], what, prefix), kind)
-    except OcallError as exc:
-        raise ServiceError("TypeError", f"{prefix}: {exc}") from None
+def _get(st: GuestState, payload: bytes, kind: type[R], what: str, offset: int = 0, prefix: str = "app.http") -> R:
+    return resource_arg(st, payload, kind, what, prefix, offset)
 
 
 def input_channel(st: GuestState, payload: bytes, kind: int, prefix: str) -> InputChannel:
     """The open input channel ``kind`` that the payload's u32 id names (errors name ``prefix``)."""
     channel = _get(st, payload, InputChannel, "channel", prefix=prefix)
-    if st.input_channels.get(kind) is not channel:
-        raise ServiceError("TypeError", f"{prefix}: resource {_id(payload, 'channel')} is not input channel {kind}")
+    if st.inputs.open.get(kind) is not channel:
+        raise ServiceError("TypeError",
+                           f"{prefix}: resource {resource_id(payload, 'channel', prefix)} is not input channel {kind}")
     return channel
 
 
 def open_input(st: GuestState, kind: int, what: str) -> bytes:
     """Open input channel ``kind`` as the ``create_input_channel`` ocall does: u32 id."""
     try:
-        raw = ocalls.create_input_channel(st, 0, kind)
+        rid = st.open_input(kind)
     except OcallError as exc:
         if exc.code == ErrorCode.ALREADY_EXISTS:
             raise ServiceError("Error", f"WapoServer: the app already serves {what} "
                                         f"(input channel {kind} was opened before in this run)") from None
         raise ServiceError("Error", f"WapoServer: cannot open the {what} channel: {exc}") from None
-    return u32(struct.unpack("<i", raw)[0])
+    return u32(rid)
 
 
 def _channel(st: GuestState, payload: bytes) -> InputChannel:
@@ -291,9 +280,6 @@ def close(st: GuestState, payload: bytes) -> bytes:
 
 @service("app.http.listen")
 def listen(st: GuestState, payload: bytes) -> bytes:
-    # app_server drives instances (it sits above this package), so it is imported when first needed
-    from ..app_server import AppListener, ListenError, bind
-
     try:
         options = json.loads(payload)
         port, hostname = options["port"], options.get("hostname", "127.0.0.1")
@@ -313,7 +299,12 @@ def listen(st: GuestState, payload: bytes) -> bytes:
     except ListenError as exc:
         net.release()
         raise ServiceError(exc.name, f"WapoServer: {exc}") from None
-    listener = AppListener(st._instance, sock, net.release)
+    instance = st.owner()
+    if instance is None:
+        net.release()
+        sock.close()
+        raise ServiceError("Error", "WapoServer: the app is ending")
+    listener = AppListener(instance, sock, net.release)
     try:
         return u32(st.resources.add(listener))  # too many resources: add closes it (freeing the port)
     except OcallError as exc:
@@ -321,21 +312,6 @@ def listen(st: GuestState, payload: bytes) -> bytes:
 
 
 # --- WebSockets ----------------------------------------------------------------------------------
-
-_UPGRADES: dict[str, AcceptedWebSocket] = {}
-
-
-def claim_upgrade(token: str) -> AcceptedWebSocket | None:
-    """The socket a 101 head's token names (once), if it is still wanted."""
-    sock = _UPGRADES.pop(token, None)
-    return None if sock is None or sock.done else sock
-
-
-def _unclaimed(token: str) -> None:
-    sock = _UPGRADES.pop(token, None)
-    if sock is not None:
-        sock.refuse("no WebSocket handshake: the client went away before the answer")
-
 
 @service("app.http.websocket")
 def websocket(st: GuestState, payload: bytes) -> bytes:
@@ -364,6 +340,5 @@ def upgrade(st: GuestState, payload: bytes) -> bytes:
         tx.send(HttpResponseHead(101, [(UPGRADE_HEADER, token)]).encode())
     except OcallError as exc:
         raise ServiceError("Error", f"app.http.upgrade: {exc}") from None
-    _UPGRADES[token] = sock
-    st.loop.call_later(CLAIM_TIMEOUT, _unclaimed, token)
+    expect_upgrade(token, sock, st.loop)
     return b""

@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 from typing import AsyncIterator, Callable, NamedTuple
 
-from .instance import Instance
+from ..instance import Instance
 from .io_stream import BodyAborted, IoStream
-from .resources import GuestReplyError
-from .scale_types import Headers, HttpRequest, HttpResponseHead, QueryRequest, ScaleError
+from ..resources import GuestReplyError
+from .messages import Headers, HttpRequest, HttpResponseHead, QueryRequest, ScaleError
 
 HTTP_CHANNEL = 4
 QUERY_CHANNEL = 3

@@ -24,23 +24,18 @@ from typing import TYPE_CHECKING
 
 from ..abi import OcallError
 from ..resources import Oneshot
-from ..scale_types import QueryRequest, ScaleError
-from . import ServiceError, log, service
-from .app_http import input_channel, open_input
+from .messages import QueryRequest, ScaleError
+from ..services.registry import ServiceError, log, resource_arg, service
+from .http import input_channel, open_input
 
 if TYPE_CHECKING:
-    from ..instance import GuestState
+    from ..state import GuestState
 
 QUERY_CHANNEL = 3
 
 
 def _reply(st: GuestState, payload: bytes) -> Oneshot:
-    if len(payload) < 4:
-        raise ServiceError("TypeError", "app.query: a reply id is expected")
-    try:
-        return st.resources.get_as(struct.unpack_from("<I", payload)[0], Oneshot)
-    except OcallError as exc:
-        raise ServiceError("TypeError", f"app.query: {exc}") from None
+    return resource_arg(st, payload, Oneshot, "reply", "app.query")
 
 
 def _drop(st: GuestState, message: bytes) -> None:

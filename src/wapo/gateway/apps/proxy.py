@@ -20,8 +20,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from ..host.services import websocket as _ws
-from .config import GatewayConfig
+from ...host.net import websocket as _ws
+from ..config import GatewayConfig
 
 log = logging.getLogger("wapo.gateway")
 

@@ -34,8 +34,9 @@ import functools
 import json
 import logging
 import ssl
+import weakref
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -44,7 +45,10 @@ from multidict import CIMultiDict
 from ..abi import ErrorCode, OcallError
 from ..limits import format_size
 from ..resources import Resource
-from .policy import AddressDenied, AddressPolicy, HttpLimits, NetworkPolicy
+from .policy import DEFAULT_NETWORK, AddressDenied, AddressPolicy, HttpLimits, NetworkPolicy
+
+if TYPE_CHECKING:
+    from ..state import GuestState
 
 log = logging.getLogger("wapo.host.http")
 
@@ -114,7 +118,7 @@ class HttpClient:
         self.tls = _tls_context(network.tls_extra_ca)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     """The reason of a failed fetch, as a browser-like message tail."""
     seen = exc
     while seen is not None:
@@ -326,7 +330,7 @@ class FetchResource(Resource):
         except Exception as exc:  # every failure becomes the fetch's error, never a host fault
             if not isinstance(exc, (FetchFailed, aiohttp.ClientError, OSError)):
                 log.debug("fetch %s failed", self.url, exc_info=True)
-            self._fail(_describe(exc))
+            self._fail(describe_error(exc))
         finally:
             # nothing here may be skipped by a cancel (an abort during the cleanup): release first
             self.finished = True
@@ -450,3 +454,14 @@ class UploadResource(Resource):
             if not fetch._req_end and not fetch.finished:
                 fetch._fail("the request body was aborted")
                 fetch.task.cancel()
+
+
+_clients: "weakref.WeakKeyDictionary[GuestState, HttpClient]" = weakref.WeakKeyDictionary()
+
+
+def client_for(st: GuestState) -> HttpClient:
+    """The guest's HTTP client (one per run: fetches and WebSockets share its policy)."""
+    client = _clients.get(st)
+    if client is None:
+        client = _clients[st] = HttpClient(st.network or DEFAULT_NETWORK)
+    return client

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Sequence
 
 import wasmtime
 
-from .engine import EPOCH_TICK, EngineConfig, get_engine
-from .errors import WapoError
-from .snapshot import GLOBAL_EXPORT_PREFIX, PAGE
+from ..engine import EPOCH_TICK, EngineConfig, get_engine
+from ..errors import WapoError
+from .capture import GLOBAL_EXPORT_PREFIX
+from .wasm import PAGE
 
 if TYPE_CHECKING:
-    from .instance import GuestModule
-    from .memory import GuestMemory
+    from ..module import GuestModule
+    from ..memory import GuestMemory
 
 DIFF_BLOCK = 4096
 INIT_TIME_LIMIT = 10.0  # seconds an init may run

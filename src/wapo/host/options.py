@@ -1,0 +1,44 @@
+"""How a run is set up: one typed value handed down from the caller (gateway, agent, CLI) to the
+``Instance``, instead of a dozen keyword arguments repeated at every layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from .limits import Limits
+
+if TYPE_CHECKING:
+    from .net.policy import NetworkPolicy
+    from .state import LogRecord
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Settings of one run. Every field has the default a plain ``wapo exec`` would use."""
+
+    limits: Limits = field(default_factory=Limits)
+    # 32 bytes naming the app (derive_secret, sign); None: derived from the code
+    app_address: bytes | None = None
+    # where the node key lives (None: the default data directory)
+    data_dir: Path | None = None
+    # allowed addresses and fetch limits (None: the defaults, public addresses only)
+    network: NetworkPolicy | None = None
+    # the guest's WASI environment (nothing of the host's leaks in)
+    env: tuple[tuple[str, str], ...] = ()
+    # WASI stdout/stderr go to the host's (wapo exec of a plain wasm guest)
+    inherit_stdio: bool = False
+    # each log line as it is written (they are also in RunResult.logs)
+    on_log: Callable[[LogRecord], None] | None = None
+    # output as it is emitted; when set, RunResult.output stays empty
+    on_output: Callable[[bytes], None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.app_address is not None and len(self.app_address) != 32:
+            raise ValueError("an app address is 32 bytes")
+        object.__setattr__(self, "env", tuple((str(k), str(v)) for k, v in self.env))
+
+    def with_settings(self, **settings: Any) -> RunOptions:
+        """A copy with some fields changed (``TypeError`` names an unknown one)."""
+        return replace(self, **settings) if settings else self

@@ -1,0 +1,71 @@
+"""The service table: ``@service`` registers a function, ``call`` runs one for a guest."""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import TYPE_CHECKING, Callable, TypeVar
+
+from ..abi import OcallError
+from ..resources import Resource
+
+if TYPE_CHECKING:
+    from ..state import GuestState
+
+log = logging.getLogger("wapo.host")
+
+Service = Callable[["GuestState", bytes], bytes]
+SERVICES: dict[str, Service] = {}
+R = TypeVar("R", bound=Resource)
+
+
+class ServiceError(Exception):
+    """A service refused: the guest sees ``name: message`` (a JS error name, e.g. "TypeError")."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+
+
+def service(name: str) -> Callable[[Service], Service]:
+    def register(fn: Service) -> Service:
+        SERVICES[name] = fn
+        return fn
+    return register
+
+
+def call(st: GuestState, method: str, payload: bytes) -> bytes:
+    """Run a service; the answer is tag 0 + result, or tag 1 + "Name: message"."""
+    fn = SERVICES.get(method)
+    try:
+        if fn is None:
+            raise ServiceError("TypeError", f"no host service {method!r}")
+        return b"\0" + fn(st, payload)
+    except ServiceError as exc:
+        return b"\1" + f"{exc.name}: {exc.message}".encode()
+    except Exception:  # a host bug: the guest gets an error, the host log gets the trace
+        log.exception("host service %s raised", method)
+        st.host_faults += 1
+        return b"\1" + b"Error: internal host error"
+
+
+def u32(value: int) -> bytes:
+    return struct.pack("<I", value)
+
+
+def resource_id(payload: bytes, what: str, prefix: str, offset: int = 0) -> int:
+    """The u32 resource id at ``payload[offset:]``; a short payload is a TypeError naming ``what``."""
+    if len(payload) < offset + 4:
+        raise ServiceError("TypeError", f"{prefix}: a {what} id is expected")
+    return struct.unpack_from("<I", payload, offset)[0]
+
+
+def resource_arg(st: GuestState, payload: bytes, kind: type[R], what: str, prefix: str, offset: int = 0) -> R:
+    """The guest's resource of type ``kind`` named by the u32 at ``payload[offset:]``: every service
+    that acts on a resource starts here, so a wrong or stale id is the same TypeError everywhere."""
+    rid = resource_id(payload, what, prefix, offset)
+    try:
+        return st.resources.get_as(rid, kind)  # type: ignore[return-value]
+    except OcallError as exc:
+        raise ServiceError("TypeError", f"{prefix}: {exc}") from None

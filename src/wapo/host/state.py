@@ -1,0 +1,148 @@
+"""What the ocall handlers and host services see of the running guest: ``GuestState``.
+
+One ``GuestState`` per instance. It holds the guest's resources, its task and waker queues, its
+output and logs, and what it reported; it knows nothing of how the instance is driven. The
+running guest's state is found through the thread-local ``current``, set around every call into
+wasm (an ocall arrives on the thread that made that call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from .abi import ErrorCode, OcallError, ReportKind
+from .keys import NodeKey, node_key
+from .limits import format_size
+from .options import RunOptions
+from .resources import InputChannels, ResourceTable
+
+if TYPE_CHECKING:
+    from .memory import GuestMemory
+    from .sandbox import Sandbox
+
+MAX_OUTPUT = 64 * 1024 * 1024
+
+
+@dataclass
+class LogRecord:
+    level: str  # error | warn | info | debug | trace
+    message: str
+    time: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class GuestReport:
+    """The guest's own account of why it failed (turned into a ``RunError`` by the instance)."""
+
+    kind: ReportKind | int
+    text: str
+
+
+class GuestState:
+    """The host side of one running guest."""
+
+    def __init__(self, options: RunOptions, app_address: bytes, owner: Any = None) -> None:
+        self.options = options
+        # what drives this guest (an Instance), held weakly: no reference cycle keeps a finished
+        # run's memory, logs and output alive
+        self.owner: Callable[[], Any] = weakref.ref(owner) if owner is not None else (lambda: None)
+        self.limits = options.limits
+        self.app_address = app_address
+        self.network = options.network
+        self.loop: asyncio.AbstractEventLoop = asyncio.get_event_loop()
+        self.sandbox: Sandbox | None = None  # set at instantiation, cleared when dropped
+        self.memory: GuestMemory = None  # type: ignore[assignment]  # set at instantiation
+        self.resources = ResourceTable(self.wake, options.limits.max_resources)
+        self.inputs = InputChannels()
+        self.pending_return: bytes | None = None
+        self.ready_tasks: dict[int, None] = {0: None}
+        self.woken: list[int] = []
+        self._woken_set: set[int] = set()
+        self.poll_requested = True
+        self.wake_event = asyncio.Event()
+        self.trace = False
+        self.output = bytearray()
+        self.logs: list[LogRecord] = []
+        self.report: GuestReport | None = None
+        self.host_faults = 0
+        self.cancelled: asyncio.Future[None] = self.loop.create_future()  # the caller went away
+
+    # tasks and wakers
+    def wake(self, task: int, waker: int) -> None:
+        if waker not in self._woken_set:
+            self._woken_set.add(waker)
+            self.woken.append(waker)
+        self.queue_task(task)
+
+    def queue_task(self, task: int) -> None:
+        self.ready_tasks[task] = None
+        self.poll_requested = True
+        self.wake_event.set()
+
+    def pop_ready_task(self) -> int | None:
+        if not self.ready_tasks:
+            return None
+        task = next(iter(self.ready_tasks))
+        del self.ready_tasks[task]
+        return task
+
+    def take_woken(self) -> list[int]:
+        woken, self.woken = self.woken, []
+        self._woken_set.clear()
+        return woken
+
+    # input
+    def open_input(self, kind: int) -> int:
+        """Open input channel ``kind`` (3 queries, 4 HTTP) as a resource; returns its id."""
+        return self.inputs.create(kind, self.resources)
+
+    # results
+    def add_log(self, level: str, message: str) -> None:
+        record = LogRecord(level, message)
+        self.logs.append(record)
+        if self.options.on_log is not None:
+            self.options.on_log(record)
+
+    def emit_output(self, data: bytes) -> None:
+        if self.options.on_output is not None:  # streamed to the caller as it is produced
+            self.options.on_output(bytes(data))
+            return
+        if len(self.output) + len(data) > MAX_OUTPUT:
+            raise OcallError(ErrorCode.RESOURCE_LIMITED, f"program output is capped at {format_size(MAX_OUTPUT)}")
+        self.output += data
+
+    def guest_report(self, kind: int, text: str) -> None:
+        if self.report is None:
+            try:
+                kind = ReportKind(kind)
+            except ValueError:
+                pass
+            self.report = GuestReport(kind, text)
+
+    def fuel_consumed(self) -> int:
+        fuel = self.limits.fuel
+        sandbox = self.sandbox
+        if fuel is None or sandbox is None or sandbox.closed:
+            return 0
+        try:
+            return fuel - sandbox.get_fuel()
+        except Exception:  # wasmtime refused (no fuel configured): nothing consumed
+            return 0
+
+    def gas_consumed(self) -> int:
+        return self.fuel_consumed() // 1024
+
+    def node_key(self) -> NodeKey:
+        return node_key(self.options.data_dir)
+
+
+class _Current(threading.local):
+    state: GuestState | None = None
+
+
+current = _Current()
