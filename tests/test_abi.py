@@ -760,7 +760,7 @@ def test_pending_input_survives_a_resource_limited_create_input_channel(tmp_path
 
 def test_emit_program_output_is_capped(tmp_path: Path) -> None:
     """Output beyond 64 MiB answers ResourceLimited; what was emitted before is kept."""
-    from wapo.host.instance import MAX_OUTPUT
+    from wapo.host.state import MAX_OUTPUT
 
     calls = MAX_OUTPUT // PAGE + 2
     wat = f"""

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from wapo.gateway.apps import supervisor as apps_mod
+from wapo.gateway.apps import routes as apps_mod
 from wapo.gateway.app import make_app
 from wapo.store.apps import AppRecordError, AppRecords
 from wapo.gateway.config import GatewayConfig

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from wapo.gateway.apps import supervisor as apps_mod
+from wapo.gateway.apps import routes as apps_mod
 from wapo.gateway.app import make_app
 from wapo.store.apps import AppRecords
 from wapo.gateway.config import GatewayConfig

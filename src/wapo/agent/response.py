@@ -14,6 +14,18 @@ HEAD_MAGIC = b"\0wapo-http\0"
 class BadAgentAnswer(ValueError):
     """The agent's output is not an HTTP answer in any known style."""
 
+    kind = "bad_answer"
+
+
+class AnswerTooLarge(BadAgentAnswer):
+    """The agent answered more than the gateway passes on (``max_answer``)."""
+
+    kind = "answer_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the agent's answer is larger than {limit} bytes")
+        self.limit = limit
+
 
 @dataclass
 class AgentResponse:

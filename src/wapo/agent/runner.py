@@ -11,13 +11,13 @@ import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
-from ..host import Limits, LogRecord, RunError
+from ..host import LogRecord, RunError, RunOptions
 from ..js.precompiled import agent_image
 from ..js.runner import js_instance
 from .request import AgentRequest
-from .response import HEAD_MAGIC, AgentResponse, BadAgentAnswer, parse_head, parse_output
+from .response import HEAD_MAGIC, AgentResponse, AnswerTooLarge, BadAgentAnswer, parse_head, parse_output
 
 ENTRY = "runAgent"
 # Put in ``chunks`` instead of the final None when a streamed answer ends badly (failed or too
@@ -36,9 +36,12 @@ class AgentResult:
 
 
 class AgentRun:
-    def __init__(self, code: str, request: AgentRequest, *, limits: Limits = Limits(), name: str = "agent.js",
-                 app_id: str = "", data_dir: Path | None = None, max_body: int = 16 * 1024 * 1024,
-                 network=None) -> None:
+    """One run of an agent for one request. ``options`` says how to run it (limits, network, data
+    directory; keyword ``settings`` change single fields); the agent's address, environment and
+    output are the agent layer's to set."""
+
+    def __init__(self, code: str, request: AgentRequest, *, options: RunOptions | None = None, name: str = "agent.js",
+                 app_id: str = "", max_body: int = 16 * 1024 * 1024, **settings: Any) -> None:
         self.request = request
         self.max_body = max_body
         self.head: asyncio.Future[AgentResponse] = asyncio.get_running_loop().create_future()
@@ -52,10 +55,14 @@ class AgentRun:
         address = hashlib.sha256(b"wapo-agent:" + (app_id or code).encode()).digest()
         # style B agents read their secrets as process.env.secret: a JSON string, '""' without any
         secret = json.dumps(request.secret if request.secret else "", ensure_ascii=False, separators=(",", ":"))
-        self.instance = js_instance(code, [request.payload_json()], limits=limits, name=name, entry=ENTRY,
-                                    env=[("secret", secret)], memory_image=agent_image(code, name, ENTRY),
-                                    data_dir=data_dir, on_output=self._on_output, app_address=address,
-                                    network=network)
+        options = (options or RunOptions()).with_settings(**settings).with_settings(
+            app_address=address, env=(("secret", secret),), on_output=self._on_output)
+        self._instance = js_instance(code, [request.payload_json()], options=options, name=name, entry=ENTRY,
+                                     memory_image=agent_image(code, name, ENTRY))
+
+    def cancel(self) -> None:
+        """The caller is gone (its client disconnected): abort the agent's ``request.signal``."""
+        self._instance.cancel()
 
     def _on_output(self, data: bytes) -> None:
         if self._head_parsed:
@@ -92,13 +99,13 @@ class AgentRun:
         self._sent += len(data)
         if self._sent > self.max_body:
             self._too_big = True
-            self.instance.cancel()  # aborts the agent's request.signal: nobody reads the rest
+            self.cancel()  # nobody reads the rest
             return
         self.chunks.put_nowait(data)
 
     async def run(self) -> AgentResult:
         try:
-            result = await self.instance.run()
+            result = await self._instance.run()
         except BaseException as exc:  # a host failure: never leave the head unresolved
             if not self.head.done():
                 self.head.set_exception(AgentFailed(f"the host failed: {exc}", "host_error"))
@@ -111,16 +118,17 @@ class AgentRun:
         logs = result.logs
         if streamed:
             if self._too_big and not error:
-                message, kind = f"the agent's answer is larger than {self.max_body} bytes", "answer_too_large"
+                too_big = AnswerTooLarge(self.max_body)
+                message, kind = str(too_big), too_big.kind
                 logs.append(LogRecord("error", message))
             self.chunks.put_nowait(INCOMPLETE if message else None)
         elif error is None:
             try:
                 if len(self._buffer) > self.max_body:
-                    raise BadAgentAnswer(f"the agent's answer is larger than {self.max_body} bytes")
+                    raise AnswerTooLarge(self.max_body)
                 response = parse_output(bytes(self._buffer))
             except BadAgentAnswer as exc:
-                message, kind = str(exc), "bad_answer" if "larger" not in str(exc) else "answer_too_large"
+                message, kind = str(exc), exc.kind
                 logs.append(LogRecord("error", message))
             if response is not None and not self.head.done():
                 self.head.set_result(response)
@@ -135,11 +143,11 @@ class AgentFailed(Exception):
         self.kind = kind
 
 
-async def call_agent(code: str, request: AgentRequest, *, limits: Limits = Limits(), name: str = "agent.js",
-                     app_id: str = "", data_dir: Path | None = None, network=None) -> AgentResult:
+async def call_agent(code: str, request: AgentRequest, *, options: RunOptions | None = None, name: str = "agent.js",
+                     app_id: str = "", **settings: Any) -> AgentResult:
     """Run an agent to completion and return its whole answer (streamed bodies are collected).
-    ``network`` is a ``wapo.host.http.NetworkPolicy`` (None: the defaults)."""
-    run = AgentRun(code, request, limits=limits, name=name, app_id=app_id, data_dir=data_dir, network=network)
+    ``settings`` are ``RunOptions`` fields (``limits``, ``network``, ``data_dir``)."""
+    run = AgentRun(code, request, options=options, name=name, app_id=app_id, **settings)
     result = await run.run()
     if result.streamed:
         head = run.head.result()

@@ -12,8 +12,9 @@ from urllib.parse import quote, urlencode
 
 from ..agent import AgentRequest, call_agent
 from ..store import InvalidCID, parse_cid
-from .common import data_dir, data_dir_argument, open_store
-from .exec_cmd import limit_arguments, limits_from, network_from, print_log
+from .flags import data_dir, data_dir_argument, open_store
+from .exec_cmd import print_log
+from .flags import limit_arguments, limits_from, network_from
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

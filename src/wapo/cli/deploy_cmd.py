@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import data_dir, data_dir_argument
+from .flags import data_dir, data_dir_argument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

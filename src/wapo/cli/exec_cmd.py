@@ -8,105 +8,13 @@ import sys
 from pathlib import Path
 
 from ..host import GuestModule, Instance, Limits, LogRecord, RunResult, WapoError
-from ..host.net.policy import (HttpLimits, NetworkPolicy, check_ca_file, parse_cidr, parse_port_range, parse_sni_address)
-from ..host.limits import parse_duration, parse_size
+from .flags import limit_arguments, limits_from, listen_arguments, network_from
 
 WASM_MAGIC = b"\0asm"
 _VALUE_OPTIONS = {"--memory-limit", "--time-limit", "--burst-limit", "--fuel", "--allow-address",
                   "--fetch-timeout", "--max-response-size", "--listen-ports", "--tls-ca", "--sni-port",
                   "--ws-max-message"}
 _FLAG_OPTIONS = {"--module", "--trace", "-h", "--help"}
-
-
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def limit_arguments(parser: argparse.ArgumentParser) -> None:
-    """The limit flags shared by every command that runs guests."""
-    d = Limits()
-    parser.add_argument("--memory-limit", type=_size, default=d.memory, metavar="SIZE",
-                        help="guest memory, e.g. 100MB (default), up to 4GB")
-    parser.add_argument("--time-limit", type=_duration, default=d.time, metavar="DURATION",
-                        help="wall time of the run, e.g. 60s (default); 0 = unlimited")
-    parser.add_argument("--burst-limit", type=_duration, default=d.burst, metavar="DURATION",
-                        help="CPU time inside the guest between two returns to the host (default 1s)")
-    parser.add_argument("--fuel", type=int, default=None, metavar="N",
-                        help="meter execution with N units of wasmtime fuel (off by default; costs speed)")
-    h = HttpLimits()
-    parser.add_argument("--allow-address", action="append", type=_cidr, default=[], metavar="CIDR",
-                        help="let fetch reach this range although it is loopback/private/link-local/... "
-                             "(repeatable), e.g. 127.0.0.1/32")
-    parser.add_argument("--fetch-timeout", type=_duration, default=h.timeout, metavar="DURATION",
-                        help=f"time from a fetch to its response head, redirects included (default {h.timeout:g}s)")
-    parser.add_argument("--max-response-size", type=_size, default=h.max_response_size, metavar="SIZE",
-                        help="largest fetch response body (default 100MB)")
-
-
-def _cidr(text: str):
-    try:
-        return parse_cidr(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def listen_arguments(parser: argparse.ArgumentParser) -> None:
-    """Listening and TLS flags (their values are parsed by ``listen_settings``)."""
-    parser.add_argument("--listen-ports", metavar="LOW-HIGH",
-                        help="ports a wasm guest may listen on with tcp_listen: a range or one PORT (default: none)")
-    parser.add_argument("--tls-ca", metavar="FILE",
-                        help="a PEM file of extra CAs trusted by guests' TLS connections (tcp_connect_tls, "
-                             "WapoSockets, WebSocket, fetch), besides the system roots")
-    parser.add_argument("--ws-max-message", type=_size, default=None, metavar="SIZE",
-                        help="the largest WebSocket message (and frame) a guest receives, as client or "
-                             "server; more closes the socket with 1009 (default 16MiB)")
-    parser.add_argument("--sni-port", metavar="[HOST:]PORT",
-                        help="the shared TLS port where guests serve server names (tls_listen_sni); "
-                             "HOST defaults to 127.0.0.1 (default: none, tls_listen_sni is refused)")
-
-
-def listen_settings(args: argparse.Namespace, default_host: str = "127.0.0.1") -> dict:
-    """NetworkPolicy fields of --listen-ports, --tls-ca, --sni-port; ValueError naming the bad flag."""
-    fields: dict = {}
-    flags = (("--listen-ports", "listen_ports"), ("--tls-ca", "tls_ca"), ("--sni-port", "sni_port"))
-    for flag, name in flags:
-        text = getattr(args, name, None)
-        if text is None:
-            continue
-        try:
-            if name == "listen_ports":
-                fields["listen_ports"] = parse_port_range(text)
-            elif name == "tls_ca":
-                fields["tls_extra_ca"] = check_ca_file(text)
-            else:
-                fields["sni_host"], fields["sni_port"] = parse_sni_address(text, default_host)
-        except ValueError as exc:
-            raise ValueError(f"{flag} {text}: {exc}") from None
-    return fields
-
-
-def network_from(args: argparse.Namespace) -> NetworkPolicy:
-    """The network policy of the flags --allow-address, --fetch-timeout, --max-response-size and,
-    where the command has them, --listen-ports, --tls-ca, --sni-port."""
-    d = HttpLimits()
-    return NetworkPolicy(allow=tuple(getattr(args, "allow_address", None) or ()),
-                         http=HttpLimits(timeout=getattr(args, "fetch_timeout", d.timeout),
-                                         max_response_size=getattr(args, "max_response_size", d.max_response_size)),
-                         **listen_settings(args))
-
-
-def limits_from(args: argparse.Namespace) -> Limits:
-    return Limits(memory=args.memory_limit, time=args.time_limit, burst=args.burst_limit, fuel=args.fuel)
 
 
 def _parser(prog: str = "wapo exec") -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..store import InvalidCID, format_text, parse_cid
-from .common import data_dir_argument, open_store
+from .flags import data_dir_argument, open_store
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..store import cidv1
-from .common import data_dir_argument, open_store
+from .flags import data_dir_argument, open_store
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

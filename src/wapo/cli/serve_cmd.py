@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from ..gateway.config import GatewayConfig, load_config
-from .common import data_dir, data_dir_argument
-from .exec_cmd import _duration, _size, listen_arguments, listen_settings
+from .flags import data_dir, data_dir_argument
+from .flags import duration_arg, listen_arguments, listen_settings, size_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -24,9 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="fetch unknown CIDs from this IPFS HTTP gateway (repeatable; verified against the CID)")
     p.add_argument("--allow-address", action="append", default=[], metavar="CIDR",
                    help="let agents reach this range although loopback/private/link-local (repeatable)")
-    p.add_argument("--memory-limit", type=_size, default=None, metavar="SIZE", help="per run (default 100MB)")
-    p.add_argument("--time-limit", type=_duration, default=None, metavar="DURATION", help="per run (default 60s)")
-    p.add_argument("--burst-limit", type=_duration, default=None, metavar="DURATION", help="per run (default 1s)")
+    p.add_argument("--memory-limit", type=size_arg, default=None, metavar="SIZE", help="per run (default 100MB)")
+    p.add_argument("--time-limit", type=duration_arg, default=None, metavar="DURATION", help="per run (default 60s)")
+    p.add_argument("--burst-limit", type=duration_arg, default=None, metavar="DURATION", help="per run (default 1s)")
     listen_arguments(p)  # --sni-port without HOST listens on the gateway's --host
     data_dir_argument(p)
 

@@ -12,9 +12,9 @@ Modes:
     on-demand     an instance per request or query, ended (its input channels closed, then
                   stopped after ``STOP_GRACE``) once the answer is complete; the gateway's limits.
 
-Routes (installed by ``make_app``):
+Routes (``routes.py``, installed by ``make_app``):
     ANY  /app/<id>/<path>         -> the app's channel 4 (HttpRequest; both bodies streamed, or a
-                                     WebSocket the app accepts), by wapo.host.app_server, which also
+                                     WebSocket the app accepts), by wapo.host.apps.server, which also
                                      serves a JS app's own --listen port
     POST /app/<id>/query/<path>   -> the app's channel 3 (QueryRequest; body = payload;
                                      header X-Wapo-Origin: 64 hex digits = origin)
@@ -26,35 +26,25 @@ Routes (installed by ``make_app``):
 Logs are stored like agents' logs, under the app id: one "request id" per run of a long-running
 app (``run-N-xxxxxx``, flushed every ``LOG_FLUSH`` s) and the gateway request id per on-demand run.
 Apps run in the gateway's first process; with ``--workers N`` the others forward app requests
-to it (``wapo.gateway.apps_proxy``).
+to it (``proxy.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import hashlib
-import json
 import logging
-import multiprocessing
-import os
-import re
 import time
 import uuid
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import AsyncIterator
 
-from aiohttp import web
-
 from ...host import GuestModule, Instance, Limits
-from ...host.apps.channel import AppNotAnswering, QueryFailed, query as app_query
-from ...host.apps.server import serve_request
-from ...store import format_text
-from ..context import CONFIG, LOGS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, STORE, error_response, read_body
+from ...store.apps import AppRecord, AppRecords
 
 log = logging.getLogger("wapo.gateway.apps")
+
 
 POLL_INTERVAL = 3.0
 BACKOFF_INITIAL = 0.5
@@ -64,139 +54,6 @@ STOP_GRACE = 2.0
 WAIT_RUNNING = 10.0  # how long a request waits for a restarting app before 503
 ANSWER_TIMEOUT = 60.0  # the wait for a response head / query reply (504 after)
 LOG_FLUSH = 1.0
-ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
-
-
-class AppRecordError(ValueError):
-    pass
-
-
-def check_app_id(app_id: str) -> str:
-    """App ids are log keys: 1..64 of [A-Za-z0-9_.:-], not starting with Qm or b (those look like CIDs)."""
-    if not ID_RE.match(app_id) or app_id.startswith(("Qm", "b")):
-        raise AppRecordError(f"invalid app id {app_id!r}: use 1..64 letters, digits, _ . : -, "
-                             "not starting with 'Qm' or 'b'")
-    return app_id
-
-
-def default_app_id(path: Path) -> str:
-    stem = re.sub(r"[^A-Za-z0-9_.:-]", "-", path.stem)[:60] or "app"
-    if stem.startswith(("Qm", "b")):
-        stem = "app-" + stem
-    return stem[:64]
-
-
-# --- the record ------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class AppRecord:
-    id: str
-    kind: str  # "wasm" (a .wasm or .wat module of the ABI) or "js"
-    file: str  # the code's file name inside <data>/apps/
-    sha256: str
-    on_demand: bool = False
-    listen: int | None = None  # a port the app may tcp_listen on
-    stopped: bool = False
-    deployed_at: float = 0.0
-
-
-class AppRecords:
-    """``<data>/apps/apps.json``: {"apps": {id: AppRecord fields}}; code in ``<data>/apps/<id>.<ext>``.
-
-    Writers take an flock on ``apps/.lock`` and replace the file atomically."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.dir = Path(data_dir) / "apps"
-        self.path = self.dir / "apps.json"
-
-    def load(self) -> dict[str, AppRecord]:
-        try:
-            data = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            log.error("cannot read %s: %s", self.path, exc)
-            return {}
-        records = {}
-        for app_id, fields in (data.get("apps") or {}).items():
-            try:
-                records[app_id] = AppRecord(**fields)
-            except TypeError as exc:
-                log.error("bad app record %s in %s: %s", app_id, self.path, exc)
-        return records
-
-    def mtime(self) -> int | None:
-        try:
-            return self.path.stat().st_mtime_ns
-        except OSError:
-            return None
-
-    @contextlib.contextmanager
-    def _locked(self):
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def _save(self, records: dict[str, AppRecord]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"apps": {k: asdict(v) for k, v in sorted(records.items())}}, indent=2))
-        os.replace(tmp, self.path)
-
-    def deploy(self, source: Path, app_id: str | None = None, *, on_demand: bool = False,
-               listen: int | None = None) -> AppRecord:
-        source = Path(source)
-        try:
-            code = source.read_bytes()
-        except OSError as exc:
-            raise AppRecordError(f"cannot read {source}: {exc.strerror}") from None
-        app_id = check_app_id(app_id or default_app_id(source))
-        if code[:4] == b"\0asm":
-            kind, ext = "wasm", ".wasm"
-        elif source.suffix == ".wat":
-            kind, ext = "wasm", ".wat"
-        else:
-            kind, ext = "js", ".js"
-            try:
-                code.decode("utf-8")
-            except UnicodeDecodeError:
-                raise AppRecordError(f"{source} is neither a wasm module nor UTF-8 JavaScript") from None
-        if listen is not None and not 1 <= listen <= 65535:
-            raise AppRecordError(f"--listen {listen}: a port is 1..65535")
-        record = AppRecord(id=app_id, kind=kind, file=app_id + ext, sha256=hashlib.sha256(code).hexdigest(),
-                           on_demand=on_demand, listen=listen, stopped=False, deployed_at=time.time())
-        with self._locked():
-            records = self.load()
-            old = records.get(app_id)
-            (self.dir / record.file).write_bytes(code)
-            if old is not None and old.file != record.file:
-                (self.dir / old.file).unlink(missing_ok=True)
-            records[app_id] = record
-            self._save(records)
-        return record
-
-    def remove(self, app_id: str) -> bool:
-        with self._locked():
-            records = self.load()
-            record = records.pop(app_id, None)
-            if record is None:
-                return False
-            (self.dir / record.file).unlink(missing_ok=True)
-            self._save(records)
-        return True
-
-    def set_stopped(self, app_id: str, stopped: bool) -> None:
-        with self._locked():
-            records = self.load()
-            if app_id in records and records[app_id].stopped != stopped:
-                records[app_id] = replace(records[app_id], stopped=stopped)
-                self._save(records)
-
-    def code(self, record: AppRecord) -> bytes:
-        return (self.dir / record.file).read_bytes()
 
 
 # --- one app ------------------------------------------------------------------------------------
@@ -519,161 +376,3 @@ class AppManager:
         await asyncio.gather(*(managed.stop() for managed in self.apps.values()), return_exceptions=True)
         if self._background:
             await asyncio.wait(list(self._background), timeout=5)
-
-
-# --- the gateway side ---------------------------------------------------------------------------------
-
-APPS = web.AppKey("apps", object)
-
-
-def install(app: web.Application) -> bool:
-    """Create the manager (in the first gateway process only) and start/stop it with the app.
-    False in a ``--workers`` child: apps live in the first process (see ``apps_proxy``)."""
-    config = app[CONFIG]
-    if multiprocessing.parent_process() is not None:
-        app[APPS] = None
-        return False
-    manager = AppManager(config.data_dir, limits=config.limits, network=app[NETWORK], logs=app[LOGS])
-    app[APPS] = manager
-
-    async def start(app: web.Application) -> None:
-        await manager.start()
-
-    async def stop(app: web.Application) -> None:
-        await manager.close()
-
-    app.on_startup.append(start)
-    app.on_shutdown.append(stop)
-    return True
-
-
-def _manager(request: web.Request) -> AppManager:
-    manager = request.app[APPS]
-    if manager is None:
-        raise web.HTTPServiceUnavailable(text="apps run in the gateway's first process: use --workers 1")
-    return manager  # type: ignore[return-value]
-
-
-def _lookup(request: web.Request) -> ManagedApp | web.Response:
-    app_id = request.match_info["id"]
-    managed = _manager(request).apps.get(app_id)
-    if managed is None:
-        return error_response(404, f"no app {app_id!r} (deploy it with `wapo deploy`)", request[REQUEST_ID])
-    return managed
-
-
-async def handle_app_http(request: web.Request) -> web.StreamResponse:
-    managed = _lookup(request)
-    if isinstance(managed, web.Response):
-        return managed
-    request_id = request[REQUEST_ID]
-    url = "/" + request.match_info.get("path", "")
-    if request.query_string:
-        url += "?" + request.query_string
-
-    def fail(status: int, message: str) -> web.Response:
-        return error_response(status, f"app {managed.id} {message}", request_id)
-
-    try:
-        async with managed.session(request_id) as instance:
-            return await serve_request(request, instance, url, fail=fail, timeout=ANSWER_TIMEOUT,
-                                       extra_headers=[(REQUEST_ID_HEADER, request_id)])
-    except AppUnavailable as exc:
-        return error_response(503, str(exc), request_id)
-
-
-async def handle_app_query(request: web.Request) -> web.Response:
-    managed = _lookup(request)
-    if isinstance(managed, web.Response):
-        return managed
-    request_id, config = request[REQUEST_ID], request.app[CONFIG]
-    origin = None
-    if "X-Wapo-Origin" in request.headers:
-        try:
-            origin = bytes.fromhex(request.headers["X-Wapo-Origin"])
-            if len(origin) != 32:
-                raise ValueError
-        except ValueError:
-            return error_response(400, "X-Wapo-Origin must be 64 hex digits (32 bytes)", request_id)
-    try:
-        payload = await read_body(request, config.max_request_body)
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(413, f"request body over {config.max_request_body} bytes", request_id)
-    try:
-        async with managed.session(request_id) as instance:
-            reply = await app_query(instance, request.match_info.get("path", ""), payload, origin,
-                                    timeout=ANSWER_TIMEOUT)
-    except AppUnavailable as exc:
-        return error_response(503, str(exc), request_id)
-    except QueryFailed as exc:
-        return error_response(500, "the app answered the query with an error", request_id, appError=str(exc))
-    except AppNotAnswering as exc:
-        return error_response(502, f"app {managed.id} did not answer: {exc}", request_id)
-    except asyncio.TimeoutError:
-        return error_response(504, f"app {managed.id} did not answer within {ANSWER_TIMEOUT:g} s", request_id)
-    return web.Response(body=reply, content_type="application/octet-stream")
-
-
-async def handle_app_status(request: web.Request) -> web.Response:
-    managed = _lookup(request)
-    if isinstance(managed, web.Response):
-        return managed
-    return web.json_response(managed.status())
-
-
-async def handle_app_stop(request: web.Request) -> web.Response:
-    managed = _lookup(request)
-    if isinstance(managed, web.Response):
-        return managed
-    await _manager(request).stop_app(managed)
-    return web.json_response(managed.status())
-
-
-async def handle_app_start(request: web.Request) -> web.Response:
-    managed = _lookup(request)
-    if isinstance(managed, web.Response):
-        return managed
-    await _manager(request).start_app(managed)
-    return web.json_response(managed.status())
-
-
-async def handle_apps_list(request: web.Request) -> web.Response:
-    manager = _manager(request)
-    return web.json_response({"apps": [m.status() for m in manager.apps.values()]})
-
-
-async def handle_apps_reload(request: web.Request) -> web.Response:
-    ids = await _manager(request).reload()
-    return web.json_response({"apps": ids})
-
-
-async def handle_app_logs(request: web.Request) -> web.Response:
-    managed = _lookup(request)
-    if isinstance(managed, web.Response):
-        return managed
-    request_id, store = request[REQUEST_ID], request.app[STORE]
-    q = request.query
-    fmt = q.get("format", "text")
-    if fmt not in ("text", "json"):
-        return error_response(400, "format must be text or json", request_id)
-    try:
-        page, limit = int(q.get("page", "1")), int(q.get("limit", "100"))
-        records = await asyncio.to_thread(store.query_logs, managed.id, q.get("requestId") or None, page, limit)
-    except ValueError as exc:
-        return error_response(400, f"bad paging: {exc}", request_id)
-    if fmt == "json":
-        return web.json_response({"logs": [r.as_dict() for r in records], "page": page, "limit": limit})
-    return web.Response(text=format_text(records), content_type="text/plain")
-
-
-# registered in this order (the first match wins; an app's own POST .../stop or .../query/... is shadowed)
-ROUTES = [
-    ("GET", "/apps", handle_apps_list),
-    ("POST", "/apps/reload", handle_apps_reload),
-    ("GET", "/apps/{id}/logs", handle_app_logs),
-    ("GET", "/app/{id}", handle_app_status),
-    ("POST", "/app/{id}/stop", handle_app_stop),
-    ("POST", "/app/{id}/start", handle_app_start),
-    ("POST", "/app/{id}/query/{path:.*}", handle_app_query),
-    ("*", "/app/{id}/{path:.*}", handle_app_http),
-]

@@ -1,0 +1,217 @@
+"""``/ipfs/<cid>[/<path>]``: load the agent's code, run it once for the request, answer what it
+returns (streamed for style C), and keep the run's logs."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+from ..agent import AgentFailed, AgentRequest, AgentRun
+from ..host import RunOptions
+from ..store import InvalidCID, VaultForbidden, VaultNotFound, parse_cid
+from .config import GatewayConfig
+from .context import (BACKGROUND, CODE_CACHE, CONFIG, HOP_BY_HOP, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER,
+                      STORE, error_response, read_body)
+from .ipfs import CodeNotFound, fetch_from_gateways
+
+log = logging.getLogger("wapo.gateway")
+
+CODE_CACHE_BYTES = 64 * 1024 * 1024  # content by CID never changes: keep recent code decoded in memory
+DISCONNECT_POLL = 0.1
+DISCONNECT_GRACE = 5.0  # how long an agent may take to notice its client left, before the handler returns
+
+
+async def load_code(app: web.Application, cid: str) -> str | None:
+    """The agent's source: from memory, the store, or (verified) from an IPFS gateway."""
+    cache = app[CODE_CACHE]
+    code = cache.get(cid)
+    if code is not None:
+        return code
+    store, config = app[STORE], app[CONFIG]
+    data = await asyncio.to_thread(store.get_code, cid)
+    if data is None and config.ipfs_gateways:
+        data = await fetch_from_gateways(cid, config.ipfs_gateways, max_size=config.max_code_size,
+                                         timeout=config.ipfs_timeout)
+        await asyncio.to_thread(store.put_code, data, cid)
+    if data is None:
+        return None
+    code = data.decode("utf-8")  # UnicodeDecodeError: the caller answers 422
+    if sum(len(c) for c in cache.values()) + len(code) > CODE_CACHE_BYTES:
+        cache.clear()
+    cache[cid] = code
+    return code
+
+
+@functools.lru_cache(maxsize=4096)
+def cid_v0(text: str) -> str:
+    """The CIDv0 of a CID in a URL (cached: the same few CIDs are asked for again and again)."""
+    return parse_cid(text).v0
+
+
+def agent_url(request: web.Request, config: GatewayConfig, path: str, query: list[tuple[str, str]]) -> str:
+    """The URL the agent sees: the gateway's origin, the path *after* /ipfs/<cid>, the query without
+    `key`. Frameworks route on it (a Hono `app.get('/')` answers /ipfs/<cid>), as on the reference."""
+    origin = config.public_url.rstrip("/") if config.public_url else f"{request.scheme}://{request.host}"
+    return origin + quote(path, safe="/%:@!$&'()*+,;=-._~") + (f"?{urlencode(query)}" if query else "")
+
+
+async def handle_agent(request: web.Request) -> web.StreamResponse:
+    app, request_id = request.app, request[REQUEST_ID]
+    config, store = app[CONFIG], app[STORE]
+    try:
+        cid = cid_v0(request.match_info["cid"])
+    except InvalidCID as exc:
+        return error_response(400, f"malformed CID: {exc}", request_id)
+    try:
+        code = await load_code(app, cid)
+    except CodeNotFound as exc:
+        return error_response(404, f"no code for {cid}: {exc}", request_id)
+    except UnicodeDecodeError:
+        return error_response(422, f"the code of {cid} is not UTF-8 JavaScript", request_id)
+    if code is None:
+        return error_response(404, f"no code for {cid} in this gateway's store (publish it with `wapo publish`)",
+                              request_id)
+
+    secret: dict = {}
+    key = request.query.get("key")
+    if key:
+        try:
+            secret = await asyncio.to_thread(store.secrets_for, cid, key)
+        except VaultForbidden:
+            return error_response(403, "this vault key belongs to another CID", request_id)
+        except VaultNotFound:
+            return error_response(403, "unknown vault key", request_id)
+
+    if request.content_length is not None and request.content_length > config.max_request_body:
+        return error_response(413, f"request body over {config.max_request_body} bytes", request_id)
+    try:
+        body = await read_body(request, config.max_request_body)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, f"request body over {config.max_request_body} bytes", request_id)
+
+    query = [(k, v) for k, v in request.query.items() if k != "key"]
+    path = "/" + request.match_info.get("path", "")
+    agent_request = AgentRequest(
+        method=request.method, path=path, query=query,
+        headers=[(k, v) for k, v in request.headers.items()], body=body, secret=secret,
+        url=agent_url(request, config, path, query))
+    return await run_agent(request, cid, code, agent_request)
+
+
+async def run_agent(request: web.Request, cid: str, code: str, agent_request: AgentRequest) -> web.StreamResponse:
+    app, request_id = request.app, request[REQUEST_ID]
+    config, metrics = app[CONFIG], app[METRICS]
+    started = time.monotonic()
+    log_entries: list[tuple[str, str, float]] = [
+        ("START", f"Request: {request.method} {request.rel_url.path}", time.time())]
+    options = RunOptions(limits=config.limits_for(cid), data_dir=config.data_dir, network=app[NETWORK])
+    run = AgentRun(code, agent_request, options=options, name=f"{cid}.js", app_id=cid, max_body=config.max_answer)
+    metrics.live.inc()
+    task = asyncio.create_task(run.run())
+    watcher = _DisconnectWatch(request, run)
+    try:
+        try:
+            head = await asyncio.shield(run.head)
+        except AgentFailed as exc:
+            result = await task
+            kind = result.error_kind or exc.kind
+            metrics.errors.labels(kind).inc()
+            status = {"answer_too_large": 502, "capacity": 503}.get(kind, 500)
+            detail = {"detail": str(exc)} if config.debug else {}
+            return error_response(status, "the agent failed" if status == 500 else str(exc).splitlines()[0], request_id,
+                                  **detail)
+        if run.streaming:
+            # style C: send the body as the agent produces it (server-sent events arrive one by one)
+            response = web.StreamResponse(status=head.status)
+            _copy_headers(head, response, request_id)
+            await response.prepare(request)
+            complete = False
+            try:
+                while isinstance(chunk := await run.chunks.get(), bytes):
+                    await response.write(chunk)
+                complete = chunk is None
+            except ConnectionResetError:
+                run.cancel()  # the client left: abort the agent's request.signal
+                metrics.errors.labels("client_disconnected").inc()
+            if complete:
+                result = await task
+                await response.write_eof()
+            else:
+                # failed or too large after the head was sent: end the connection without the final
+                # chunk, so the client sees a truncated answer, never a complete 200
+                if request.transport is not None:
+                    request.transport.close()
+                result = await _finish_soon(task)
+                if result is None:
+                    return response
+        else:
+            result = await task
+            response = web.Response(status=head.status, body=head.body)
+            _copy_headers(head, response, request_id)
+        if result.error:
+            metrics.errors.labels(result.error_kind or "error").inc()
+        return response
+    finally:
+        watcher.cancel()
+        if task.done():
+            await _store_run_logs(app, cid, request_id, log_entries, task, started)
+        else:  # the agent outlives its client: keep its logs when it ends (within its own limits)
+            pending = asyncio.create_task(_store_run_logs(app, cid, request_id, log_entries, task, started))
+            app[BACKGROUND].add(pending)
+            pending.add_done_callback(app[BACKGROUND].discard)
+
+
+async def _finish_soon(task: asyncio.Task):
+    """The task's result if it ends within the grace period, else None (it runs on)."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), timeout=DISCONNECT_GRACE)
+    except asyncio.TimeoutError:
+        return None
+
+
+async def _store_run_logs(app: web.Application, cid: str, request_id: str, entries: list,
+                          task: asyncio.Task, started: float) -> None:
+    metrics = app[METRICS]
+    try:
+        result = await task
+        entries += [(rec.level, rec.message, rec.time) for rec in result.logs]
+    except Exception:
+        log.exception("agent run %s failed in the host", request_id)
+    finally:
+        metrics.live.dec()
+        duration = time.monotonic() - started
+        metrics.run_seconds.observe(duration)
+    entries.append(("END", f"Request: Duration: {duration * 1000:.0f} ms", time.time()))
+    await app[LOGS].write(cid, request_id, entries)
+
+
+class _DisconnectWatch:
+    """aiohttp keeps running a handler whose client left: notice it and tell the agent. It polls
+    the transport with a timer (cheaper than a task: most runs end before the first check)."""
+
+    def __init__(self, request: web.Request, run: AgentRun) -> None:
+        self._request, self._run = request, run
+        self._loop = asyncio.get_running_loop()
+        self._handle = self._loop.call_later(DISCONNECT_POLL, self._check)
+
+    def _check(self) -> None:
+        transport = self._request.transport
+        if transport is None or transport.is_closing():
+            self._run.cancel()
+        else:
+            self._handle = self._loop.call_later(DISCONNECT_POLL, self._check)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+def _copy_headers(head, response: web.StreamResponse, request_id: str) -> None:
+    for name, value in head.headers:
+        if name.lower() not in HOP_BY_HOP:
+            response.headers.add(name, value)
+    response.headers[REQUEST_ID_HEADER] = request_id
