@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from wapo.gateway.apps import routes as apps_mod
+from wapo.gateway.apps import routes as apps_mod, supervisor
 from wapo.gateway.app import make_app
 from wapo.store.apps import AppRecordError, AppRecords
 from wapo.gateway.config import GatewayConfig
@@ -403,7 +403,7 @@ def test_deploy_cli_records_apps(tmp_path, capsys):
 
 
 def test_stop_forces_an_app_that_ignores_its_channels(tmp_path, monkeypatch):
-    monkeypatch.setattr(apps_mod, "STOP_GRACE", 0.3)
+    monkeypatch.setattr(supervisor, "STOP_GRACE", 0.3)
     data = tmp_path / "data"
     idle = tmp_path / "idle.wat"  # never opens a channel, never finishes
     idle.write_text('(module (memory (export "memory") 1) (func (export "wapo_poll") (result i32) (i32.const 0)))')

@@ -7,7 +7,6 @@ import base64
 import hashlib
 import json
 import time
-from types import SimpleNamespace
 
 import pytest
 from Crypto.Hash import keccak
@@ -313,17 +312,17 @@ def test_run_argument_errors(js):
 def test_inner_limits_are_capped_by_the_outer_run():
     from wapo.js.services import MIN_MEMORY, inner_limits
 
-    outer = SimpleNamespace(limits=Limits(memory=64 * 2**20, time=10, fuel=10**9), _started=time.monotonic() - 4)
-    lim = inner_limits(outer, {})
+    outer = Limits(memory=64 * 2**20, time=10, fuel=10**9)
+    lim = inner_limits(outer, 4.0, {})
     assert 5.9 < lim.time <= 6 and lim.memory == 64 * 2**20 and lim.fuel == 10**9
-    lim = inner_limits(outer, {"timeLimit": 60_000, "memoryLimit": 2**40, "gasLimit": 10**12})
+    lim = inner_limits(outer, 4.0, {"timeLimit": 60_000, "memoryLimit": 2**40, "gasLimit": 10**12})
     assert lim.time <= 6 and lim.memory == 64 * 2**20 and lim.fuel == 10**9
-    lim = inner_limits(outer, {"timeLimit": 500, "memoryLimit": 1000, "gasLimit": 100})
+    lim = inner_limits(outer, 4.0, {"timeLimit": 500, "memoryLimit": 1000, "gasLimit": 100})
     assert lim.time == 0.5 and lim.memory == MIN_MEMORY and lim.fuel == 100 * 1024
-    unlimited = SimpleNamespace(limits=Limits(time=0), _started=time.monotonic())
-    lim = inner_limits(unlimited, {})
+    unlimited = Limits(time=0)
+    lim = inner_limits(unlimited, 0.0, {})
     assert lim.time == 0 and lim.fuel is None
-    assert inner_limits(unlimited, {"timeLimit": 1500}).time == 1.5
+    assert inner_limits(unlimited, 0.0, {"timeLimit": 1500}).time == 1.5
 
 
 def test_run_depth_and_concurrency_limits(js):

@@ -10,7 +10,7 @@ from ..host import Limits
 from ..host.limits import parse_duration, parse_size
 from ..host.net.policy import HttpLimits, NetworkPolicy, check_ca_file, parse_cidr, parse_port_range, parse_sni_address
 from ..paths import default_data_dir
-from ..store import Store, StoreError
+from ..store import InvalidCID, Store, StoreError, parse_cid
 
 
 def data_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -119,3 +119,11 @@ def network_from(args: argparse.Namespace) -> NetworkPolicy:
 
 def limits_from(args: argparse.Namespace) -> Limits:
     return Limits(memory=args.memory_limit, time=args.time_limit, burst=args.burst_limit, fuel=args.fuel)
+
+
+def cid_arg(text: str) -> str:
+    """A CID in any form, as its CIDv0 (the form the store keys code, vaults and logs by)."""
+    try:
+        return parse_cid(text).v0
+    except InvalidCID as exc:
+        raise argparse.ArgumentTypeError(f"malformed CID: {exc}") from None

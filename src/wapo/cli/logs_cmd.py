@@ -6,13 +6,13 @@ import argparse
 import json
 import sys
 
-from ..store import InvalidCID, format_text, parse_cid
-from .flags import data_dir_argument, open_store
+from ..store import format_text
+from .flags import cid_arg, data_dir_argument, open_store
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("logs", help="show an agent's logs", description="Show the logs of CID's runs, newest first.")
-    p.add_argument("cid", metavar="CID")
+    p.add_argument("cid", metavar="CID", type=cid_arg)
     p.add_argument("--request-id", default=None)
     p.add_argument("--page", type=int, default=1, help="1..100")
     p.add_argument("--limit", type=int, default=100, help="1..100")
@@ -21,14 +21,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cid = parse_cid(args.cid).v0
-    except InvalidCID as exc:
-        print(f"wapo logs: malformed CID: {exc}", file=sys.stderr)
-        return 2
     with open_store(args) as store:
         try:
-            records = store.query_logs(cid, args.request_id, args.page, args.limit)
+            records = store.query_logs(args.cid, args.request_id, args.page, args.limit)
         except ValueError as exc:
             print(f"wapo logs: {exc}", file=sys.stderr)
             return 2

@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from ..store import InvalidCID, VaultForbidden, VaultNotFound, parse_cid
-from .flags import data_dir_argument, open_store
+from ..store import VaultForbidden, VaultNotFound
+from .flags import cid_arg, data_dir_argument, open_store
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s = actions.add_parser("set", help="create a vault for CID and print its key and token",
                            description="Create a vault bound to CID holding the given k=v pairs (or --json). "
                                        "Prints a JSON object with key and token.")
-    s.add_argument("cid", metavar="CID")
+    s.add_argument("cid", metavar="CID", type=cid_arg)
     s.add_argument("pairs", nargs="*", metavar="k=v")
     s.add_argument("--json", default=None, metavar="OBJECT", help="secrets as a JSON object (merged with k=v)")
     s.add_argument("--inherit", default=None, metavar="KEY", help="a parent vault of the same CID")
@@ -54,11 +54,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"wapo secrets: expected k=v, got {pair!r}", file=sys.stderr)
             return 2
         data[key] = value
-    try:
-        cid = parse_cid(args.cid).v0
-    except InvalidCID as exc:
-        print(f"wapo secrets: malformed CID: {exc}", file=sys.stderr)
-        return 2
+    cid = args.cid
     with open_store(args) as store:
         try:
             key, token = store.create_vault(cid, data, args.inherit)

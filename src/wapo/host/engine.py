@@ -11,6 +11,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 from importlib.metadata import version
 
 import wasmtime
@@ -66,34 +67,50 @@ class EngineConfig:
         return f"wasmtime={WASMTIME_VERSION};epoch=1;stack={MAX_WASM_STACK};fuel={int(self.fuel)}"
 
 
-_engines: dict[EngineConfig, wasmtime.Engine] = {}
-_lock = threading.Lock()
+T = TypeVar("T")
+
+
+def per_config(make: Callable[[EngineConfig], T]) -> Callable[[EngineConfig], T]:
+    """``make`` once per engine configuration, even when threads ask at the same time (an engine or
+    linker made twice would split host functions and compiled code between two copies)."""
+    made: dict[EngineConfig, T] = {}
+    lock = threading.Lock()
+
+    def get(config: EngineConfig = EngineConfig()) -> T:
+        value = made.get(config)
+        if value is None:
+            with lock:
+                value = made.get(config)
+                if value is None:
+                    value = made[config] = make(config)
+        return value
+
+    get.made = made  # type: ignore[attr-defined]
+    return get
+
+
 _ticker: threading.Thread | None = None
+_ticker_lock = threading.Lock()
 
 
 def _tick_forever() -> None:
     while True:
         time.sleep(EPOCH_TICK)
-        for engine in list(_engines.values()):
+        for engine in list(get_engine.made.values()):  # type: ignore[attr-defined]
             engine.increment_epoch()
 
 
-def get_engine(config: EngineConfig = EngineConfig()) -> wasmtime.Engine:
+@per_config
+def get_engine(config: EngineConfig) -> wasmtime.Engine:
     global _ticker
-    engine = _engines.get(config)
-    if engine is not None:
-        return engine
-    with _lock:
-        engine = _engines.get(config)
-        if engine is None:
-            cfg = wasmtime.Config()
-            cfg.epoch_interruption = True
-            cfg.max_wasm_stack = MAX_WASM_STACK
-            cfg.consume_fuel = config.fuel
-            if config.uses_pool:
-                _set_pooling(cfg, POOL_SLOTS)
-            engine = wasmtime.Engine(cfg)
-            _engines[config] = engine
+    cfg = wasmtime.Config()
+    cfg.epoch_interruption = True
+    cfg.max_wasm_stack = MAX_WASM_STACK
+    cfg.consume_fuel = config.fuel
+    if config.uses_pool:
+        _set_pooling(cfg, POOL_SLOTS)
+    engine = wasmtime.Engine(cfg)
+    with _ticker_lock:
         if _ticker is None:
             _ticker = threading.Thread(target=_tick_forever, name="wapo-epoch", daemon=True)
             _ticker.start()

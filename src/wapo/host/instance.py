@@ -83,6 +83,11 @@ class Instance:
         self._require_state().inputs.end(kind)
 
     @property
+    def elapsed(self) -> float:
+        """Seconds since the run started (0 before)."""
+        return time.monotonic() - self._started if self._started else 0.0
+
+    @property
     def finished(self) -> bool:
         """The run ended (or was discarded): the guest takes no more input."""
         return self._done

@@ -13,13 +13,12 @@ into a guest; a call from a guest we are not running is refused, never raised.
 from __future__ import annotations
 
 import logging
-import threading
 
 import wasmtime
 
 from . import _capi
 from .abi import ErrorCode, err, to_signed_i64
-from .engine import EngineConfig, get_engine
+from .engine import EngineConfig, get_engine, per_config
 from .ocalls import dispatch
 from .sandbox import crossings
 from .state import current
@@ -50,22 +49,12 @@ def _ocall_entry(env: int, caller: int, values, count: int) -> int:
 # Kept alive for the process: wasmtime holds the pointer.
 _OCALL_CALLBACK = _capi.UncheckedCallback(_ocall_entry)
 
-_linkers: dict[EngineConfig, wasmtime.Linker] = {}
-_lock = threading.Lock()
-
-
+@per_config
 def linker_for(config: EngineConfig) -> wasmtime.Linker:
-    linker = _linkers.get(config)
-    if linker is not None:
-        return linker
-    with _lock:
-        linker = _linkers.get(config)
-        if linker is None:
-            linker = wasmtime.Linker(get_engine(config))
-            linker.define_wasi()
-            # a FuncType binds to the first engine it is used with: one per linker
-            ocall_type = wasmtime.FuncType([wasmtime.ValType.i32()] * 6, [wasmtime.ValType.i64()])
-            for module, name in OCALL_IMPORTS:
-                _capi.linker_define_unchecked(linker, module, name, ocall_type, _OCALL_CALLBACK)
-            _linkers[config] = linker
+    linker = wasmtime.Linker(get_engine(config))
+    linker.define_wasi()
+    # a FuncType binds to the first engine it is used with: one per linker
+    ocall_type = wasmtime.FuncType([wasmtime.ValType.i32()] * 6, [wasmtime.ValType.i64()])
+    for module, name in OCALL_IMPORTS:
+        _capi.linker_define_unchecked(linker, module, name, ocall_type, _OCALL_CALLBACK)
     return linker

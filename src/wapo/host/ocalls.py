@@ -142,21 +142,21 @@ def reset_timer(st: GuestState, task: int, res: int, delay: int, *_: int) -> int
     return 0
 
 
-@handles(Call.ONESHOT_SEND)
-def oneshot_send(st: GuestState, task: int, res: int, ptr: int, length: int, _3: int) -> int:
-    data = st.memory.read(ptr, length)
+def _oneshot(st: GuestState, res: int) -> Oneshot:
     shot = st.resources.get_as(i32(res), Oneshot)
     assert isinstance(shot, Oneshot)
-    shot.send(data)
+    return shot
+
+
+@handles(Call.ONESHOT_SEND)
+def oneshot_send(st: GuestState, task: int, res: int, ptr: int, length: int, _3: int) -> int:
+    _oneshot(st, res).send(st.memory.read(ptr, length))
     return 0
 
 
 @handles(Call.ONESHOT_SEND_ERROR)
 def oneshot_send_error(st: GuestState, task: int, res: int, ptr: int, length: int, _3: int) -> int:
-    message = st.memory.read_str(ptr, length)
-    shot = st.resources.get_as(i32(res), Oneshot)
-    assert isinstance(shot, Oneshot)
-    shot.send_error(message)
+    _oneshot(st, res).send_error(st.memory.read_str(ptr, length))
     return 0
 
 

@@ -33,12 +33,13 @@ from __future__ import annotations
 import asyncio
 import json
 import struct
-import time
 import weakref
 from typing import TYPE_CHECKING
 
 from .._version import __version__
+from ..host.abi import OcallError
 from ..host.limits import MIB, Limits
+from ..host.options import RunOptions
 from ..host.resources import FutureResource
 from ..host.services import ServiceError, service
 from .sandbox import ScriptError, js_instance
@@ -76,12 +77,11 @@ def _positive(options: dict, key: str) -> float | None:
     return float(value)
 
 
-def inner_limits(outer: Instance, options: dict) -> Limits:
-    """The limits of a nested run: what it asks for, capped by what the outer run has."""
-    outer_limits: Limits = outer.limits
+def inner_limits(outer_limits: Limits, elapsed: float, options: dict) -> Limits:
+    """The limits of a nested run: what it asks for, capped by what the outer run (running for
+    ``elapsed`` seconds so far) has."""
     time_limit = outer_limits.time
     if outer_limits.time:
-        elapsed = time.monotonic() - outer._started
         time_limit = max(outer_limits.time - elapsed, 0.001)
     asked = _positive(options, "timeLimit")
     if asked is not None:
@@ -127,18 +127,21 @@ def run(st: GuestState, payload: bytes) -> bytes:
     if any("\0" in k or "=" in k or "\0" in v for k, v in env):
         raise ServiceError("TypeError", "Wapo.run: env names cannot contain '=' or NUL, values no NUL")
 
-    outer = st._instance
+    outer = st.owner()
+    if outer is None:
+        raise ServiceError("Error", "Wapo.run: the calling run is ending")
     depth = _depth.get(outer, 0) + 1
     if depth > MAX_DEPTH:
         raise ServiceError("RangeError", f"Wapo.run nests at most {MAX_DEPTH} levels deep")
     root = _root.get(outer, outer)
     if _live.get(root, 0) >= MAX_CONCURRENT:
         raise ServiceError("RangeError", f"at most {MAX_CONCURRENT} Wapo.run sandboxes can run at once")
-    limits = inner_limits(outer, request)
+    limits = inner_limits(st.limits, outer.elapsed, request)
+    # the same network policy and data directory (node key); the app address is the inner code's own
+    options = RunOptions(limits=limits, env=tuple(env), data_dir=st.options.data_dir, network=st.network)
     try:
-        extra = {"network": outer.network} if hasattr(outer, "network") else {}  # the same network policy
-        inner = js_instance(request["code"], args, limits=limits, env=env, data_dir=outer.data_dir,
-                            name=request.get("name") if isinstance(request.get("name"), str) else None, **extra)
+        inner = js_instance(request["code"], args, options=options,
+                            name=request.get("name") if isinstance(request.get("name"), str) else None)
     except ScriptError as exc:
         raise ServiceError("TypeError", f"Wapo.run: {exc}") from None
     _depth[inner] = depth
@@ -149,8 +152,6 @@ def run(st: GuestState, payload: bytes) -> bytes:
         _live[root] = max(_live.get(root, 1) - 1, 0)
         if not task.cancelled():
             task.exception()  # retrieved here so asyncio does not warn; runResult reports it
-
-    from ..host.abi import OcallError
 
     task = st.loop.create_task(inner.run())
     task.add_done_callback(finished)
@@ -180,8 +181,6 @@ def result_json(result: RunResult) -> bytes:
 @service("wapojs.runResult")
 def run_result(st: GuestState, payload: bytes) -> bytes:
     """payload: u32 resource id of a finished ``wapojs.run`` -> the run as JSON."""
-    from ..host.abi import OcallError
-
     if len(payload) != 4:
         raise ServiceError("TypeError", "wapojs.runResult: expected a u32 resource id")
     (rid,) = struct.unpack("<I", payload)

@@ -44,6 +44,8 @@ import base64
 import hashlib
 from typing import Iterable, NamedTuple
 
+from ..leb128 import uleb128
+
 __all__ = [
     "CHUNK_SIZE", "MAX_LINKS", "CID", "CidBuilder", "InvalidCID",
     "compute_cid", "parse_cid", "cidv1", "verify", "dag_blocks", "b58encode", "b58decode",
@@ -101,16 +103,6 @@ def b58decode(text: str) -> bytes:
     return b"\0" * pad + body
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -131,11 +123,11 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def _field_bytes(field: int, value: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(value)) + value
+    return uleb128(field << 3 | 2) + uleb128(len(value)) + value
 
 
 def _field_varint(field: int, value: int) -> bytes:
-    return _varint(field << 3) + _varint(value)
+    return uleb128(field << 3) + uleb128(value)
 
 
 def _multihash(block: bytes) -> bytes:
@@ -143,7 +135,7 @@ def _multihash(block: bytes) -> bytes:
 
 
 def _encode_v1(multihash: bytes) -> str:
-    return _encode_v1_raw(_varint(1) + _varint(_DAG_PB) + multihash)
+    return _encode_v1_raw(uleb128(1) + uleb128(_DAG_PB) + multihash)
 
 
 def _encode_v1_raw(raw: bytes) -> str:

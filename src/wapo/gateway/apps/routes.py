@@ -9,8 +9,8 @@ import multiprocessing
 from aiohttp import web
 
 from ...host.apps import AppNotAnswering, QueryFailed, send_query as app_query, serve_request
-from ...store import format_text
-from ..context import CONFIG, LOGS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, STORE, error_response, read_body
+from ..logs import logs_answer
+from ..context import CONFIG, LOGS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, error_response, read_body
 from .supervisor import ANSWER_TIMEOUT, AppManager, AppUnavailable, ManagedApp
 
 # --- the gateway side ---------------------------------------------------------------------------------
@@ -113,20 +113,21 @@ async def handle_app_status(request: web.Request) -> web.Response:
     return web.json_response(managed.status())
 
 
-async def handle_app_stop(request: web.Request) -> web.Response:
+async def _change_state(request: web.Request, start: bool) -> web.Response:
     managed = _lookup(request)
     if isinstance(managed, web.Response):
         return managed
-    await _manager(request).stop_app(managed)
+    manager = _manager(request)
+    await (manager.start_app(managed) if start else manager.stop_app(managed))
     return web.json_response(managed.status())
+
+
+async def handle_app_stop(request: web.Request) -> web.Response:
+    return await _change_state(request, start=False)
 
 
 async def handle_app_start(request: web.Request) -> web.Response:
-    managed = _lookup(request)
-    if isinstance(managed, web.Response):
-        return managed
-    await _manager(request).start_app(managed)
-    return web.json_response(managed.status())
+    return await _change_state(request, start=True)
 
 
 async def handle_apps_list(request: web.Request) -> web.Response:
@@ -143,19 +144,7 @@ async def handle_app_logs(request: web.Request) -> web.Response:
     managed = _lookup(request)
     if isinstance(managed, web.Response):
         return managed
-    request_id, store = request[REQUEST_ID], request.app[STORE]
-    q = request.query
-    fmt = q.get("format", "text")
-    if fmt not in ("text", "json"):
-        return error_response(400, "format must be text or json", request_id)
-    try:
-        page, limit = int(q.get("page", "1")), int(q.get("limit", "100"))
-        records = await asyncio.to_thread(store.query_logs, managed.id, q.get("requestId") or None, page, limit)
-    except ValueError as exc:
-        return error_response(400, f"bad paging: {exc}", request_id)
-    if fmt == "json":
-        return web.json_response({"logs": [r.as_dict() for r in records], "page": page, "limit": limit})
-    return web.Response(text=format_text(records), content_type="text/plain")
+    return await logs_answer(request, managed.id)
 
 
 # registered in this order (the first match wins; an app's own POST .../stop or .../query/... is shadowed)

@@ -36,7 +36,7 @@ import logging
 import ssl
 import weakref
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -118,6 +118,21 @@ class HttpClient:
         self.tls = _tls_context(network.tls_extra_ca)
 
 
+# Why a fetch failed, most specific first (subclasses before their bases).
+_REASONS: tuple[tuple[type[BaseException], Callable[[Any], str]], ...] = (
+    (aiohttp.ClientConnectorDNSError, lambda e: f"cannot resolve {e.host}"),
+    (aiohttp.ClientConnectorCertificateError, lambda e: f"TLS certificate of {e.host} is not valid"),
+    (aiohttp.ClientConnectorError, lambda e: f"cannot connect to {e.host}:{e.port} ({e.strerror or e.os_error})"),
+    (aiohttp.InvalidURL, lambda e: f"invalid URL {e.url}"),
+    (aiohttp.ServerTimeoutError, lambda e: "timed out reading from the server"),
+    (aiohttp.ServerDisconnectedError, lambda e: "the server closed the connection"),
+    (aiohttp.ClientPayloadError, lambda e: f"the response body was cut short ({e})"),
+    (aiohttp.ClientResponseError, lambda e: f"bad response from the server ({e.message})"),
+    (aiohttp.ClientError, lambda e: f"{type(e).__name__}: {e}"),
+    (OSError, lambda e: e.strerror or str(e)),
+)
+
+
 def describe_error(exc: BaseException) -> str:
     """The reason of a failed fetch, as a browser-like message tail."""
     seen = exc
@@ -127,24 +142,10 @@ def describe_error(exc: BaseException) -> str:
         seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
     if isinstance(exc, FetchFailed):
         return str(exc)
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"cannot resolve {exc.host}"
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate of {exc.host} is not valid"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect to {exc.host}:{exc.port} ({exc.strerror or exc.os_error})"
-    if isinstance(exc, aiohttp.InvalidURL):
-        return f"invalid URL {exc.url}"
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return "timed out reading from the server"
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection"
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return f"the response body was cut short ({exc})"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"bad response from the server ({exc.message})"
-    if isinstance(exc, aiohttp.ClientError):
-        return f"{type(exc).__name__}: {exc}"
+    for kind, reason in _REASONS:
+        if isinstance(exc, kind):
+            return reason(exc)
+    return f"{type(exc).__name__}: {exc}"
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
     return f"{type(exc).__name__}: {exc}"

@@ -90,6 +90,17 @@ class Connection(asyncio.Protocol):
             if self.transport is not None and not self.closed:
                 self.transport.resume_reading()
 
+    def half_close(self) -> None:
+        """No more bytes from us: EOF after what is still buffered (TLS over asyncio has no
+        half-close, so there it is close_notify, and the stream ends)."""
+        transport = self.transport
+        if transport is None or self.closed or transport.is_closing():
+            return
+        if not self.tls and transport.can_write_eof():
+            transport.write_eof()
+        else:
+            transport.close()
+
     def take(self, size: int) -> bytes:
         n = min(size, len(self.buf))
         if n == len(self.buf):
@@ -196,17 +207,9 @@ class TcpStream(Resource):
         return n
 
     def poll_shutdown(self, task: int, waker: int) -> None:
-        if self._shut:
-            return
-        self._shut = True
-        conn = self.conn
-        transport = conn.transport
-        if transport is None or conn.closed or transport.is_closing():
-            return
-        if not conn.tls and transport.can_write_eof():
-            transport.write_eof()  # sent after the bytes still buffered
-        else:
-            transport.close()  # TLS over asyncio has no half-close: close_notify, then the stream ends
+        if not self._shut:
+            self._shut = True
+            self.conn.half_close()
 
     def close(self) -> None:
         super().close()

@@ -31,7 +31,7 @@ import errno
 import logging
 import socket
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..abi import ErrorCode, OcallError
 from .args import (MAX_HOST_NAME, ArgReader, check_host, check_port, ip_literal, peer_name,
@@ -45,6 +45,16 @@ log = logging.getLogger("wapo.host.net")
 
 from .quota import NetState, net_state
 from .stream import Connection, TcpStream
+
+
+def _discard(task: asyncio.Task | None, connection: Callable[[Any], Connection]) -> None:
+    """Cancel a connect or accept in progress, or drop the connection it made that nobody took."""
+    if task is None:
+        return
+    if not task.done():
+        task.cancel()
+    elif not task.cancelled() and task.exception() is None:
+        connection(task.result()).drop()
 
 
 def _error_code(exc: BaseException) -> OcallError:
@@ -116,11 +126,7 @@ class TcpConnecting(Resource):
     def close(self) -> None:
         super().close()
         task, self._task = self._task, None
-        if task is not None:
-            if not task.done():
-                task.cancel()
-            elif not task.cancelled() and task.exception() is None:
-                task.result().drop()
+        _discard(task, lambda conn: conn)
         if self._held:
             self._held = False
             self.net.release()
@@ -189,10 +195,7 @@ class TcpListener(Listener):
         super().close()
         task, self._task = self._task, None
         if task is not None:
-            if not task.done():
-                task.cancel()
-            elif not task.cancelled() and task.exception() is None:
-                task.result()[0].drop()
+            _discard(task, lambda accepted: accepted[0])
             self.net.release()
         self.sock.close()
         if self._held:

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 
 from ..abi import OcallError
 from ..net.fetch import FetchFailed, FetchResource, UploadResource, client_for
-from .registry import R, ServiceError, resource_arg, service
+from ..resources import Resource
+from .registry import R, ServiceError, add_resources, resource_arg, service
 
 if TYPE_CHECKING:
     from ..state import GuestState
@@ -55,17 +56,12 @@ def start(st: GuestState, payload: bytes) -> bytes:
         fetch = FetchResource(client_for(st), head, body, streamed=mode == 2)
     except FetchFailed as exc:
         raise ServiceError("TypeError", f"fetch failed: {exc}") from None
+    parts: tuple[Resource, ...] = (fetch, UploadResource(fetch)) if mode == 2 else (fetch,)
     try:
-        fid = st.resources.add(fetch)
+        ids = add_resources(st, *parts)
     except OcallError as exc:
         raise ServiceError("TypeError", f"fetch failed: {exc}") from None
-    uid = -1
-    if mode == 2:
-        try:
-            uid = st.resources.add(UploadResource(fetch))
-        except OcallError as exc:
-            st.resources.close(fid)
-            raise ServiceError("TypeError", f"fetch failed: {exc}") from None
+    fid, uid = ids[0], ids[1] if len(ids) > 1 else -1
     return struct.pack("<Ii", fid, uid)
 
 

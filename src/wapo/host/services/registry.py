@@ -69,3 +69,19 @@ def resource_arg(st: GuestState, payload: bytes, kind: type[R], what: str, prefi
         return st.resources.get_as(rid, kind)  # type: ignore[return-value]
     except OcallError as exc:
         raise ServiceError("TypeError", f"{prefix}: {exc}") from None
+
+
+def add_resources(st: GuestState, *resources: Resource) -> list[int]:
+    """Give the guest several resources that belong together: all of them, or (at the resource
+    limit) none, the ones already added closed again. Raises the table's ``OcallError``."""
+    ids: list[int] = []
+    try:
+        for resource in resources:
+            ids.append(st.resources.add(resource))  # on ResourceLimited the table closes it
+    except OcallError:
+        for rid in ids:
+            st.resources.close(rid)
+        for resource in resources[len(ids) + 1:]:
+            resource.close()
+        raise
+    return ids

@@ -34,7 +34,7 @@ from ..abi import ErrorCode, OcallError
 from ..net.args import check_host, check_port, ip_literal
 from ..net.tcp import Connection, NetState, net_state
 from ..resources import Resource
-from .registry import ServiceError, resource_arg, service
+from .registry import ServiceError, add_resources, resource_arg, service
 
 if TYPE_CHECKING:
     from ..state import GuestState
@@ -207,18 +207,9 @@ class ScriptSocket(Resource):
         return b"\0" if self.writable() else b"\1"
 
     def shutdown(self) -> None:
-        if self._shut or self.conn is None:
-            self._shut = True
-            return
+        if not self._shut and self.conn is not None:
+            self.conn.half_close()
         self._shut = True
-        conn = self.conn
-        transport = conn.transport
-        if transport is None or conn.closed or transport.is_closing():
-            return
-        if not conn.tls and transport.can_write_eof():
-            transport.write_eof()  # after the bytes still buffered
-        else:
-            transport.close()  # TLS over asyncio has no half-close: close_notify ends the stream
 
     def close(self) -> None:
         super().close()
@@ -295,13 +286,8 @@ def connect(st: GuestState, payload: bytes) -> bytes:
         net.release()
         raise
     try:
-        sid = st.resources.add(sock)  # on ResourceLimited the socket is closed (its slot freed)
+        sid, wid = add_resources(st, sock, SocketWriter(sock))  # at the limit the socket is closed (slot freed)
     except OcallError as exc:
-        raise ServiceError("TypeError", f"connect failed: {_reason(exc)}") from None
-    try:
-        wid = st.resources.add(SocketWriter(sock))
-    except OcallError as exc:
-        st.resources.close(sid)
         raise ServiceError("TypeError", f"connect failed: {_reason(exc)}") from None
     return struct.pack("<II", sid, wid)
 

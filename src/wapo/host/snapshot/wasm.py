@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from ...leb128 import uleb128
 from ..errors import WapoError
 
 PAGE = 65536
@@ -24,16 +25,7 @@ class SnapshotError(WapoError):
 
 # --- LEB128 and a byte reader --------------------------------------------------------
 
-def uleb(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+uleb = uleb128
 
 
 def sleb(n: int) -> bytes:
@@ -76,33 +68,27 @@ class Reader:
         self.pos += n
         return out
 
-    def uleb(self, bits: int = 32) -> int:
+    def _leb(self, bits: int) -> tuple[int, int, int]:
+        """The raw bits of a LEB128 number: (value, bits read, last byte)."""
         result = shift = 0
         while True:
             b = self.byte()
             result |= (b & 0x7F) << shift
             shift += 7
             if not b & 0x80:
-                break
+                return result, shift, b
             if shift >= bits + 7:
                 raise self.fail("LEB128 too long")
+
+    def uleb(self, bits: int = 32) -> int:
+        result, _, _ = self._leb(bits)
         if result >> bits:
             raise self.fail("LEB128 out of range")
         return result
 
     def sleb(self, bits: int = 64) -> int:
-        result = shift = 0
-        while True:
-            b = self.byte()
-            result |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-            if shift >= bits + 7:
-                raise self.fail("LEB128 too long")
-        if b & 0x40:
-            result -= 1 << shift
-        return result
+        result, shift, last = self._leb(bits)
+        return result - (1 << shift) if last & 0x40 else result
 
     def name(self) -> str:
         raw = self.bytes(self.uleb())
