@@ -38,7 +38,7 @@ try:
 except ImportError:  # pragma: no cover - the bench extra is not installed
     sys.exit("bench/run.py needs the native baseline: pip install -e '.[bench]' (PyPI quickjs-ng)")
 
-import wapo.host.capi as wapo_capi  # noqa: E402
+import wapo.host._capi as wapo_capi  # noqa: E402
 import wapo.host.linker as wapo_linker  # noqa: E402
 from wapo.host.abi import Call  # noqa: E402
 from wapo.js.runner import js_instance, wapojs_module  # noqa: E402
@@ -366,8 +366,8 @@ async def count_crossings(script: str) -> dict[str, Any]:
 
       * guest->host ocalls, by call number (wraps wapo.host.linker.dispatch, the name the raw
         ocall entry looks up at call time; restored on exit);
-      * host->guest calls (_initialize, every wapo_poll): wapo.host.linker.crossings;
-      * Python->native calls into wasmtime's C API: our bindings (wapo.host.capi, wrapped with
+      * host->guest calls (_initialize, every wapo_poll): wapo.host.sandbox.crossings (the linker shares it);
+      * Python->native calls into wasmtime's C API: our bindings (wapo.host._capi, wrapped with
         counters for the run) plus wasmtime-py's (the functions of wasmtime/_bindings.py, seen
         with sys.setprofile).
     WASI imports (args, clocks) are served by wasmtime itself, never reach Python, and are
