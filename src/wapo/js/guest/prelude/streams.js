@@ -1,13 +1,13 @@
-// @provides ReadableStream ReadableStreamDefaultReader ReadableStreamDefaultController ReadableByteStreamController WritableStream WritableStreamDefaultWriter WritableStreamDefaultController TransformStream TransformStreamDefaultController ByteLengthQueuingStrategy CountQueuingStrategy
+// @provides ReadableStream ReadableStreamDefaultReader ReadableStreamDefaultController ReadableByteStreamController WritableStream WritableStreamDefaultWriter WritableStreamDefaultController TransformStream TransformStreamDefaultController ByteLengthQueuingStrategy CountQueuingStrategy @streams
 // WHATWG Streams, following the reference implementation's algorithms.
 // Public objects keep their state in an internal record under the private
 // symbol K; the algorithms below work on those records.
 // Not provided: BYOB readers (getReader({mode: 'byob'}) throws a TypeError;
 // `type: 'bytes'` sources are supported with a default reader),
 // TextEncoderStream/TextDecoderStream, CompressionStream.
-// Other prelude modules reach the internals through `host.streams` (set when
-// this module loads: touch the `ReadableStream` global first).
+// Other prelude modules reach the internals through `host.internal("streams")`.
 
+const { isObject, records, tag } = host.internal("shared");
 const K = Symbol("wapo.streams");
 const TOKEN = Symbol("wapo.streams.token");
 const noop = () => {};
@@ -30,7 +30,6 @@ function rejectedDeferred(e) { const d = deferred(); handled(d.promise); d.rejec
 function promiseCall(fn, thisArg, args) {
   try { return Promise.resolve(fn.apply(thisArg, args)); } catch (e) { return Promise.reject(e); }
 }
-function isObject(v) { return (typeof v === "object" && v !== null) || typeof v === "function"; }
 function toDict(v, what) {
   if (v === undefined || v === null) return {};
   if (!isObject(v)) throw new TypeError(`${what} must be an object`);
@@ -42,15 +41,7 @@ function getCallback(dict, name, what) {
   if (typeof f !== "function") throw new TypeError(`${what}.${name} must be a function`);
   return f;
 }
-function internal(obj, kind, what) {
-  const r = isObject(obj) ? obj[K] : undefined;
-  if (r === undefined || r.kind !== kind) throw new TypeError(`${what}: 'this' is not a ${kind}`);
-  return r;
-}
-function internalOrUndefined(obj, kind) {
-  const r = isObject(obj) ? obj[K] : undefined;
-  return r !== undefined && r.kind === kind ? r : undefined;
-}
+const { get: internal, find: internalOrUndefined } = records(K);
 function attach(pub, rec) {
   Object.defineProperty(pub, K, { value: rec });
   rec.pub = pub;
@@ -110,8 +101,8 @@ class CountQueuingStrategy {
   get size() { internal(this, "CountQueuingStrategy", "size"); return countSize; }
 }
 const countSize = { size() { return 1; } }.size;
-Object.defineProperty(ByteLengthQueuingStrategy.prototype, Symbol.toStringTag, { value: "ByteLengthQueuingStrategy", configurable: true });
-Object.defineProperty(CountQueuingStrategy.prototype, Symbol.toStringTag, { value: "CountQueuingStrategy", configurable: true });
+tag(ByteLengthQueuingStrategy, "ByteLengthQueuingStrategy");
+tag(CountQueuingStrategy, "CountQueuingStrategy");
 
 // ---- ReadableStream -----------------------------------------------------
 
@@ -206,7 +197,7 @@ class ReadableStream {
 Object.defineProperty(ReadableStream.prototype, Symbol.asyncIterator, {
   value: ReadableStream.prototype.values, writable: true, configurable: true,
 });
-Object.defineProperty(ReadableStream.prototype, Symbol.toStringTag, { value: "ReadableStream", configurable: true });
+tag(ReadableStream, "ReadableStream");
 
 function pipeOptions(options) {
   const o = toDict(options, "options");
@@ -368,6 +359,17 @@ function numReadRequests(rs) { return rs.reader === undefined ? 0 : rs.reader.re
 
 // ---- readers ------------------------------------------------------------
 
+// A method of a reader or writer (`kind`) that returns a promise: steps(record) if `obj` is
+// one, and holds its stream unless `released` is allowed; otherwise a promise rejected with
+// a TypeError.
+function lockMethod(obj, kind, what, steps, released = false) {
+  const r = internalOrUndefined(obj, kind);
+  if (!r) return Promise.reject(new TypeError(`${what}: 'this' is not a ${kind}`));
+  if (!released && r.stream === undefined)
+    return Promise.reject(new TypeError(`${what}: the ${kind.endsWith("Writer") ? "writer" : "reader"} has been released`));
+  return steps(r);
+}
+
 class ReadableStreamDefaultReader {
   constructor(stream) {
     const rs = internalOrUndefined(stream, "ReadableStream");
@@ -377,27 +379,21 @@ class ReadableStreamDefaultReader {
     readerGenericInitialize(reader, rs);
   }
   get closed() {
-    const r = internalOrUndefined(this, "ReadableStreamDefaultReader");
-    if (!r) return Promise.reject(new TypeError("closed: 'this' is not a ReadableStreamDefaultReader"));
-    return r.closed.promise;
+    return lockMethod(this, "ReadableStreamDefaultReader", "closed", (r) => r.closed.promise, true);
   }
   cancel(reason = undefined) {
-    const r = internalOrUndefined(this, "ReadableStreamDefaultReader");
-    if (!r) return Promise.reject(new TypeError("cancel: 'this' is not a ReadableStreamDefaultReader"));
-    if (r.stream === undefined) return Promise.reject(new TypeError("cancel: the reader has been released"));
-    return readableStreamCancel(r.stream, reason);
+    return lockMethod(this, "ReadableStreamDefaultReader", "cancel", (r) => readableStreamCancel(r.stream, reason));
   }
   read() {
-    const r = internalOrUndefined(this, "ReadableStreamDefaultReader");
-    if (!r) return Promise.reject(new TypeError("read: 'this' is not a ReadableStreamDefaultReader"));
-    if (r.stream === undefined) return Promise.reject(new TypeError("read: the reader has been released"));
-    const d = deferred();
-    readableStreamDefaultReaderRead(r, {
-      chunkSteps: (chunk) => d.resolve({ value: chunk, done: false }),
-      closeSteps: () => d.resolve({ value: undefined, done: true }),
-      errorSteps: (e) => d.reject(e),
+    return lockMethod(this, "ReadableStreamDefaultReader", "read", (r) => {
+      const d = deferred();
+      readableStreamDefaultReaderRead(r, {
+        chunkSteps: (chunk) => d.resolve({ value: chunk, done: false }),
+        closeSteps: () => d.resolve({ value: undefined, done: true }),
+        errorSteps: (e) => d.reject(e),
+      });
+      return d.promise;
     });
-    return d.promise;
   }
   releaseLock() {
     const r = internal(this, "ReadableStreamDefaultReader", "releaseLock");
@@ -405,7 +401,7 @@ class ReadableStreamDefaultReader {
     readerRelease(r);
   }
 }
-Object.defineProperty(ReadableStreamDefaultReader.prototype, Symbol.toStringTag, { value: "ReadableStreamDefaultReader", configurable: true });
+tag(ReadableStreamDefaultReader, "ReadableStreamDefaultReader");
 
 function acquireDefaultReader(rs) {
   return new ReadableStreamDefaultReader(rs.pub)[K];
@@ -453,7 +449,7 @@ class ReadableStreamDefaultController {
   }
   error(e = undefined) { controllerError(ctrl(this, "error"), e); }
 }
-Object.defineProperty(ReadableStreamDefaultController.prototype, Symbol.toStringTag, { value: "ReadableStreamDefaultController", configurable: true });
+tag(ReadableStreamDefaultController, "ReadableStreamDefaultController");
 
 // A byte stream controller without BYOB support: chunks are copied into Uint8Arrays.
 class ReadableByteStreamController {
@@ -475,7 +471,7 @@ class ReadableByteStreamController {
   }
   error(e = undefined) { controllerError(ctrl(this, "error"), e); }
 }
-Object.defineProperty(ReadableByteStreamController.prototype, Symbol.toStringTag, { value: "ReadableByteStreamController", configurable: true });
+tag(ReadableByteStreamController, "ReadableByteStreamController");
 
 function ctrl(obj, what) {
   const r = isObject(obj) ? obj[K] : undefined;
@@ -798,7 +794,7 @@ class WritableStream {
     return new WritableStreamDefaultWriter(this);
   }
 }
-Object.defineProperty(WritableStream.prototype, Symbol.toStringTag, { value: "WritableStream", configurable: true });
+tag(WritableStream, "WritableStream");
 
 function createWritableStream(startAlgorithm, writeAlgorithm, closeAlgorithm, abortAlgorithm, hwm, size) {
   const ws = newWritableRecord(Object.create(WritableStream.prototype));
@@ -950,9 +946,7 @@ class WritableStreamDefaultWriter {
     }
   }
   get closed() {
-    const w = internalOrUndefined(this, "WritableStreamDefaultWriter");
-    if (!w) return Promise.reject(new TypeError("closed: 'this' is not a WritableStreamDefaultWriter"));
-    return w.closed.promise;
+    return lockMethod(this, "WritableStreamDefaultWriter", "closed", (w) => w.closed.promise, true);
   }
   get desiredSize() {
     const w = internal(this, "WritableStreamDefaultWriter", "desiredSize");
@@ -960,23 +954,16 @@ class WritableStreamDefaultWriter {
     return writerGetDesiredSize(w);
   }
   get ready() {
-    const w = internalOrUndefined(this, "WritableStreamDefaultWriter");
-    if (!w) return Promise.reject(new TypeError("ready: 'this' is not a WritableStreamDefaultWriter"));
-    return w.ready.promise;
+    return lockMethod(this, "WritableStreamDefaultWriter", "ready", (w) => w.ready.promise, true);
   }
   abort(reason = undefined) {
-    const w = internalOrUndefined(this, "WritableStreamDefaultWriter");
-    if (!w) return Promise.reject(new TypeError("abort: 'this' is not a WritableStreamDefaultWriter"));
-    if (w.stream === undefined) return Promise.reject(new TypeError("abort: the writer has been released"));
-    return writableStreamAbort(w.stream, reason);
+    return lockMethod(this, "WritableStreamDefaultWriter", "abort", (w) => writableStreamAbort(w.stream, reason));
   }
   close() {
-    const w = internalOrUndefined(this, "WritableStreamDefaultWriter");
-    if (!w) return Promise.reject(new TypeError("close: 'this' is not a WritableStreamDefaultWriter"));
-    const ws = w.stream;
-    if (ws === undefined) return Promise.reject(new TypeError("close: the writer has been released"));
-    if (writableCloseQueuedOrInFlight(ws)) return Promise.reject(new TypeError("Cannot close a stream that is already closing or closed"));
-    return writableStreamClose(ws);
+    return lockMethod(this, "WritableStreamDefaultWriter", "close", (w) => {
+      if (writableCloseQueuedOrInFlight(w.stream)) return Promise.reject(new TypeError("Cannot close a stream that is already closing or closed"));
+      return writableStreamClose(w.stream);
+    });
   }
   releaseLock() {
     const w = internal(this, "WritableStreamDefaultWriter", "releaseLock");
@@ -984,13 +971,10 @@ class WritableStreamDefaultWriter {
     writerRelease(w);
   }
   write(chunk = undefined) {
-    const w = internalOrUndefined(this, "WritableStreamDefaultWriter");
-    if (!w) return Promise.reject(new TypeError("write: 'this' is not a WritableStreamDefaultWriter"));
-    if (w.stream === undefined) return Promise.reject(new TypeError("write: the writer has been released"));
-    return writerWrite(w, chunk);
+    return lockMethod(this, "WritableStreamDefaultWriter", "write", (w) => writerWrite(w, chunk));
   }
 }
-Object.defineProperty(WritableStreamDefaultWriter.prototype, Symbol.toStringTag, { value: "WritableStreamDefaultWriter", configurable: true });
+tag(WritableStreamDefaultWriter, "WritableStreamDefaultWriter");
 
 function acquireWriter(ws) { return new WritableStreamDefaultWriter(ws.pub)[K]; }
 function writerCloseWithErrorPropagation(w) {
@@ -1064,7 +1048,7 @@ class WritableStreamDefaultController {
     writableControllerError(c, e);
   }
 }
-Object.defineProperty(WritableStreamDefaultController.prototype, Symbol.toStringTag, { value: "WritableStreamDefaultController", configurable: true });
+tag(WritableStreamDefaultController, "WritableStreamDefaultController");
 
 function wctrl(obj, what) {
   const r = isObject(obj) ? obj[K] : undefined;
@@ -1178,7 +1162,7 @@ class TransformStream {
   get readable() { return internal(this, "TransformStream", "readable").readable.pub; }
   get writable() { return internal(this, "TransformStream", "writable").writable.pub; }
 }
-Object.defineProperty(TransformStream.prototype, Symbol.toStringTag, { value: "TransformStream", configurable: true });
+tag(TransformStream, "TransformStream");
 
 class TransformStreamDefaultController {
   constructor(token) { illegal(token); }
@@ -1190,7 +1174,7 @@ class TransformStreamDefaultController {
   error(reason = undefined) { transformStreamError(internal(this, "TransformController", "error").stream, reason); }
   terminate() { transformControllerTerminate(internal(this, "TransformController", "terminate")); }
 }
-Object.defineProperty(TransformStreamDefaultController.prototype, Symbol.toStringTag, { value: "TransformStreamDefaultController", configurable: true });
+tag(TransformStreamDefaultController, "TransformStreamDefaultController");
 
 function initializeTransformStream(ts, startPromise, writableHWM, writableSize, readableHWM, readableSize) {
   const startAlgorithm = () => startPromise;
@@ -1318,7 +1302,7 @@ function transformSourceCancel(ts, reason) {
 
 // ---- internal hooks for other prelude modules ---------------------------
 
-host.streams = {
+const streams = {
   // A ReadableStream driven by callbacks: pull(controller) / cancel(reason) may
   // return promises; controller is the public controller (enqueue/close/error).
   create({ start, pull, cancel, highWaterMark = 1, size, bytes = false } = {}) {
@@ -1347,4 +1331,5 @@ return {
   ReadableStream, ReadableStreamDefaultReader, ReadableStreamDefaultController, ReadableByteStreamController,
   WritableStream, WritableStreamDefaultWriter, WritableStreamDefaultController,
   TransformStream, TransformStreamDefaultController, ByteLengthQueuingStrategy, CountQueuingStrategy,
+  streams,
 };
