@@ -18,7 +18,7 @@
 // fetch, like Deno's or Node's); redirect: 'manual' gives the 3xx response
 // itself (status and Location readable) instead of an opaque one.
 
-const { u32, concat, asBytes, NULL_BODY_STATUS } = host.internal("shared");
+const { u32, concat, asBytes, hostRead, NULL_BODY_STATUS } = host.internal("shared");
 const registry = typeof FinalizationRegistry === "function"
   ? new FinalizationRegistry((op) => op.close()) : null;
 
@@ -81,29 +81,19 @@ function bodyStream(op) {
     highWaterMark: 0,
     start(c) { ctl = c; },
     pull(controller) {
-      return new Promise((resolve) => {
-        const step = () => {
-          if (op.closed) return resolve();
-          let r;
-          try {
-            r = host.call("http.read", op.idBytes);
-          } catch (e) {
-            op.close();
-            controller.error(e);
-            return resolve();
-          }
-          if (r[0] === 0) {
-            controller.enqueue(r.subarray(1));
-            resolve();
-          } else if (r[0] === 1) {
-            op.close();
-            controller.close();
-            resolve();
-          } else {
-            host.watch(op.fid, step);
-          }
-        };
-        step();
+      return hostRead({
+        read: () => host.call("http.read", op.idBytes),
+        watch: op.fid,
+        gone: () => op.closed,
+        got(r) {
+          if (r[0] === 0) return controller.enqueue(r.subarray(1));
+          op.close();
+          controller.close();
+        },
+        failed(e) {
+          op.close();
+          controller.error(e);
+        },
       });
     },
     cancel() {

@@ -8,7 +8,7 @@ const B = Symbol("wapo.http");
 const TOKEN = Symbol("wapo.http.token");
 const EMPTY = new Uint8Array(0);
 
-const { concat, copyBytes, isObject, records, tag, domException, NULL_BODY_STATUS } = host.internal("shared");
+const { concat, copyBytes, isObject, records, tag, fieldGetters, domException, NULL_BODY_STATUS } = host.internal("shared");
 const { get: slot, find: slotOrUndefined } = records(B);
 function attach(pub, rec) { Object.defineProperty(pub, B, { value: rec }); return rec; }
 
@@ -849,25 +849,12 @@ class Request {
     r.body = body;
     attach(this, r);
   }
-  get method() { return slot(this, "Request", "method").method; }
-  get url() { return slot(this, "Request", "url").url; }
-  get headers() { return slot(this, "Request", "headers").headers; }
-  get destination() { return slot(this, "Request", "destination").destination; }
   get referrer() {
     const r = slot(this, "Request", "referrer");
     return r.referrer === "" ? "" : r.referrer === "no-referrer" ? "" : r.referrer;
   }
-  get referrerPolicy() { return slot(this, "Request", "referrerPolicy").referrerPolicy; }
-  get mode() { return slot(this, "Request", "mode").mode; }
-  get credentials() { return slot(this, "Request", "credentials").credentials; }
-  get cache() { return slot(this, "Request", "cache").cache; }
-  get redirect() { return slot(this, "Request", "redirect").redirect; }
-  get integrity() { return slot(this, "Request", "integrity").integrity; }
-  get keepalive() { return slot(this, "Request", "keepalive").keepalive; }
   get isReloadNavigation() { slot(this, "Request", "isReloadNavigation"); return false; }
   get isHistoryNavigation() { slot(this, "Request", "isHistoryNavigation"); return false; }
-  get signal() { return slot(this, "Request", "signal").signal; }
-  get duplex() { return slot(this, "Request", "duplex").duplex; }
   clone() {
     const r = slot(this, "Request", "clone");
     if (bodyUnusable(r.body)) throw new TypeError("Request.clone: the body has already been used");
@@ -880,6 +867,8 @@ class Request {
     return req;
   }
 }
+fieldGetters(Request, (o, what) => slot(o, "Request", what), ["method", "url", "headers", "destination",
+  "referrerPolicy", "mode", "credentials", "cache", "redirect", "integrity", "keepalive", "signal", "duplex"]);
 addBodyMixin(Request, "Request");
 tag(Request, "Request");
 
@@ -941,17 +930,12 @@ class Response {
     initResponse(r, init ?? {}, { body: { bytes: utf8(text), stream: null, used: false }, type: "application/json" });
     return res;
   }
-  get type() { return slot(this, "Response", "type").type; }
   get url() {
     const r = slot(this, "Response", "url");
     if (r.urlList.length === 0) return "";
     return String(r.urlList[r.urlList.length - 1]).replace(/#.*$/, "");
   }
-  get redirected() { return slot(this, "Response", "redirected").redirected; }
-  get status() { return slot(this, "Response", "status").status; }
   get ok() { const s = slot(this, "Response", "ok").status; return s >= 200 && s <= 299; }
-  get statusText() { return slot(this, "Response", "statusText").statusText; }
-  get headers() { return slot(this, "Response", "headers").headers; }
   clone() {
     const r = slot(this, "Response", "clone");
     if (bodyUnusable(r.body)) throw new TypeError("Response.clone: the body has already been used");
@@ -964,6 +948,7 @@ class Response {
     return res;
   }
 }
+fieldGetters(Response, (o, what) => slot(o, "Response", what), ["type", "redirected", "status", "statusText", "headers"]);
 addBodyMixin(Response, "Response");
 tag(Response, "Response");
 

@@ -767,6 +767,22 @@ function parseText(text, mode) {
     }
     depth--;
   }
+  // The entries of an enum or struct (`what`: 'variant', 'field') as list() takes them, each
+  // starting with a name: item(name, a (where it starts), unique) parses the rest, calling
+  // unique() where the name must be checked to be new in the list.
+  function namedList(close, what, item, sep) {
+    const seen = new Map();
+    list(close, () => {
+      ws();
+      const a = pos;
+      const name = ident();
+      if (name === null) fail('expected a ' + what + ' name');
+      item(name, a, () => {
+        if (seen.has(name)) fail('duplicate ' + what + ' name ' + name, a, a + name.length);
+        seen.set(name, true);
+      });
+    }, sep);
+  }
 
   function type() {
     ws();
@@ -801,12 +817,7 @@ function parseText(text, mode) {
       node = { k: 'tuple', ts };
     } else if (c === '<') {
       const vs = [];
-      const seen = new Map();
-      list('>', () => {
-        ws();
-        const va = pos;
-        const name = ident();
-        if (name === null) fail('expected a variant name');
+      namedList('>', 'variant', (name, va, unique) => {
         let t = null, index = vs.length, explicit = false;
         if (eat(':')) {
           ws();
@@ -820,8 +831,7 @@ function parseText(text, mode) {
             explicit = true;
           }
         }
-        if (seen.has(name)) fail('duplicate variant name ' + name, va, va + name.length);
-        seen.set(name, true);
+        unique();
         vs.push({ name, t, index, explicit, a: va });
       }, () => {
         ws();
@@ -837,14 +847,8 @@ function parseText(text, mode) {
       node = { k: 'enum', vs };
     } else if (c === '{') {
       const fs = [];
-      const seen = new Map();
-      list('}', () => {
-        ws();
-        const fa = pos;
-        const name = ident();
-        if (name === null) fail('expected a field name');
-        if (seen.has(name)) fail('duplicate field name ' + name, fa, fa + name.length);
-        seen.set(name, true);
+      namedList('}', 'field', (name, _, unique) => {
+        unique();
         expect(':', 'after a field name');
         fs.push({ name, t: type() });
       }, () => expect(',', 'or "}" in a struct'));

@@ -34,7 +34,7 @@
 
 const ORIGIN = "http://localhost";
 const NO_BODY_METHODS = new Set(["GET", "HEAD"]);
-const { u32, readU32, concat, asBytes, NULL_BODY_STATUS } = host.internal("shared");
+const { u32, readU32, concat, asBytes, hostRead, NULL_BODY_STATUS } = host.internal("shared");
 
 function toBytes(chunk, what) {
   const bytes = asBytes(chunk, true);
@@ -145,27 +145,15 @@ function requestBody(ex) {
   return host.internal("streams").create({
     highWaterMark: 0,
     pull(controller) {
-      return new Promise((resolve) => {
-        const step = () => {
-          if (ex.closed) { try { controller.close(); } catch (_) { /* already done */ } return resolve(); }
-          let r;
-          try {
-            r = host.call("app.http.read_body", ex.ioBytes);
-          } catch (e) {
-            controller.error(e);
-            return resolve();
-          }
-          if (r[0] === 0) {
-            controller.enqueue(r.slice(1));
-            resolve();
-          } else if (r[0] === 1) {
-            controller.close();
-            resolve();
-          } else {
-            host.watch(ex.readWatch, step);
-          }
-        };
-        step();
+      return hostRead({
+        read: () => host.call("app.http.read_body", ex.ioBytes),
+        watch: ex.readWatch,
+        gone() {
+          if (ex.closed) { try { controller.close(); } catch (_) { /* already done */ } }
+          return ex.closed;
+        },
+        got: (r) => (r[0] === 0 ? controller.enqueue(r.slice(1)) : controller.close()),
+        failed: (e) => controller.error(e),
       });
     },
   });

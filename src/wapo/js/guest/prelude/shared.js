@@ -80,6 +80,15 @@ function tag(cls, name) {
   Object.defineProperty(cls.prototype, Symbol.toStringTag, { value: name, configurable: true });
 }
 
+// Read-only attributes of cls, as `get name() { return state(this, "name").name; }` in its
+// class body would define them: `state(obj, what)` gives obj's record (and checks obj).
+function fieldGetters(cls, state, names) {
+  for (const name of names) {
+    const { get } = Object.getOwnPropertyDescriptor({ get [name]() { return state(this, name)[name]; } }, name);
+    Object.defineProperty(cls.prototype, name, { get, configurable: true });
+  }
+}
+
 // A DOMException (an Error of that name if the global was replaced by something unusable).
 function domException(message, name) {
   try {
@@ -90,7 +99,33 @@ function domException(message, name) {
   return e;
 }
 
-// ---- HTTP -----------------------------------------------------------------------
+// ---- host streams and HTTP -------------------------------------------------------
+
+// Takes the next message of a host stream for a pull: read() returns [0, ...data] (a message),
+// [1] (the end) or anything else (nothing yet: host resource `watch` is watched, then read()
+// is tried again unless gone() by then). got(r) takes [0, ...] or [1], failed(e) what read()
+// threw; the promise resolves after either (or once gone).
+function hostRead({ read, watch, gone, got, failed }) {
+  return new Promise((resolve) => {
+    const step = () => {
+      if (gone()) return resolve();
+      let r;
+      try {
+        r = read();
+      } catch (e) {
+        failed(e);
+        return resolve();
+      }
+      if (r[0] === 0 || r[0] === 1) {
+        got(r);
+        resolve();
+      } else {
+        host.watch(watch, step);
+      }
+    };
+    step();
+  });
+}
 
 // Responses with these statuses have no body.
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
@@ -98,7 +133,7 @@ const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 return {
   shared: Object.freeze({
     u32, readU32, concat, asBytes, copyBytes, HEX, hex,
-    isObject, records, stateOf, tag, domException,
-    NULL_BODY_STATUS,
+    isObject, records, stateOf, tag, fieldGetters, domException,
+    hostRead, NULL_BODY_STATUS,
   }),
 };

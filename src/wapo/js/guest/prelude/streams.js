@@ -42,6 +42,19 @@ function getCallback(dict, name, what) {
   return f;
 }
 const { get: internal, find: internalOrUndefined } = records(K);
+// A method `what` that returns a promise: steps(record) for `obj`, a `kind`; instead a promise
+// rejected with a TypeError if obj is not one, or with the message refuse(record, what) gives.
+function promiseMethod(obj, kind, what, steps, refuse = undefined) {
+  const r = internalOrUndefined(obj, kind);
+  if (!r) return Promise.reject(new TypeError(`${what}: 'this' is not a ${kind}`));
+  const message = refuse === undefined ? null : refuse(r, what);
+  if (message !== null) return Promise.reject(new TypeError(message));
+  return steps(r);
+}
+// The refusal of a reader or writer that has released its stream.
+function released(r, what) {
+  return r.stream === undefined ? `${what}: the ${r.kind.endsWith("Writer") ? "writer" : "reader"} has been released` : null;
+}
 function attach(pub, rec) {
   Object.defineProperty(pub, K, { value: rec });
   rec.pub = pub;
@@ -81,28 +94,24 @@ function dequeueValue(c) {
 }
 function peekQueueValue(c) { return c.queue[c.queueHead].value; }
 
-class ByteLengthQueuingStrategy {
-  constructor(init) {
-    if (!isObject(init) || init.highWaterMark === undefined)
-      throw new TypeError("ByteLengthQueuingStrategy requires an object with a highWaterMark");
-    Object.defineProperty(this, K, { value: { kind: "ByteLengthQueuingStrategy", hwm: Number(init.highWaterMark) } });
-  }
-  get highWaterMark() { return internal(this, "ByteLengthQueuingStrategy", "highWaterMark").hwm; }
-  get size() { internal(this, "ByteLengthQueuingStrategy", "size"); return byteLengthSize; }
+// The class of a built-in queuing strategy: its highWaterMark comes from the init object,
+// its size is always the function `size`.
+function queuingStrategy(name, size) {
+  const cls = class {
+    constructor(init) {
+      if (!isObject(init) || init.highWaterMark === undefined)
+        throw new TypeError(`${name} requires an object with a highWaterMark`);
+      Object.defineProperty(this, K, { value: { kind: name, hwm: Number(init.highWaterMark) } });
+    }
+    get highWaterMark() { return internal(this, name, "highWaterMark").hwm; }
+    get size() { internal(this, name, "size"); return size; }
+  };
+  Object.defineProperty(cls, "name", { value: name });
+  tag(cls, name);
+  return cls;
 }
-const byteLengthSize = { size(chunk) { return chunk.byteLength; } }.size;
-class CountQueuingStrategy {
-  constructor(init) {
-    if (!isObject(init) || init.highWaterMark === undefined)
-      throw new TypeError("CountQueuingStrategy requires an object with a highWaterMark");
-    Object.defineProperty(this, K, { value: { kind: "CountQueuingStrategy", hwm: Number(init.highWaterMark) } });
-  }
-  get highWaterMark() { return internal(this, "CountQueuingStrategy", "highWaterMark").hwm; }
-  get size() { internal(this, "CountQueuingStrategy", "size"); return countSize; }
-}
-const countSize = { size() { return 1; } }.size;
-tag(ByteLengthQueuingStrategy, "ByteLengthQueuingStrategy");
-tag(CountQueuingStrategy, "CountQueuingStrategy");
+const ByteLengthQueuingStrategy = queuingStrategy("ByteLengthQueuingStrategy", { size(chunk) { return chunk.byteLength; } }.size);
+const CountQueuingStrategy = queuingStrategy("CountQueuingStrategy", { size() { return 1; } }.size);
 
 // ---- ReadableStream -----------------------------------------------------
 
@@ -139,10 +148,8 @@ class ReadableStream {
   }
   get locked() { return internal(this, "ReadableStream", "locked").reader !== undefined; }
   cancel(reason = undefined) {
-    const rs = internalOrUndefined(this, "ReadableStream");
-    if (!rs) return Promise.reject(new TypeError("cancel: 'this' is not a ReadableStream"));
-    if (rs.reader !== undefined) return Promise.reject(new TypeError("Cannot cancel a locked ReadableStream"));
-    return readableStreamCancel(rs, reason);
+    return promiseMethod(this, "ReadableStream", "cancel", (rs) => readableStreamCancel(rs, reason),
+      (rs) => (rs.reader !== undefined ? "Cannot cancel a locked ReadableStream" : null));
   }
   getReader(options = undefined) {
     const rs = internal(this, "ReadableStream", "getReader");
@@ -359,17 +366,6 @@ function numReadRequests(rs) { return rs.reader === undefined ? 0 : rs.reader.re
 
 // ---- readers ------------------------------------------------------------
 
-// A method of a reader or writer (`kind`) that returns a promise: steps(record) if `obj` is
-// one, and holds its stream unless `released` is allowed; otherwise a promise rejected with
-// a TypeError.
-function lockMethod(obj, kind, what, steps, released = false) {
-  const r = internalOrUndefined(obj, kind);
-  if (!r) return Promise.reject(new TypeError(`${what}: 'this' is not a ${kind}`));
-  if (!released && r.stream === undefined)
-    return Promise.reject(new TypeError(`${what}: the ${kind.endsWith("Writer") ? "writer" : "reader"} has been released`));
-  return steps(r);
-}
-
 class ReadableStreamDefaultReader {
   constructor(stream) {
     const rs = internalOrUndefined(stream, "ReadableStream");
@@ -378,14 +374,12 @@ class ReadableStreamDefaultReader {
     const reader = attach(this, { kind: "ReadableStreamDefaultReader", stream: undefined, readRequests: [], closed: undefined });
     readerGenericInitialize(reader, rs);
   }
-  get closed() {
-    return lockMethod(this, "ReadableStreamDefaultReader", "closed", (r) => r.closed.promise, true);
-  }
+  get closed() { return promiseMethod(this, "ReadableStreamDefaultReader", "closed", (r) => r.closed.promise); }
   cancel(reason = undefined) {
-    return lockMethod(this, "ReadableStreamDefaultReader", "cancel", (r) => readableStreamCancel(r.stream, reason));
+    return promiseMethod(this, "ReadableStreamDefaultReader", "cancel", (r) => readableStreamCancel(r.stream, reason), released);
   }
   read() {
-    return lockMethod(this, "ReadableStreamDefaultReader", "read", (r) => {
+    return promiseMethod(this, "ReadableStreamDefaultReader", "read", (r) => {
       const d = deferred();
       readableStreamDefaultReaderRead(r, {
         chunkSteps: (chunk) => d.resolve({ value: chunk, done: false }),
@@ -393,7 +387,7 @@ class ReadableStreamDefaultReader {
         errorSteps: (e) => d.reject(e),
       });
       return d.promise;
-    });
+    }, released);
   }
   releaseLock() {
     const r = internal(this, "ReadableStreamDefaultReader", "releaseLock");
@@ -777,17 +771,12 @@ class WritableStream {
   }
   get locked() { return internal(this, "WritableStream", "locked").writer !== undefined; }
   abort(reason = undefined) {
-    const ws = internalOrUndefined(this, "WritableStream");
-    if (!ws) return Promise.reject(new TypeError("abort: 'this' is not a WritableStream"));
-    if (ws.writer !== undefined) return Promise.reject(new TypeError("Cannot abort a locked WritableStream"));
-    return writableStreamAbort(ws, reason);
+    return promiseMethod(this, "WritableStream", "abort", (ws) => writableStreamAbort(ws, reason),
+      (ws) => (ws.writer !== undefined ? "Cannot abort a locked WritableStream" : null));
   }
   close() {
-    const ws = internalOrUndefined(this, "WritableStream");
-    if (!ws) return Promise.reject(new TypeError("close: 'this' is not a WritableStream"));
-    if (ws.writer !== undefined) return Promise.reject(new TypeError("Cannot close a locked WritableStream"));
-    if (writableCloseQueuedOrInFlight(ws)) return Promise.reject(new TypeError("Cannot close a stream that is already closing or closed"));
-    return writableStreamClose(ws);
+    return promiseMethod(this, "WritableStream", "close", writableStreamClose,
+      (ws) => (ws.writer !== undefined ? "Cannot close a locked WritableStream" : closingRefusal(ws)));
   }
   getWriter() {
     internal(this, "WritableStream", "getWriter");
@@ -899,6 +888,9 @@ function writableStreamFinishInFlightCloseWithError(ws, error) {
   }
   writableStreamDealWithRejection(ws, error);
 }
+function closingRefusal(ws) {
+  return writableCloseQueuedOrInFlight(ws) ? "Cannot close a stream that is already closing or closed" : null;
+}
 function writableCloseQueuedOrInFlight(ws) { return ws.closeRequest !== undefined || ws.inFlightCloseRequest !== undefined; }
 function writableHasOperationMarkedInFlight(ws) { return ws.inFlightWriteRequest !== undefined || ws.inFlightCloseRequest !== undefined; }
 function writableRejectCloseAndClosedPromiseIfNeeded(ws) {
@@ -945,25 +937,20 @@ class WritableStreamDefaultWriter {
       w.closed = rejectedDeferred(ws.storedError);
     }
   }
-  get closed() {
-    return lockMethod(this, "WritableStreamDefaultWriter", "closed", (w) => w.closed.promise, true);
-  }
+  get closed() { return promiseMethod(this, "WritableStreamDefaultWriter", "closed", (w) => w.closed.promise); }
   get desiredSize() {
     const w = internal(this, "WritableStreamDefaultWriter", "desiredSize");
-    if (w.stream === undefined) throw new TypeError("desiredSize: the writer has been released");
+    const refusal = released(w, "desiredSize");
+    if (refusal !== null) throw new TypeError(refusal);
     return writerGetDesiredSize(w);
   }
-  get ready() {
-    return lockMethod(this, "WritableStreamDefaultWriter", "ready", (w) => w.ready.promise, true);
-  }
+  get ready() { return promiseMethod(this, "WritableStreamDefaultWriter", "ready", (w) => w.ready.promise); }
   abort(reason = undefined) {
-    return lockMethod(this, "WritableStreamDefaultWriter", "abort", (w) => writableStreamAbort(w.stream, reason));
+    return promiseMethod(this, "WritableStreamDefaultWriter", "abort", (w) => writableStreamAbort(w.stream, reason), released);
   }
   close() {
-    return lockMethod(this, "WritableStreamDefaultWriter", "close", (w) => {
-      if (writableCloseQueuedOrInFlight(w.stream)) return Promise.reject(new TypeError("Cannot close a stream that is already closing or closed"));
-      return writableStreamClose(w.stream);
-    });
+    return promiseMethod(this, "WritableStreamDefaultWriter", "close", (w) => writableStreamClose(w.stream),
+      (w, what) => released(w, what) ?? closingRefusal(w.stream));
   }
   releaseLock() {
     const w = internal(this, "WritableStreamDefaultWriter", "releaseLock");
@@ -971,7 +958,7 @@ class WritableStreamDefaultWriter {
     writerRelease(w);
   }
   write(chunk = undefined) {
-    return lockMethod(this, "WritableStreamDefaultWriter", "write", (w) => writerWrite(w, chunk));
+    return promiseMethod(this, "WritableStreamDefaultWriter", "write", (w) => writerWrite(w, chunk), released);
   }
 }
 tag(WritableStreamDefaultWriter, "WritableStreamDefaultWriter");
@@ -1252,52 +1239,38 @@ function transformSinkWrite(ts, chunk) {
   }
   return transformPerform(c, chunk);
 }
-function transformSinkAbort(ts, reason) {
+// The common steps of the sink's abort and close and the source's cancel: once (later calls
+// get the same promise), run algorithm(c) and clear the algorithms; then, unless `other` (the
+// stream on the other side) errored meanwhile, done() on success, failed(r) on a rejection.
+function transformFinish(ts, other, algorithm, done, failed) {
   const c = ts.controller;
   if (c.finish !== undefined) return c.finish.promise;
-  const readable = ts.readable;
   c.finish = deferred();
-  const p = c.cancelAlgorithm(reason);
+  const p = algorithm(c);
   transformClearAlgorithms(c);
   p.then(() => {
-    if (readable.state === "errored") c.finish.reject(readable.storedError);
-    else { controllerError(readable.controller, reason); c.finish.resolve(undefined); }
-  }, (r) => { controllerError(readable.controller, r); c.finish.reject(r); });
+    if (other.state === "errored") c.finish.reject(other.storedError);
+    else { done(); c.finish.resolve(undefined); }
+  }, (r) => { failed(r); c.finish.reject(r); });
   return c.finish.promise;
+}
+function transformSinkAbort(ts, reason) {
+  const readable = ts.readable;
+  return transformFinish(ts, readable, (c) => c.cancelAlgorithm(reason),
+    () => controllerError(readable.controller, reason), (r) => controllerError(readable.controller, r));
 }
 function transformSinkClose(ts) {
-  const c = ts.controller;
-  if (c.finish !== undefined) return c.finish.promise;
   const readable = ts.readable;
-  c.finish = deferred();
-  const p = c.flushAlgorithm();
-  transformClearAlgorithms(c);
-  p.then(() => {
-    if (readable.state === "errored") c.finish.reject(readable.storedError);
-    else { controllerClose(readable.controller); c.finish.resolve(undefined); }
-  }, (r) => { controllerError(readable.controller, r); c.finish.reject(r); });
-  return c.finish.promise;
+  return transformFinish(ts, readable, (c) => c.flushAlgorithm(),
+    () => controllerClose(readable.controller), (r) => controllerError(readable.controller, r));
 }
 function transformSourceCancel(ts, reason) {
-  const c = ts.controller;
-  if (c.finish !== undefined) return c.finish.promise;
   const writable = ts.writable;
-  c.finish = deferred();
-  const p = c.cancelAlgorithm(reason);
-  transformClearAlgorithms(c);
-  p.then(() => {
-    if (writable.state === "errored") c.finish.reject(writable.storedError);
-    else {
-      writableControllerErrorIfNeeded(writable.controller, reason);
-      if (ts.backpressure) transformSetBackpressure(ts, false);
-      c.finish.resolve(undefined);
-    }
-  }, (r) => {
-    writableControllerErrorIfNeeded(writable.controller, r);
+  const unblockWrite = (e) => {
+    writableControllerErrorIfNeeded(writable.controller, e);
     if (ts.backpressure) transformSetBackpressure(ts, false);
-    c.finish.reject(r);
-  });
-  return c.finish.promise;
+  };
+  return transformFinish(ts, writable, (c) => c.cancelAlgorithm(reason), () => unblockWrite(reason), unblockWrite);
 }
 
 // ---- internal hooks for other prelude modules ---------------------------

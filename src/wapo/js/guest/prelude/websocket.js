@@ -23,7 +23,7 @@ const EV_OPEN = 1, EV_TEXT = 2, EV_BINARY = 3, EV_ERROR = 4, EV_CLOSE = 5;
 const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const later = globalThis.setImmediate;  // a macrotask (a guest timer with no delay)
 
-const { u32, readU32, concat, copyBytes, stateOf } = host.internal("shared");
+const { u32, readU32, concat, copyBytes, stateOf, fieldGetters } = host.internal("shared");
 
 // The init dictionary of event constructor `what` (MessageEvent, CloseEvent), after its checks.
 function eventInit(what, argc, eventInitDict) {
@@ -50,14 +50,9 @@ class MessageEvent extends Event {
       ports: Object.freeze(ports),
     };
   }
-  get data() { return me(this).data; }
-  get origin() { return me(this).origin; }
-  get lastEventId() { return me(this).lastEventId; }
-  get source() { return me(this).source; }
-  get ports() { return me(this).ports; }
   get [Symbol.toStringTag]() { return "MessageEvent"; }
 }
-function me(ev) { return stateOf(ev, ME); }
+fieldGetters(MessageEvent, (ev) => stateOf(ev, ME), ["data", "origin", "lastEventId", "source", "ports"]);
 
 const CE = Symbol("CloseEvent");
 class CloseEvent extends Event {
@@ -71,12 +66,9 @@ class CloseEvent extends Event {
       reason: init.reason === undefined ? "" : String(init.reason),
     };
   }
-  get wasClean() { return ce(this).wasClean; }
-  get code() { return ce(this).code; }
-  get reason() { return ce(this).reason; }
   get [Symbol.toStringTag]() { return "CloseEvent"; }
 }
-function ce(ev) { return stateOf(ev, CE); }
+fieldGetters(CloseEvent, (ev) => stateOf(ev, CE), ["wasClean", "code", "reason"]);
 
 // ---- the WebSocket -------------------------------------------------------------------
 
