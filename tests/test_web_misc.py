@@ -108,3 +108,16 @@ def test_local_storage(js):
         scriptOutput = JSON.stringify(r);
     """) == ["1", 2, "k", "j", None, "v", "1", ["k", "j"], True, None, 2, "again", 1, None, "function", "shadow?",
              0, "[object Storage]", True, None, "1", "TypeError", "TypeError", "QuotaExceededError", True, 0]
+
+
+def test_prelude_internals_are_not_globals(js):
+    """Prelude modules share helpers through host.internal(name) (docs/prelude.md): no global
+    for them, and replacing a global the prelude itself uses does not break the prelude."""
+    assert out(js, """
+        const seen = ['shared', 'streams', 'http', 'websocket', 'runAgent', '@shared', 'host', 'internal']
+          .filter((n) => n in globalThis);
+        delete globalThis.ReadableStream;
+        const res = new Response('hi');
+        const body = res.body;
+        res.text().then((t) => { scriptOutput = JSON.stringify([seen, typeof body, t]); });
+    """) == [[], "object", "hi"]

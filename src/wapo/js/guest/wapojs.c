@@ -118,7 +118,7 @@ static struct {
     int n_timers, cap_timers;
     int64_t next_timer_id;
     int32_t host_timer; /* resource id, or -1 */
-    JSValue prelude_exports[PRELUDE_COUNT + 1]; /* JS_UNDEFINED until a module is loaded */
+    JSValue prelude_exports[PRELUDE_COUNT + 1]; /* JS_UNDEFINED until a module is loaded (null while it loads) */
     JSValue host;  /* the native bindings object handed to prelude modules */
     struct Watch { int32_t waker, res; JSValue callback; } *watches;  /* host.watch() callbacks */
     int n_watches, cap_watches;
@@ -838,6 +838,8 @@ static JSValue js_host_exit(JSContext *ctx, JSValueConst this_val, int argc, JSV
     return JS_Throw(ctx, err);
 }
 
+static JSValue js_host_internal(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv);
+
 static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("environ", 0, js_host_environ),
     JS_CFUNC_DEF("exit", 1, js_host_exit),
@@ -853,21 +855,53 @@ static const JSCFunctionListEntry host_funcs[] = {
     JS_CFUNC_DEF("utf8Encode", 1, js_host_utf8_encode),
     JS_CFUNC_DEF("utf8Decode", 2, js_host_utf8_decode),
     JS_CFUNC_DEF("memoryUsage", 0, js_host_memory_usage),
+    JS_CFUNC_DEF("internal", 1, js_host_internal),
 };
 
 /* ---- the JS prelude, loaded lazily ------------------------------------- */
 
-/* Evaluate prelude module `idx` once; its function returns an object of exports. */
+/* The next name on a module's `// @provides` line (*n: its length) after *cursor, which it
+ * moves past the name; NULL after the last. */
+static const char *next_provided(const char **cursor, size_t *n)
+{
+    const char *p = *cursor;
+    while (*p == ' ')
+        p++;
+    if (!*p)
+        return NULL;
+    const char *end = strchr(p, ' ');
+    *n = end ? (size_t)(end - p) : strlen(p);
+    *cursor = p + *n;
+    return p;
+}
+
+/* The prelude module that provides internal name `name` (`// @provides @name`), or -1. */
+static int internal_module(const char *name, size_t len)
+{
+    for (int i = 0; i < PRELUDE_COUNT; i++) {
+        const char *cursor = prelude_modules[i].provides, *p;
+        size_t n;
+        while ((p = next_provided(&cursor, &n)) != NULL)
+            if (*p == '@' && n == len + 1 && !memcmp(p + 1, name, len))
+                return i;
+    }
+    return -1;
+}
+
+/* Evaluate prelude module `idx` once; its function returns an object of exports. While it
+ * runs its slot holds null: using the module then (a cycle) is an error. */
 static JSValue prelude_load(JSContext *ctx, int idx)
 {
+    const PreludeModule *m = &prelude_modules[idx];
+    if (JS_IsNull(S.prelude_exports[idx]))
+        return JS_ThrowInternalError(ctx, "prelude module %s is used while it loads", m->file);
     if (!JS_IsUndefined(S.prelude_exports[idx]))
         return JS_DupValue(ctx, S.prelude_exports[idx]);
-    const PreludeModule *m = &prelude_modules[idx];
+    S.prelude_exports[idx] = JS_NULL;
     JSValue fn = JS_Eval(ctx, m->src, m->len, m->file, JS_EVAL_TYPE_GLOBAL);
-    if (JS_IsException(fn))
-        return fn;
-    JSValue exports = JS_Call(ctx, fn, JS_UNDEFINED, 1, (JSValueConst *)&S.host);
+    JSValue exports = JS_IsException(fn) ? JS_EXCEPTION : JS_Call(ctx, fn, JS_UNDEFINED, 1, (JSValueConst *)&S.host);
     JS_FreeValue(ctx, fn);
+    S.prelude_exports[idx] = JS_UNDEFINED;
     if (JS_IsException(exports))
         return exports;
     if (!JS_IsObject(exports)) {
@@ -876,6 +910,35 @@ static JSValue prelude_load(JSContext *ctx, int idx)
     }
     S.prelude_exports[idx] = JS_DupValue(ctx, exports);
     return exports;
+}
+
+/* What prelude module `idx` exports as `name` (loading the module first). */
+static JSValue prelude_export(JSContext *ctx, int idx, const char *name)
+{
+    JSValue exports = prelude_load(ctx, idx);
+    if (JS_IsException(exports))
+        return exports;
+    JSValue value = JS_GetPropertyStr(ctx, exports, name);
+    JS_FreeValue(ctx, exports);
+    return value;
+}
+
+/* host.internal(name): what the prelude module declaring `@name` exports as `name`: helpers
+ * shared by prelude modules, never a global (docs/prelude.md). */
+static JSValue js_host_internal(JSContext *ctx, JSValueConst this_val, int argc, JSValueConst *argv)
+{
+    (void)this_val;
+    if (argc < 1 || !JS_IsString(argv[0]))
+        return JS_ThrowTypeError(ctx, "host.internal(name)");
+    size_t n;
+    const char *name = JS_ToCStringLen(ctx, &n, argv[0]);
+    if (!name)
+        return JS_EXCEPTION;
+    int idx = internal_module(name, n);
+    JSValue value = idx < 0 ? JS_ThrowTypeError(ctx, "host.internal: no prelude module provides @%s", name)
+                            : prelude_export(ctx, idx, name);
+    JS_FreeCString(ctx, name);
+    return value;
 }
 
 #define GLOBAL_FLAGS (JS_PROP_WRITABLE | JS_PROP_CONFIGURABLE)
@@ -919,16 +982,11 @@ static void install_prelude(JSContext *ctx, JSValueConst global)
     for (int i = 0; i <= PRELUDE_COUNT; i++)
         S.prelude_exports[i] = JS_UNDEFINED;
     for (int i = 0; i < PRELUDE_COUNT; i++) {
-        const char *p = prelude_modules[i].provides;
-        while (*p) {
-            const char *end = strchr(p, ' ');
-            size_t n = end ? (size_t)(end - p) : strlen(p);
-            if (*p == '@') {  /* an internal entry point, not a global */
-                p += n;
-                while (*p == ' ')
-                    p++;
+        const char *cursor = prelude_modules[i].provides, *p;
+        size_t n;
+        while ((p = next_provided(&cursor, &n)) != NULL) {
+            if (*p == '@')  /* an internal name, not a global */
                 continue;
-            }
             JSValue data[2] = { JS_NewInt32(ctx, i), JS_NewStringLen(ctx, p, n) };
             JSAtom name = JS_NewAtomLen(ctx, p, n);
             JSValue get = JS_NewCFunctionData(ctx, prelude_getter, 0, 0, 2, data);
@@ -936,9 +994,6 @@ static void install_prelude(JSContext *ctx, JSValueConst global)
             JS_DefinePropertyGetSet(ctx, global, name, get, set, JS_PROP_CONFIGURABLE);
             JS_FreeAtom(ctx, name);
             JS_FreeValue(ctx, data[1]);
-            p += n;
-            while (*p == ' ')
-                p++;
         }
     }
 }
@@ -1042,13 +1097,12 @@ void wapojs_init_preloaded(void)
     JSContext *ctx = S.ctx;
     JSValue global = JS_GetGlobalObject(ctx);
     for (int i = 0; i < PRELUDE_COUNT; i++) {
-        const char *p = prelude_modules[i].provides;
-        while (*p) {
-            const char *end = strchr(p, ' ');
-            size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *cursor = prelude_modules[i].provides, *p;
+        size_t n;
+        while ((p = next_provided(&cursor, &n)) != NULL) {
             JSValue v;
             if (*p == '@') {
-                v = prelude_load(ctx, i);  /* an internal entry point: load its module */
+                v = prelude_load(ctx, i);  /* an internal name: load its module */
             } else {
                 JSAtom name = JS_NewAtomLen(ctx, p, n);
                 v = JS_GetProperty(ctx, global, name);  /* runs the lazy getter */
@@ -1057,9 +1111,6 @@ void wapojs_init_preloaded(void)
             if (JS_IsException(v))
                 JS_FreeValue(ctx, JS_GetException(ctx));
             JS_FreeValue(ctx, v);
-            p += n;
-            while (*p == ' ')
-                p++;
         }
     }
     JS_FreeValue(ctx, global);
@@ -1141,19 +1192,22 @@ static bool start(void)
     return set_script_args(S.ctx);
 }
 
-/* The prelude module that provides entry point `entry` (`// @provides @entry`), or -1. */
-static int entry_module(const char *entry)
+/* Call `fn_name` of what prelude module `idx` exports with this run's (code, name, isModule). */
+static JSValue call_entry(JSContext *ctx, int idx, const char *fn_name)
 {
-    size_t want = strlen(entry);
-    for (int i = 0; i < PRELUDE_COUNT; i++) {
-        const char *p = prelude_modules[i].provides;
-        while ((p = strchr(p, '@')) != NULL) {
-            p++;
-            if (!strncmp(p, entry, want) && (!p[want] || p[want] == ' '))
-                return i;
-        }
-    }
-    return -1;
+    JSValue fn = prelude_export(ctx, idx, fn_name);
+    if (JS_IsException(fn))
+        return fn;
+    JSValue args[3] = {
+        JS_NewString(ctx, S.code),
+        JS_NewString(ctx, S.name ? S.name : "<agent>"),
+        JS_NewBool(ctx, S.is_module),
+    };
+    JSValue r = JS_Call(ctx, fn, JS_UNDEFINED, 3, args);
+    JS_FreeValue(ctx, fn);
+    for (int k = 0; k < 3; k++)
+        JS_FreeValue(ctx, args[k]);
+    return r;
 }
 
 /* Compile the code of the WASI args ([options] --entry=NAME -c CODE, as for a run) into this
@@ -1171,25 +1225,14 @@ int32_t wapojs_precompile(void)
     char **argv = NULL, *args_buf = NULL;
     int32_t ok = 0;
     if (read_wasi_args(&argc, &argv, &args_buf) && parse_args(argc, argv) && S.entry && *S.code) {
-        int idx = entry_module(S.entry);
-        JSValue exports = idx < 0 ? JS_UNDEFINED : prelude_load(S.ctx, idx);
-        JSValue fn = JS_IsObject(exports) ? JS_GetPropertyStr(S.ctx, exports, "precompile") : JS_UNDEFINED;
-        JS_FreeValue(S.ctx, exports);
-        if (JS_IsFunction(S.ctx, fn)) {
-            JSValue args[3] = {
-                JS_NewString(S.ctx, S.code),
-                JS_NewString(S.ctx, S.name ? S.name : "<agent>"),
-                JS_NewBool(S.ctx, S.is_module),
-            };
+        int idx = internal_module(S.entry, strlen(S.entry));
+        if (idx >= 0) {
             S.precompiling = true;
-            JSValue r = JS_Call(S.ctx, fn, JS_UNDEFINED, 3, args);
+            JSValue r = call_entry(S.ctx, idx, "precompile");
             S.precompiling = false;
-            for (int k = 0; k < 3; k++)
-                JS_FreeValue(S.ctx, args[k]);
             ok = !JS_IsException(r) && S.pre_kind != PRE_NONE;
             JS_FreeValue(S.ctx, r);
         }
-        JS_FreeValue(S.ctx, fn);
     }
     JS_FreeValue(S.ctx, JS_GetException(S.ctx));
     S.memory_limit = 0;
@@ -1208,33 +1251,9 @@ int32_t wapojs_precompile(void)
     return ok;
 }
 
-/* Hand the code to a prelude entry point: entry(code, name, isModule, scriptArgs). */
-static bool run_entry(void)
+/* The outcome of the main code: false (and the run failed) if `r` is an exception. */
+static bool main_done(JSContext *ctx, JSValue r)
 {
-    JSContext *ctx = S.ctx;
-    int idx = entry_module(S.entry);
-    if (idx < 0) {
-        static const char msg[] = "wapojs: unknown --entry";
-        host_report(REPORT_SETUP, msg, sizeof(msg) - 1);
-        S.finished = true;
-        return false;
-    }
-    JSValue exports = prelude_load(ctx, idx);
-    if (JS_IsException(exports)) {
-        fail_with_exception();
-        return false;
-    }
-    JSValue fn = JS_GetPropertyStr(ctx, exports, S.entry);
-    JS_FreeValue(ctx, exports);
-    JSValue args[3] = {
-        JS_NewString(ctx, S.code),
-        JS_NewString(ctx, S.name ? S.name : "<agent>"),
-        JS_NewBool(ctx, S.is_module),
-    };
-    JSValue r = JS_Call(ctx, fn, JS_UNDEFINED, 3, args);
-    JS_FreeValue(ctx, fn);
-    for (int k = 0; k < 3; k++)
-        JS_FreeValue(ctx, args[k]);
     if (JS_IsException(r)) {
         fail_with_exception();
         return false;
@@ -1243,20 +1262,26 @@ static bool run_entry(void)
     return true;
 }
 
+/* Hand the code to a prelude entry point: entry(code, name, isModule). */
+static bool run_entry(void)
+{
+    int idx = internal_module(S.entry, strlen(S.entry));
+    if (idx < 0) {
+        static const char msg[] = "wapojs: unknown --entry";
+        host_report(REPORT_SETUP, msg, sizeof(msg) - 1);
+        S.finished = true;
+        return false;
+    }
+    return main_done(S.ctx, call_entry(S.ctx, idx, S.entry));
+}
+
 static bool eval_main(void)
 {
-    JSContext *ctx = S.ctx;
     if (S.entry)
         return run_entry();
     int flags = S.is_module ? JS_EVAL_TYPE_MODULE : JS_EVAL_TYPE_GLOBAL;
     const char *name = S.name ? S.name : (S.is_module ? "<module>" : "<script>");
-    JSValue r = JS_Eval(ctx, S.code, strlen(S.code), name, flags);
-    if (JS_IsException(r)) {
-        fail_with_exception();
-        return false;
-    }
-    JS_FreeValue(ctx, r);
-    return true;
+    return main_done(S.ctx, JS_Eval(S.ctx, S.code, strlen(S.code), name, flags));
 }
 
 /* ---- the event loop --------------------------------------------------- */

@@ -8,32 +8,10 @@
 const ILLEGAL = Symbol("illegal constructor guard");
 const MAX_RANDOM = 65536;
 
-function domError(name, message) {
-  const D = globalThis.DOMException;
-  if (typeof D === "function") return new D(message, name);
-  const e = new Error(message);
-  e.name = name;
-  return e;
-}
-
-function u32le(n) {
-  return new Uint8Array([n & 255, (n >>> 8) & 255, (n >>> 16) & 255, (n >>> 24) & 255]);
-}
-
-function concat(parts) {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
+const { u32, concat, copyBytes, HEX, domException } = host.internal("shared");
 
 function randomBytes(n) {
-  return host.call("random", u32le(n));
+  return host.call("random", u32(n));
 }
 
 // ---- getRandomValues / randomUUID ---------------------------------------------
@@ -50,16 +28,13 @@ function getRandomValues(array) {
     throw new TypeError("Failed to execute 'getRandomValues' on 'Crypto': parameter 1 is not of type 'ArrayBufferView'.");
   const tag = typedArrayTag.call(array);
   if (!INTEGER_ARRAYS.has(tag))
-    throw domError("TypeMismatchError", `Failed to execute 'getRandomValues' on 'Crypto': The provided ArrayBufferView is of type '${tag || "DataView"}', which is not an integer array type.`);
+    throw domException(`Failed to execute 'getRandomValues' on 'Crypto': The provided ArrayBufferView is of type '${tag || "DataView"}', which is not an integer array type.`, "TypeMismatchError");
   if (array.byteLength > MAX_RANDOM)
-    throw domError("QuotaExceededError", `Failed to execute 'getRandomValues' on 'Crypto': The ArrayBufferView's byte length (${array.byteLength}) exceeds the number of bytes of entropy available via this API (${MAX_RANDOM}).`);
+    throw domException(`Failed to execute 'getRandomValues' on 'Crypto': The ArrayBufferView's byte length (${array.byteLength}) exceeds the number of bytes of entropy available via this API (${MAX_RANDOM}).`, "QuotaExceededError");
   if (array.byteLength)
     new Uint8Array(array.buffer, array.byteOffset, array.byteLength).set(randomBytes(array.byteLength));
   return array;
 }
-
-const HEX = [];
-for (let i = 0; i < 256; i++) HEX.push((i < 16 ? "0" : "") + i.toString(16));
 
 function randomUUID() {
   const b = randomBytes(16);
@@ -93,7 +68,7 @@ function algorithmName(alg, op) {
 }
 
 function notSupported(op, name) {
-  return domError("NotSupportedError", `${op}: algorithm ${JSON.stringify(name)} is not supported by WapoJS`);
+  return domException(`${op}: algorithm ${JSON.stringify(name)} is not supported by WapoJS`, "NotSupportedError");
 }
 
 function digestName(alg, op) {
@@ -104,8 +79,7 @@ function digestName(alg, op) {
 
 // A copy of a BufferSource (the caller may change it while the operation runs).
 function bufferSource(data, op, what = "data") {
-  if (data instanceof ArrayBuffer) return new Uint8Array(data.slice(0));
-  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+  if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) return copyBytes(data);
   throw new TypeError(`${op}: ${what} is not of type '(ArrayBuffer or ArrayBufferView)'`);
 }
 
@@ -150,10 +124,10 @@ function checkUsages(usages, allowed, op) {
   for (const u of usages) {
     const s = String(u);
     if (!allowed.includes(s))
-      throw domError("SyntaxError", `${op}: usage ${JSON.stringify(s)} is not valid for this key (allowed: ${allowed.join(", ")})`);
+      throw domException(`${op}: usage ${JSON.stringify(s)} is not valid for this key (allowed: ${allowed.join(", ")})`, "SyntaxError");
     if (!out.includes(s)) out.push(s);
   }
-  if (out.length === 0) throw domError("SyntaxError", `${op}: a secret key needs at least one usage`);
+  if (out.length === 0) throw domException(`${op}: a secret key needs at least one usage`, "SyntaxError");
   return out;
 }
 
@@ -176,7 +150,7 @@ function makeHmacKey(raw, hash, extractable, usages) {
 }
 
 function hmac(hash, raw, data) {
-  return host.call("hmac", concat([host.utf8Encode(hash + "\0"), u32le(raw.length), raw, data]));
+  return host.call("hmac", concat([host.utf8Encode(hash + "\0"), u32(raw.length), raw, data]));
 }
 
 function keyHmacCheck(algorithm, key, usage, op) {
@@ -184,9 +158,9 @@ function keyHmacCheck(algorithm, key, usage, op) {
   if (name !== "HMAC") throw notSupported(op, name);
   requireKey(key, op);
   if (key.algorithm.name !== name)
-    throw domError("InvalidAccessError", `${op}: the key is a ${key.algorithm.name} key, not an HMAC key`);
+    throw domException(`${op}: the key is a ${key.algorithm.name} key, not an HMAC key`, "InvalidAccessError");
   if (!key.usages.includes(usage))
-    throw domError("InvalidAccessError", `${op}: the key's usages (${key.usages.join(", ") || "none"}) do not include '${usage}'`);
+    throw domException(`${op}: the key's usages (${key.usages.join(", ") || "none"}) do not include '${usage}'`, "InvalidAccessError");
 }
 
 // ---- SubtleCrypto ------------------------------------------------------------------
@@ -204,7 +178,7 @@ function promised(fn) {
 
 function unsupportedOperation(op) {
   return promised(function () {
-    throw domError("NotSupportedError", `SubtleCrypto.${op} is not supported by WapoJS (supported: digest and HMAC sign/verify/importKey/exportKey/generateKey)`);
+    throw domException(`SubtleCrypto.${op} is not supported by WapoJS (supported: digest and HMAC sign/verify/importKey/exportKey/generateKey)`, "NotSupportedError");
   });
 }
 
@@ -230,12 +204,12 @@ const subtleMethods = {
     const { hash, length } = hmacParams(algorithm, op);
     format = String(format);
     if (format !== "raw")
-      throw domError("NotSupportedError", `${op}: key format ${JSON.stringify(format)} is not supported for HMAC (use "raw")`);
+      throw domException(`${op}: key format ${JSON.stringify(format)} is not supported for HMAC (use "raw")`, "NotSupportedError");
     const usages = checkUsages(keyUsages, HMAC_USAGES, op);
     const raw = bufferSource(keyData, op, "keyData");
-    if (raw.length === 0) throw domError("DataError", `${op}: an HMAC key cannot be empty`);
+    if (raw.length === 0) throw domException(`${op}: an HMAC key cannot be empty`, "DataError");
     if (length !== undefined && (length > raw.length * 8 || length <= raw.length * 8 - 8))
-      throw domError("DataError", `${op}: length ${length} does not match a ${raw.length}-byte key`);
+      throw domException(`${op}: length ${length} does not match a ${raw.length}-byte key`, "DataError");
     return makeHmacKey(raw, hash, extractable, usages);
   },
 
@@ -244,8 +218,8 @@ const subtleMethods = {
     format = String(format);
     requireKey(key, op);
     if (format !== "raw")
-      throw domError("NotSupportedError", `${op}: key format ${JSON.stringify(format)} is not supported (use "raw")`);
-    if (!key.extractable) throw domError("InvalidAccessError", `${op}: the key is not extractable`);
+      throw domException(`${op}: key format ${JSON.stringify(format)} is not supported (use "raw")`, "NotSupportedError");
+    if (!key.extractable) throw domException(`${op}: the key is not extractable`, "InvalidAccessError");
     return keyData.get(key).slice().buffer;
   },
 
@@ -256,8 +230,8 @@ const subtleMethods = {
     const { hash, length } = hmacParams(algorithm, op);
     const usages = checkUsages(keyUsages, HMAC_USAGES, op);
     const bits = length === undefined ? BLOCK_BITS[hash] : length;
-    if (bits % 8 !== 0) throw domError("OperationError", `${op}: WapoJS generates HMAC keys of whole bytes only`);
-    if (bits / 8 > MAX_RANDOM) throw domError("OperationError", `${op}: an HMAC key is at most ${MAX_RANDOM} bytes`);
+    if (bits % 8 !== 0) throw domException(`${op}: WapoJS generates HMAC keys of whole bytes only`, "OperationError");
+    if (bits / 8 > MAX_RANDOM) throw domException(`${op}: an HMAC key is at most ${MAX_RANDOM} bytes`, "OperationError");
     return makeHmacKey(randomBytes(bits / 8), hash, extractable, usages);
   },
 

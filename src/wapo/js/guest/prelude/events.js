@@ -7,12 +7,9 @@
 const S = Symbol("event state");
 const LISTENERS = Symbol("listeners");
 
-const isObject = (v) => v !== null && (typeof v === "object" || typeof v === "function");
+const { isObject, stateOf } = host.internal("shared");
 
-function state(ev) {
-  if (!isObject(ev) || !(S in ev)) throw new TypeError("Illegal invocation");
-  return ev[S];
-}
+function state(ev) { return stateOf(ev, S); }
 
 function eventInit(init, what) {
   if (init === undefined || init === null) return {};

@@ -18,27 +18,7 @@
 // fetch, like Deno's or Node's); redirect: 'manual' gives the 3xx response
 // itself (status and Location readable) instead of an opaque one.
 
-const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
-
-function u32(n) {
-  return new Uint8Array([n & 255, (n >>> 8) & 255, (n >>> 16) & 255, (n >>> 24) & 255]);
-}
-function concat(a, b) {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
-}
-// host.streams (the stream internals) exists once streams.js has loaded
-function streams() {
-  if (!host.streams) void globalThis.ReadableStream;
-  return host.streams;
-}
-// host.http (the fetch types' internals) exists once http_types.js has loaded
-function http() {
-  if (!host.http) void globalThis.Response;
-  return host.http;
-}
+const { u32, concat, asBytes, hostRead, NULL_BODY_STATUS } = host.internal("shared");
 const registry = typeof FinalizationRegistry === "function"
   ? new FinalizationRegistry((op) => op.close()) : null;
 
@@ -61,13 +41,6 @@ class Operation {
   }
 }
 
-function toBytes(chunk) {
-  if (chunk instanceof Uint8Array) return chunk;
-  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
-  throw new TypeError("fetch: a request body stream must give Uint8Array chunks");
-}
-
 // Write a ReadableStream request body to the upload resource.
 async function upload(op, stream, fail) {
   const reader = stream.getReader();
@@ -81,7 +54,9 @@ async function upload(op, stream, fail) {
         op.closeUpload();
         return;
       }
-      const state = host.call("http.write", concat(uidBytes, toBytes(value)))[0];
+      const bytes = asBytes(value, false);
+      if (bytes === null) throw new TypeError("fetch: a request body stream must give Uint8Array chunks");
+      const state = host.call("http.write", concat([uidBytes, bytes]))[0];
       if (state === 2) {  // the fetch no longer needs the body (it failed or was redirected to GET)
         host.call("http.end", uidBytes);
         op.closeUpload();
@@ -102,33 +77,23 @@ async function upload(op, stream, fail) {
 // nothing is read ahead). Returns the stream and a function that errors it.
 function bodyStream(op) {
   let ctl = null;
-  const stream = streams().create({
+  const stream = host.internal("streams").create({
     highWaterMark: 0,
     start(c) { ctl = c; },
     pull(controller) {
-      return new Promise((resolve) => {
-        const step = () => {
-          if (op.closed) return resolve();
-          let r;
-          try {
-            r = host.call("http.read", op.idBytes);
-          } catch (e) {
-            op.close();
-            controller.error(e);
-            return resolve();
-          }
-          if (r[0] === 0) {
-            controller.enqueue(r.subarray(1));
-            resolve();
-          } else if (r[0] === 1) {
-            op.close();
-            controller.close();
-            resolve();
-          } else {
-            host.watch(op.fid, step);
-          }
-        };
-        step();
+      return hostRead({
+        read: () => host.call("http.read", op.idBytes),
+        watch: op.fid,
+        gone: () => op.closed,
+        got(r) {
+          if (r[0] === 0) return controller.enqueue(r.subarray(1));
+          op.close();
+          controller.close();
+        },
+        failed(e) {
+          op.close();
+          controller.error(e);
+        },
       });
     },
     cancel() {
@@ -140,7 +105,7 @@ function bodyStream(op) {
 }
 
 async function fetch(input, init = undefined) {
-  const H = http();
+  const H = host.internal("http");
   const request = new Request(input, init);
   const signal = request.signal;
   if (signal.aborted) throw signal.reason;
@@ -151,8 +116,7 @@ async function fetch(input, init = undefined) {
     method: request.method, url: request.url, headers: H.headerList(request.headers),
     redirect: request.redirect, body: mode,
   }));
-  let payload = concat(u32(head.length), head);
-  if (mode === 1) payload = concat(payload, taken.bytes);
+  let payload = concat(mode === 1 ? [u32(head.length), head, taken.bytes] : [u32(head.length), head]);
   const ids = host.call("http.start", payload);
   payload = null;
   const view = new DataView(ids.buffer, ids.byteOffset, 8);

@@ -1,26 +1,16 @@
-// @provides Headers Blob File FormData AbortController AbortSignal Request Response
+// @provides Headers Blob File FormData AbortController AbortSignal Request Response @http
 // WHATWG Fetch types (Headers, Request, Response, FormData), File API (Blob,
 // File) and DOM AbortController/AbortSignal. `fetch` itself lives elsewhere
-// and reaches the internals through `host.http` (set when this module loads:
-// touch the `Response` global first). Headers have no guards.
+// and reaches the internals through `host.internal("http")`. Headers have no guards.
 
 const noop = () => {};
 const B = Symbol("wapo.http");
 const TOKEN = Symbol("wapo.http.token");
 const EMPTY = new Uint8Array(0);
 
-function isObject(v) { return (typeof v === "object" && v !== null) || typeof v === "function"; }
-function slot(obj, kind, what) {
-  const r = isObject(obj) ? obj[B] : undefined;
-  if (r === undefined || r.kind !== kind) throw new TypeError(`${what}: 'this' is not a ${kind}`);
-  return r;
-}
-function slotOrUndefined(obj, kind) {
-  const r = isObject(obj) ? obj[B] : undefined;
-  return r !== undefined && r.kind === kind ? r : undefined;
-}
+const { concat, copyBytes, isObject, records, tag, fieldGetters, domException, NULL_BODY_STATUS } = host.internal("shared");
+const { get: slot, find: slotOrUndefined } = records(B);
 function attach(pub, rec) { Object.defineProperty(pub, B, { value: rec }); return rec; }
-function tag(cls, name) { Object.defineProperty(cls.prototype, Symbol.toStringTag, { value: name, configurable: true }); }
 
 function utf8(s) { return host.utf8Encode(s); }
 function decodeUtf8(bytes) {
@@ -38,34 +28,11 @@ function toByteString(v, what) {
     if (s.charCodeAt(i) > 255) throw new TypeError(`${what}: '${s}' is not a valid ByteString`);
   return s;
 }
-function concatBytes(chunks, total) {
-  if (total === undefined) { total = 0; for (const c of chunks) total += c.length; }
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) { out.set(c, off); off += c.length; }
-  return out;
-}
-function copyBytes(source) {
-  if (source instanceof ArrayBuffer) return new Uint8Array(source.slice(0));
-  return new Uint8Array(source.buffer.slice(source.byteOffset, source.byteOffset + source.byteLength));
-}
 function isBufferSource(v) {
   return v instanceof ArrayBuffer || ArrayBuffer.isView(v) ||
     (typeof SharedArrayBuffer === "function" && v instanceof SharedArrayBuffer);
 }
-function domException(message, name) {
-  try {
-    if (typeof DOMException === "function") return new DOMException(message, name);
-  } catch (e) { /* fall through */ }
-  const e = new Error(message);
-  e.name = name;
-  return e;
-}
-function streams() {
-  if (host.streams === undefined) void ReadableStream; // loads streams.js, which sets host.streams
-  return host.streams;
-}
+function streams() { return host.internal("streams"); }
 function isReadableStream(v) { return isObject(v) && streams().isReadableStream(v); }
 
 // ---- Headers ------------------------------------------------------------
@@ -181,26 +148,32 @@ function sortedHeaders(h) {
   h.sorted = out;
   return out;
 }
+// The iterators of Headers and FormData (`name`): iterator(record, what) goes over the
+// [name, value] pairs pairsOf(record) gives, yielding keys, values or entries (`what`).
 const IteratorPrototype = Object.getPrototypeOf(Object.getPrototypeOf([][Symbol.iterator]()));
-const HeadersIteratorPrototype = Object.create(IteratorPrototype, {
-  next: {
-    writable: true, configurable: true,
-    value: function next() {
-      const it = isObject(this) ? this[B] : undefined;
-      if (!it || it.kind !== "HeadersIterator") throw new TypeError("next: not a Headers iterator");
-      const pairs = sortedHeaders(it.headers);
-      if (it.index >= pairs.length) return { value: undefined, done: true };
-      const [n, v] = pairs[it.index++];
-      return { value: it.what === "keys" ? n : it.what === "values" ? v : [n, v], done: false };
+function pairIterator(name, pairsOf) {
+  const kind = `${name}Iterator`;
+  const prototype = Object.create(IteratorPrototype, {
+    next: {
+      writable: true, configurable: true,
+      value: function next() {
+        const it = slotOrUndefined(this, kind);
+        if (!it) throw new TypeError(`next: not a ${name} iterator`);
+        const pairs = pairsOf(it.source);
+        if (it.index >= pairs.length) return { value: undefined, done: true };
+        const [n, v] = pairs[it.index++];
+        return { value: it.what === "keys" ? n : it.what === "values" ? v : [n, v], done: false };
+      },
     },
-  },
-  [Symbol.toStringTag]: { value: "Headers Iterator", configurable: true },
-});
-function headersIterator(h, what) {
-  const it = Object.create(HeadersIteratorPrototype);
-  attach(it, { kind: "HeadersIterator", headers: h, what, index: 0 });
-  return it;
+    [Symbol.toStringTag]: { value: `${name} Iterator`, configurable: true },
+  });
+  return (source, what) => {
+    const it = Object.create(prototype);
+    attach(it, { kind, source, what, index: 0 });
+    return it;
+  };
 }
+const headersIterator = pairIterator("Headers", sortedHeaders);
 function newHeaders(init) {
   const headers = new Headers();
   if (init !== undefined && init !== null) fillHeaders(headers[B], init);
@@ -237,7 +210,7 @@ class Blob {
         }
       }
       // every chunk is fresh or an (immutable) Blob's bytes, so one chunk is kept as is
-      bytes = chunks.length === 0 ? EMPTY : concatBytes(chunks);
+      bytes = chunks.length === 0 ? EMPTY : concat(chunks);
     }
     attach(this, { kind: "Blob", bytes, type });
   }
@@ -385,25 +358,7 @@ class FormData {
 }
 Object.defineProperty(FormData.prototype, Symbol.iterator, { value: FormData.prototype.entries, writable: true, configurable: true });
 tag(FormData, "FormData");
-const FormDataIteratorPrototype = Object.create(IteratorPrototype, {
-  next: {
-    writable: true, configurable: true,
-    value: function next() {
-      const it = isObject(this) ? this[B] : undefined;
-      if (!it || it.kind !== "FormDataIterator") throw new TypeError("next: not a FormData iterator");
-      const list = it.form.list;
-      if (it.index >= list.length) return { value: undefined, done: true };
-      const [n, v] = list[it.index++];
-      return { value: it.what === "keys" ? n : it.what === "values" ? v : [n, v], done: false };
-    },
-  },
-  [Symbol.toStringTag]: { value: "FormData Iterator", configurable: true },
-});
-function formDataIterator(f, what) {
-  const it = Object.create(FormDataIteratorPrototype);
-  attach(it, { kind: "FormDataIterator", form: f, what, index: 0 });
-  return it;
-}
+const formDataIterator = pairIterator("FormData", (f) => f.list);
 
 function randomHex(n) {
   let s = "";
@@ -424,7 +379,7 @@ function serializeMultipart(f) {
     } else chunks.push(utf8(head + "\r\n\r\n" + crlf(value) + "\r\n"));
   }
   chunks.push(utf8(`--${boundary}--\r\n`));
-  return { bytes: concatBytes(chunks), type: `multipart/form-data; boundary=${boundary}` };
+  return { bytes: concat(chunks), type: `multipart/form-data; boundary=${boundary}` };
 }
 
 // Parse a Content-Type into {essence, params}.
@@ -742,7 +697,7 @@ function consumeBody(record) {
   const chunks = [];
   let total = 0;
   const step = () => reader.read().then(({ value, done }) => {
-    if (done) return concatBytes(chunks, total);
+    if (done) return concat(chunks, total);
     let bytes;
     try { bytes = toChunkBytes(value); } catch (e) { reader.cancel(e).then(undefined, noop); throw e; }
     chunks.push(bytes);
@@ -894,25 +849,12 @@ class Request {
     r.body = body;
     attach(this, r);
   }
-  get method() { return slot(this, "Request", "method").method; }
-  get url() { return slot(this, "Request", "url").url; }
-  get headers() { return slot(this, "Request", "headers").headers; }
-  get destination() { return slot(this, "Request", "destination").destination; }
   get referrer() {
     const r = slot(this, "Request", "referrer");
     return r.referrer === "" ? "" : r.referrer === "no-referrer" ? "" : r.referrer;
   }
-  get referrerPolicy() { return slot(this, "Request", "referrerPolicy").referrerPolicy; }
-  get mode() { return slot(this, "Request", "mode").mode; }
-  get credentials() { return slot(this, "Request", "credentials").credentials; }
-  get cache() { return slot(this, "Request", "cache").cache; }
-  get redirect() { return slot(this, "Request", "redirect").redirect; }
-  get integrity() { return slot(this, "Request", "integrity").integrity; }
-  get keepalive() { return slot(this, "Request", "keepalive").keepalive; }
   get isReloadNavigation() { slot(this, "Request", "isReloadNavigation"); return false; }
   get isHistoryNavigation() { slot(this, "Request", "isHistoryNavigation"); return false; }
-  get signal() { return slot(this, "Request", "signal").signal; }
-  get duplex() { return slot(this, "Request", "duplex").duplex; }
   clone() {
     const r = slot(this, "Request", "clone");
     if (bodyUnusable(r.body)) throw new TypeError("Request.clone: the body has already been used");
@@ -925,12 +867,13 @@ class Request {
     return req;
   }
 }
+fieldGetters(Request, (o, what) => slot(o, "Request", what), ["method", "url", "headers", "destination",
+  "referrerPolicy", "mode", "credentials", "cache", "redirect", "integrity", "keepalive", "signal", "duplex"]);
 addBodyMixin(Request, "Request");
 tag(Request, "Request");
 
 // ---- Response -----------------------------------------------------------
 
-const NULL_BODY_STATUS = [101, 103, 204, 205, 304];
 const REDIRECT_STATUS = [301, 302, 303, 307, 308];
 
 function initResponse(r, init, bodyAndType) {
@@ -944,7 +887,7 @@ function initResponse(r, init, bodyAndType) {
   r.statusText = statusText;
   if (init.headers !== undefined) fillHeaders(r.headers[B], init.headers);
   if (bodyAndType !== null) {
-    if (NULL_BODY_STATUS.includes(st)) throw new TypeError(`Response with null body status (${st}) cannot have body`);
+    if (NULL_BODY_STATUS.has(st)) throw new TypeError(`Response with null body status (${st}) cannot have body`);
     r.body = bodyAndType.body;
     if (bodyAndType.type !== null && !r.headers.has("content-type")) r.headers.append("content-type", bodyAndType.type);
   }
@@ -987,17 +930,12 @@ class Response {
     initResponse(r, init ?? {}, { body: { bytes: utf8(text), stream: null, used: false }, type: "application/json" });
     return res;
   }
-  get type() { return slot(this, "Response", "type").type; }
   get url() {
     const r = slot(this, "Response", "url");
     if (r.urlList.length === 0) return "";
     return String(r.urlList[r.urlList.length - 1]).replace(/#.*$/, "");
   }
-  get redirected() { return slot(this, "Response", "redirected").redirected; }
-  get status() { return slot(this, "Response", "status").status; }
   get ok() { const s = slot(this, "Response", "ok").status; return s >= 200 && s <= 299; }
-  get statusText() { return slot(this, "Response", "statusText").statusText; }
-  get headers() { return slot(this, "Response", "headers").headers; }
   clone() {
     const r = slot(this, "Response", "clone");
     if (bodyUnusable(r.body)) throw new TypeError("Response.clone: the body has already been used");
@@ -1010,12 +948,13 @@ class Response {
     return res;
   }
 }
+fieldGetters(Response, (o, what) => slot(o, "Response", what), ["type", "redirected", "status", "statusText", "headers"]);
 addBodyMixin(Response, "Response");
 tag(Response, "Response");
 
-// ---- internal hooks for fetch -------------------------------------------
+// ---- internal hooks for fetch and WapoServer -------------------------------
 
-host.http = {
+const http = {
   // A Response as fetch returns it, without the constructor's checks:
   // {status, statusText, headers (an array of [name, value] pairs, taken
   // unvalidated, or any HeadersInit), body (null, bytes or a
@@ -1065,4 +1004,4 @@ host.http = {
   domException,
 };
 
-return { Headers, Blob, File, FormData, AbortController, AbortSignal, Request, Response };
+return { Headers, Blob, File, FormData, AbortController, AbortSignal, Request, Response, http };

@@ -131,13 +131,10 @@ function readCompact(c, maxBits) {
 // ---------------------------------------------------------------------------------------------
 // Hex and bytes
 
-const HEX = [];
-for (let i = 0; i < 256; i++) HEX.push((i < 16 ? '0' : '') + i.toString(16));
+const { hex } = host.internal('shared');
 
 function toHex(bytes) {
-  let s = '0x';
-  for (let i = 0; i < bytes.length; i++) s += HEX[bytes[i]];
-  return s;
+  return '0x' + hex(bytes);
 }
 
 const NIBBLE = new Int8Array(256).fill(-1);
@@ -756,6 +753,36 @@ function parseText(text, mode) {
   function expect(ch, what) {
     if (!eat(ch)) fail('expected "' + ch + '"' + (what ? ' ' + what : ''));
   }
+  // A bracketed list, its opening character at pos, up to `close` (it may be empty or end
+  // with a separator): item() for each entry, sep() between them.
+  function list(close, item, sep) {
+    pos++; depth++;
+    if (!eat(close)) {
+      for (;;) {
+        item();
+        if (eat(close)) break;
+        sep();
+        if (eat(close)) break;
+      }
+    }
+    depth--;
+  }
+  // The entries of an enum or struct (`what`: 'variant', 'field') as list() takes them, each
+  // starting with a name: item(name, a (where it starts), unique) parses the rest, calling
+  // unique() where the name must be checked to be new in the list.
+  function namedList(close, what, item, sep) {
+    const seen = new Map();
+    list(close, () => {
+      ws();
+      const a = pos;
+      const name = ident();
+      if (name === null) fail('expected a ' + what + ' name');
+      item(name, a, () => {
+        if (seen.has(name)) fail('duplicate ' + what + ' name ' + name, a, a + name.length);
+        seen.set(name, true);
+      });
+    }, sep);
+  }
 
   function type() {
     ws();
@@ -785,52 +812,32 @@ function parseText(text, mode) {
       expect(']', 'to close "["');
       depth--;
     } else if (c === '(') {
-      pos++; depth++;
       const ts = [];
-      if (!eat(')')) {
-        for (;;) {
-          ts.push(type());
-          if (eat(')')) break;
-          expect(',', 'or ")" in a tuple');
-          if (eat(')')) break;
-        }
-      }
-      depth--;
+      list(')', () => ts.push(type()), () => expect(',', 'or ")" in a tuple'));
       node = { k: 'tuple', ts };
     } else if (c === '<') {
-      pos++; depth++;
       const vs = [];
-      const seen = new Map();
-      if (!eat('>')) {
-        for (;;) {
+      namedList('>', 'variant', (name, va, unique) => {
+        let t = null, index = vs.length, explicit = false;
+        if (eat(':')) {
           ws();
-          const va = pos;
-          const name = ident();
-          if (name === null) fail('expected a variant name');
-          let t = null, index = vs.length, explicit = false;
+          if (text[pos] !== ':' && text[pos] !== ',' && text[pos] !== '|' && text[pos] !== '>') t = type();
           if (eat(':')) {
-            ws();
-            if (text[pos] !== ':' && text[pos] !== ',' && text[pos] !== '|' && text[pos] !== '>') t = type();
-            if (eat(':')) {
-              const ia = pos;
-              const ix = number();
-              if (ix === null) fail('expected a variant index');
-              if (ix > 255) fail('variant index above 255', ia, pos);
-              index = ix;
-              explicit = true;
-            }
+            const ia = pos;
+            const ix = number();
+            if (ix === null) fail('expected a variant index');
+            if (ix > 255) fail('variant index above 255', ia, pos);
+            index = ix;
+            explicit = true;
           }
-          if (seen.has(name)) fail('duplicate variant name ' + name, va, va + name.length);
-          seen.set(name, true);
-          vs.push({ name, t, index, explicit, a: va });
-          if (eat('>')) break;
-          ws();
-          if (text[pos] === ',' || text[pos] === '|') pos++;
-          else fail('expected "," or "|" or ">" in an enum');
-          if (eat('>')) break;
         }
-      }
-      depth--;
+        unique();
+        vs.push({ name, t, index, explicit, a: va });
+      }, () => {
+        ws();
+        if (text[pos] === ',' || text[pos] === '|') pos++;
+        else fail('expected "," or "|" or ">" in an enum');
+      });
       const used = new Map();
       for (const v of vs) {
         if (v.index > 255) throw semanticError(text, v.a, v.a + v.name.length, 'more than 256 variants');
@@ -839,25 +846,12 @@ function parseText(text, mode) {
       }
       node = { k: 'enum', vs };
     } else if (c === '{') {
-      pos++; depth++;
       const fs = [];
-      const seen = new Map();
-      if (!eat('}')) {
-        for (;;) {
-          ws();
-          const fa = pos;
-          const name = ident();
-          if (name === null) fail('expected a field name');
-          if (seen.has(name)) fail('duplicate field name ' + name, fa, fa + name.length);
-          seen.set(name, true);
-          expect(':', 'after a field name');
-          fs.push({ name, t: type() });
-          if (eat('}')) break;
-          expect(',', 'or "}" in a struct');
-          if (eat('}')) break;
-        }
-      }
-      depth--;
+      namedList('}', 'field', (name, _, unique) => {
+        unique();
+        expect(':', 'after a field name');
+        fs.push({ name, t: type() });
+      }, () => expect(',', 'or "}" in a struct'));
       node = { k: 'struct', fs };
     } else if (c >= '0' && c <= '9') {
       node = { k: 'ref', i: number() };

@@ -34,37 +34,11 @@
 
 const ORIGIN = "http://localhost";
 const NO_BODY_METHODS = new Set(["GET", "HEAD"]);
-const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
+const { u32, readU32, concat, asBytes, hostRead, NULL_BODY_STATUS } = host.internal("shared");
 
-function u32(n) {
-  return new Uint8Array([n & 255, (n >>> 8) & 255, (n >>> 16) & 255, (n >>> 24) & 255]);
-}
-function concat(a, b) {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
-}
-function readU32(bytes, at = 0) {
-  return new DataView(bytes.buffer, bytes.byteOffset + at, 4).getUint32(0, true);
-}
-function streams() {
-  if (!host.streams) void globalThis.ReadableStream;
-  return host.streams;
-}
-function http() {
-  if (!host.http) void globalThis.Response;
-  return host.http;
-}
-function sockets() {
-  if (!host.websocket) void globalThis.WebSocket;
-  return host.websocket;
-}
 function toBytes(chunk, what) {
-  if (chunk instanceof Uint8Array) return chunk;
-  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
-  if (typeof chunk === "string") return host.utf8Encode(chunk);
+  const bytes = asBytes(chunk, true);
+  if (bytes !== null) return bytes;
   throw new TypeError(`WapoServer: ${what} must be a Uint8Array, ArrayBuffer or string, not ${chunk === null ? "null" : typeof chunk}`);
 }
 function describe(e) {
@@ -168,30 +142,18 @@ const EXCHANGES = new WeakMap();  // Request -> Exchange, for upgradeWebSocket
 
 // The request body: pulls one chunk from the host per read.
 function requestBody(ex) {
-  return streams().create({
+  return host.internal("streams").create({
     highWaterMark: 0,
     pull(controller) {
-      return new Promise((resolve) => {
-        const step = () => {
-          if (ex.closed) { try { controller.close(); } catch (_) { /* already done */ } return resolve(); }
-          let r;
-          try {
-            r = host.call("app.http.read_body", ex.ioBytes);
-          } catch (e) {
-            controller.error(e);
-            return resolve();
-          }
-          if (r[0] === 0) {
-            controller.enqueue(r.slice(1));
-            resolve();
-          } else if (r[0] === 1) {
-            controller.close();
-            resolve();
-          } else {
-            host.watch(ex.readWatch, step);
-          }
-        };
-        step();
+      return hostRead({
+        read: () => host.call("app.http.read_body", ex.ioBytes),
+        watch: ex.readWatch,
+        gone() {
+          if (ex.closed) { try { controller.close(); } catch (_) { /* already done */ } }
+          return ex.closed;
+        },
+        got: (r) => (r[0] === 0 ? controller.enqueue(r.slice(1)) : controller.close()),
+        failed: (e) => controller.error(e),
       });
     },
   });
@@ -216,7 +178,7 @@ function makeRequest(ex, headers) {
 
 async function writeAll(ex, chunk) {
   while (chunk.length > 0) {
-    const n = readU32(host.call("app.http.write", concat(ex.ioBytes, chunk)));
+    const n = readU32(host.call("app.http.write", concat([ex.ioBytes, chunk])));
     chunk = chunk.subarray(n);
     if (chunk.length > 0) {
       await new Promise((resolve) => host.watch(ex.writeWatch, resolve));
@@ -226,10 +188,10 @@ async function writeAll(ex, chunk) {
 }
 
 async function sendResponse(ex, response) {
-  const H = http();
+  const H = host.internal("http");
   const status = response.status;
   const head = { status, headers: H.headerList(response.headers) };
-  host.call("app.http.respond", concat(u32(ex.tx), host.utf8Encode(JSON.stringify(head))));
+  host.call("app.http.respond", concat([u32(ex.tx), host.utf8Encode(JSON.stringify(head))]));
   const body = response.body;
   if (body === null || ex.method.toUpperCase() === "HEAD" || NULL_BODY_STATUS.has(status)) {
     if (body !== null) body.cancel().catch(() => {});
@@ -247,7 +209,7 @@ async function sendResponse(ex, response) {
   } catch (e) {
     reader.cancel(e).catch(() => {});
     if (!ex.closed) {
-      try { host.call("app.http.abort", concat(ex.ioBytes, host.utf8Encode(String(e && e.message || e)))); }
+      try { host.call("app.http.abort", concat([ex.ioBytes, host.utf8Encode(String(e && e.message || e))])); }
       catch (_) { /* the stream is gone */ }
     }
     // a client that went away is not the app's fault: no log for that
@@ -260,7 +222,7 @@ async function sendResponse(ex, response) {
 function acceptUpgrade(ex, live) {
   const { id, socket } = ex.upgrade;
   try {
-    host.call("app.http.upgrade", concat(u32(ex.tx), u32(id)));
+    host.call("app.http.upgrade", concat([u32(ex.tx), u32(id)]));
   } catch (e) {
     console.error(`WapoServer: cannot accept the WebSocket of ${ex.url}: ${describe(e)}`);
     socket.close();
@@ -315,8 +277,8 @@ function upgradeWebSocket(request, options = undefined) {
     throw new TypeError("WapoServer.upgradeWebSocket: options must be an object {protocol}");
   const protocol = options === undefined || options.protocol === undefined ? "" : String(options.protocol);
   const id = readU32(host.call("app.http.websocket", JSON.stringify({ protocol })));
-  const socket = sockets().adopt(id, "ws" + request.url.slice("http".length));
-  const response = http().makeResponse({ status: 101 });
+  const socket = host.internal("websocket").adopt(id, "ws" + request.url.slice("http".length));
+  const response = host.internal("http").makeResponse({ status: 101 });
   ex.upgrade = { id, socket, response };
   return { socket, response };
 }
@@ -360,7 +322,7 @@ class Server {
       host.close(this.#listener);  // the port is free again
       this.#listener = null;
     }
-    if (byHost) for (const socket of this.#live) sockets().closeWith(socket, 1001, "the app is stopping");
+    if (byHost) for (const socket of this.#live) host.internal("websocket").closeWith(socket, 1001, "the app is stopping");
   }
 
   get closed() { return this.#loop.closed; }
@@ -393,11 +355,11 @@ async function answerQuery(q, handler) {
   const tx = u32(q.tx);
   try {
     const reply = await handler({ path: q.path, payload: q.payload, origin: q.origin });
-    host.call("app.query.reply", concat(tx, toBytes(reply, "a query reply")));
+    host.call("app.query.reply", concat([tx, toBytes(reply, "a query reply")]));
   } catch (e) {
     console.error(`WapoServer: the query handler failed for ${JSON.stringify(q.path)}: ${describe(e)}`);
     const message = e instanceof Error ? e.message : String(e);
-    try { host.call("app.query.error", concat(tx, host.utf8Encode(message))); } catch (_) { /* gone */ }
+    try { host.call("app.query.error", concat([tx, host.utf8Encode(message)])); } catch (_) { /* gone */ }
   } finally {
     host.close(q.tx);
   }

@@ -25,13 +25,8 @@
 
 const WRITE_MAX = 256 * 1024;  // bytes per tcp.write (the host's cap)
 
-function u32(n) {
-  return new Uint8Array([n & 255, (n >>> 8) & 255, (n >>> 16) & 255, (n >>> 24) & 255]);
-}
-function streams() {
-  if (!host.streams) void globalThis.ReadableStream;
-  return host.streams;
-}
+const { u32, concat, asBytes, stateOf } = host.internal("shared");
+
 function deferred() {
   let resolve, reject;
   const promise = new Promise((a, b) => { resolve = a; reject = b; });
@@ -64,14 +59,6 @@ function parseAddress(address) {
   return { hostname, port };
 }
 
-function toBytes(chunk) {
-  if (chunk instanceof Uint8Array) return chunk;
-  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
-  if (typeof chunk === "string") return host.utf8Encode(chunk);
-  throw new TypeError("socket.writable: chunks must be Uint8Array, ArrayBuffer, a typed array view or a string");
-}
-
 const TOKEN = Symbol("Socket");
 const STATE = Symbol("socket state");
 
@@ -98,10 +85,7 @@ class Socket {
   get [Symbol.toStringTag]() { return "Socket"; }
 }
 
-function state(sock) {
-  if (sock === null || typeof sock !== "object" || !(STATE in sock)) throw new TypeError("Illegal invocation");
-  return sock[STATE];
-}
+function state(sock) { return stateOf(sock, STATE); }
 
 // Free the host resources once; wake every loop waiting on a host watch.
 function release(st) {
@@ -187,7 +171,7 @@ function connect(address, options = undefined) {
     settle(st.opened, true, info);
   });
 
-  st.readable = streams().create({
+  st.readable = host.internal("streams").create({
     bytes: true,
     highWaterMark: 0,
     start(c) { st.rctl = c; },
@@ -229,17 +213,16 @@ function connect(address, options = undefined) {
   st.writable = new WritableStream({
     start(c) { st.wctl = c; },
     async write(chunk) {
-      const bytes = toBytes(chunk);
+      const bytes = asBytes(chunk, true);
+      if (bytes === null)
+        throw new TypeError("socket.writable: chunks must be Uint8Array, ArrayBuffer, a typed array view or a string");
       await st.opened.promise;
       for (let off = 0; off < bytes.length; ) {
         if (st.released || st.writeDone) throw new TypeError("the socket is closed");
         const n = Math.min(WRITE_MAX, bytes.length - off);
-        const payload = new Uint8Array(4 + n);
-        payload.set(st.idBytes, 0);
-        payload.set(n === bytes.length ? bytes : bytes.subarray(off, off + n), 4);
         let r;
         try {
-          r = host.call("tcp.write", payload);
+          r = host.call("tcp.write", concat([st.idBytes, n === bytes.length ? bytes : bytes.subarray(off, off + n)]));
         } catch (e) {
           shutdownAll(st, e);
           throw e;

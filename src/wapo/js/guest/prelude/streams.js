@@ -1,13 +1,13 @@
-// @provides ReadableStream ReadableStreamDefaultReader ReadableStreamDefaultController ReadableByteStreamController WritableStream WritableStreamDefaultWriter WritableStreamDefaultController TransformStream TransformStreamDefaultController ByteLengthQueuingStrategy CountQueuingStrategy
+// @provides ReadableStream ReadableStreamDefaultReader ReadableStreamDefaultController ReadableByteStreamController WritableStream WritableStreamDefaultWriter WritableStreamDefaultController TransformStream TransformStreamDefaultController ByteLengthQueuingStrategy CountQueuingStrategy @streams
 // WHATWG Streams, following the reference implementation's algorithms.
 // Public objects keep their state in an internal record under the private
 // symbol K; the algorithms below work on those records.
 // Not provided: BYOB readers (getReader({mode: 'byob'}) throws a TypeError;
 // `type: 'bytes'` sources are supported with a default reader),
 // TextEncoderStream/TextDecoderStream, CompressionStream.
-// Other prelude modules reach the internals through `host.streams` (set when
-// this module loads: touch the `ReadableStream` global first).
+// Other prelude modules reach the internals through `host.internal("streams")`.
 
+const { isObject, records, tag } = host.internal("shared");
 const K = Symbol("wapo.streams");
 const TOKEN = Symbol("wapo.streams.token");
 const noop = () => {};
@@ -30,7 +30,6 @@ function rejectedDeferred(e) { const d = deferred(); handled(d.promise); d.rejec
 function promiseCall(fn, thisArg, args) {
   try { return Promise.resolve(fn.apply(thisArg, args)); } catch (e) { return Promise.reject(e); }
 }
-function isObject(v) { return (typeof v === "object" && v !== null) || typeof v === "function"; }
 function toDict(v, what) {
   if (v === undefined || v === null) return {};
   if (!isObject(v)) throw new TypeError(`${what} must be an object`);
@@ -42,14 +41,19 @@ function getCallback(dict, name, what) {
   if (typeof f !== "function") throw new TypeError(`${what}.${name} must be a function`);
   return f;
 }
-function internal(obj, kind, what) {
-  const r = isObject(obj) ? obj[K] : undefined;
-  if (r === undefined || r.kind !== kind) throw new TypeError(`${what}: 'this' is not a ${kind}`);
-  return r;
+const { get: internal, find: internalOrUndefined } = records(K);
+// A method `what` that returns a promise: steps(record) for `obj`, a `kind`; instead a promise
+// rejected with a TypeError if obj is not one, or with the message refuse(record, what) gives.
+function promiseMethod(obj, kind, what, steps, refuse = undefined) {
+  const r = internalOrUndefined(obj, kind);
+  if (!r) return Promise.reject(new TypeError(`${what}: 'this' is not a ${kind}`));
+  const message = refuse === undefined ? null : refuse(r, what);
+  if (message !== null) return Promise.reject(new TypeError(message));
+  return steps(r);
 }
-function internalOrUndefined(obj, kind) {
-  const r = isObject(obj) ? obj[K] : undefined;
-  return r !== undefined && r.kind === kind ? r : undefined;
+// The refusal of a reader or writer that has released its stream.
+function released(r, what) {
+  return r.stream === undefined ? `${what}: the ${r.kind.endsWith("Writer") ? "writer" : "reader"} has been released` : null;
 }
 function attach(pub, rec) {
   Object.defineProperty(pub, K, { value: rec });
@@ -90,28 +94,24 @@ function dequeueValue(c) {
 }
 function peekQueueValue(c) { return c.queue[c.queueHead].value; }
 
-class ByteLengthQueuingStrategy {
-  constructor(init) {
-    if (!isObject(init) || init.highWaterMark === undefined)
-      throw new TypeError("ByteLengthQueuingStrategy requires an object with a highWaterMark");
-    Object.defineProperty(this, K, { value: { kind: "ByteLengthQueuingStrategy", hwm: Number(init.highWaterMark) } });
-  }
-  get highWaterMark() { return internal(this, "ByteLengthQueuingStrategy", "highWaterMark").hwm; }
-  get size() { internal(this, "ByteLengthQueuingStrategy", "size"); return byteLengthSize; }
+// The class of a built-in queuing strategy: its highWaterMark comes from the init object,
+// its size is always the function `size`.
+function queuingStrategy(name, size) {
+  const cls = class {
+    constructor(init) {
+      if (!isObject(init) || init.highWaterMark === undefined)
+        throw new TypeError(`${name} requires an object with a highWaterMark`);
+      Object.defineProperty(this, K, { value: { kind: name, hwm: Number(init.highWaterMark) } });
+    }
+    get highWaterMark() { return internal(this, name, "highWaterMark").hwm; }
+    get size() { internal(this, name, "size"); return size; }
+  };
+  Object.defineProperty(cls, "name", { value: name });
+  tag(cls, name);
+  return cls;
 }
-const byteLengthSize = { size(chunk) { return chunk.byteLength; } }.size;
-class CountQueuingStrategy {
-  constructor(init) {
-    if (!isObject(init) || init.highWaterMark === undefined)
-      throw new TypeError("CountQueuingStrategy requires an object with a highWaterMark");
-    Object.defineProperty(this, K, { value: { kind: "CountQueuingStrategy", hwm: Number(init.highWaterMark) } });
-  }
-  get highWaterMark() { return internal(this, "CountQueuingStrategy", "highWaterMark").hwm; }
-  get size() { internal(this, "CountQueuingStrategy", "size"); return countSize; }
-}
-const countSize = { size() { return 1; } }.size;
-Object.defineProperty(ByteLengthQueuingStrategy.prototype, Symbol.toStringTag, { value: "ByteLengthQueuingStrategy", configurable: true });
-Object.defineProperty(CountQueuingStrategy.prototype, Symbol.toStringTag, { value: "CountQueuingStrategy", configurable: true });
+const ByteLengthQueuingStrategy = queuingStrategy("ByteLengthQueuingStrategy", { size(chunk) { return chunk.byteLength; } }.size);
+const CountQueuingStrategy = queuingStrategy("CountQueuingStrategy", { size() { return 1; } }.size);
 
 // ---- ReadableStream -----------------------------------------------------
 
@@ -148,10 +148,8 @@ class ReadableStream {
   }
   get locked() { return internal(this, "ReadableStream", "locked").reader !== undefined; }
   cancel(reason = undefined) {
-    const rs = internalOrUndefined(this, "ReadableStream");
-    if (!rs) return Promise.reject(new TypeError("cancel: 'this' is not a ReadableStream"));
-    if (rs.reader !== undefined) return Promise.reject(new TypeError("Cannot cancel a locked ReadableStream"));
-    return readableStreamCancel(rs, reason);
+    return promiseMethod(this, "ReadableStream", "cancel", (rs) => readableStreamCancel(rs, reason),
+      (rs) => (rs.reader !== undefined ? "Cannot cancel a locked ReadableStream" : null));
   }
   getReader(options = undefined) {
     const rs = internal(this, "ReadableStream", "getReader");
@@ -206,7 +204,7 @@ class ReadableStream {
 Object.defineProperty(ReadableStream.prototype, Symbol.asyncIterator, {
   value: ReadableStream.prototype.values, writable: true, configurable: true,
 });
-Object.defineProperty(ReadableStream.prototype, Symbol.toStringTag, { value: "ReadableStream", configurable: true });
+tag(ReadableStream, "ReadableStream");
 
 function pipeOptions(options) {
   const o = toDict(options, "options");
@@ -376,28 +374,20 @@ class ReadableStreamDefaultReader {
     const reader = attach(this, { kind: "ReadableStreamDefaultReader", stream: undefined, readRequests: [], closed: undefined });
     readerGenericInitialize(reader, rs);
   }
-  get closed() {
-    const r = internalOrUndefined(this, "ReadableStreamDefaultReader");
-    if (!r) return Promise.reject(new TypeError("closed: 'this' is not a ReadableStreamDefaultReader"));
-    return r.closed.promise;
-  }
+  get closed() { return promiseMethod(this, "ReadableStreamDefaultReader", "closed", (r) => r.closed.promise); }
   cancel(reason = undefined) {
-    const r = internalOrUndefined(this, "ReadableStreamDefaultReader");
-    if (!r) return Promise.reject(new TypeError("cancel: 'this' is not a ReadableStreamDefaultReader"));
-    if (r.stream === undefined) return Promise.reject(new TypeError("cancel: the reader has been released"));
-    return readableStreamCancel(r.stream, reason);
+    return promiseMethod(this, "ReadableStreamDefaultReader", "cancel", (r) => readableStreamCancel(r.stream, reason), released);
   }
   read() {
-    const r = internalOrUndefined(this, "ReadableStreamDefaultReader");
-    if (!r) return Promise.reject(new TypeError("read: 'this' is not a ReadableStreamDefaultReader"));
-    if (r.stream === undefined) return Promise.reject(new TypeError("read: the reader has been released"));
-    const d = deferred();
-    readableStreamDefaultReaderRead(r, {
-      chunkSteps: (chunk) => d.resolve({ value: chunk, done: false }),
-      closeSteps: () => d.resolve({ value: undefined, done: true }),
-      errorSteps: (e) => d.reject(e),
-    });
-    return d.promise;
+    return promiseMethod(this, "ReadableStreamDefaultReader", "read", (r) => {
+      const d = deferred();
+      readableStreamDefaultReaderRead(r, {
+        chunkSteps: (chunk) => d.resolve({ value: chunk, done: false }),
+        closeSteps: () => d.resolve({ value: undefined, done: true }),
+        errorSteps: (e) => d.reject(e),
+      });
+      return d.promise;
+    }, released);
   }
   releaseLock() {
     const r = internal(this, "ReadableStreamDefaultReader", "releaseLock");
@@ -405,7 +395,7 @@ class ReadableStreamDefaultReader {
     readerRelease(r);
   }
 }
-Object.defineProperty(ReadableStreamDefaultReader.prototype, Symbol.toStringTag, { value: "ReadableStreamDefaultReader", configurable: true });
+tag(ReadableStreamDefaultReader, "ReadableStreamDefaultReader");
 
 function acquireDefaultReader(rs) {
   return new ReadableStreamDefaultReader(rs.pub)[K];
@@ -453,7 +443,7 @@ class ReadableStreamDefaultController {
   }
   error(e = undefined) { controllerError(ctrl(this, "error"), e); }
 }
-Object.defineProperty(ReadableStreamDefaultController.prototype, Symbol.toStringTag, { value: "ReadableStreamDefaultController", configurable: true });
+tag(ReadableStreamDefaultController, "ReadableStreamDefaultController");
 
 // A byte stream controller without BYOB support: chunks are copied into Uint8Arrays.
 class ReadableByteStreamController {
@@ -475,7 +465,7 @@ class ReadableByteStreamController {
   }
   error(e = undefined) { controllerError(ctrl(this, "error"), e); }
 }
-Object.defineProperty(ReadableByteStreamController.prototype, Symbol.toStringTag, { value: "ReadableByteStreamController", configurable: true });
+tag(ReadableByteStreamController, "ReadableByteStreamController");
 
 function ctrl(obj, what) {
   const r = isObject(obj) ? obj[K] : undefined;
@@ -781,24 +771,19 @@ class WritableStream {
   }
   get locked() { return internal(this, "WritableStream", "locked").writer !== undefined; }
   abort(reason = undefined) {
-    const ws = internalOrUndefined(this, "WritableStream");
-    if (!ws) return Promise.reject(new TypeError("abort: 'this' is not a WritableStream"));
-    if (ws.writer !== undefined) return Promise.reject(new TypeError("Cannot abort a locked WritableStream"));
-    return writableStreamAbort(ws, reason);
+    return promiseMethod(this, "WritableStream", "abort", (ws) => writableStreamAbort(ws, reason),
+      (ws) => (ws.writer !== undefined ? "Cannot abort a locked WritableStream" : null));
   }
   close() {
-    const ws = internalOrUndefined(this, "WritableStream");
-    if (!ws) return Promise.reject(new TypeError("close: 'this' is not a WritableStream"));
-    if (ws.writer !== undefined) return Promise.reject(new TypeError("Cannot close a locked WritableStream"));
-    if (writableCloseQueuedOrInFlight(ws)) return Promise.reject(new TypeError("Cannot close a stream that is already closing or closed"));
-    return writableStreamClose(ws);
+    return promiseMethod(this, "WritableStream", "close", writableStreamClose,
+      (ws) => (ws.writer !== undefined ? "Cannot close a locked WritableStream" : closingRefusal(ws)));
   }
   getWriter() {
     internal(this, "WritableStream", "getWriter");
     return new WritableStreamDefaultWriter(this);
   }
 }
-Object.defineProperty(WritableStream.prototype, Symbol.toStringTag, { value: "WritableStream", configurable: true });
+tag(WritableStream, "WritableStream");
 
 function createWritableStream(startAlgorithm, writeAlgorithm, closeAlgorithm, abortAlgorithm, hwm, size) {
   const ws = newWritableRecord(Object.create(WritableStream.prototype));
@@ -903,6 +888,9 @@ function writableStreamFinishInFlightCloseWithError(ws, error) {
   }
   writableStreamDealWithRejection(ws, error);
 }
+function closingRefusal(ws) {
+  return writableCloseQueuedOrInFlight(ws) ? "Cannot close a stream that is already closing or closed" : null;
+}
 function writableCloseQueuedOrInFlight(ws) { return ws.closeRequest !== undefined || ws.inFlightCloseRequest !== undefined; }
 function writableHasOperationMarkedInFlight(ws) { return ws.inFlightWriteRequest !== undefined || ws.inFlightCloseRequest !== undefined; }
 function writableRejectCloseAndClosedPromiseIfNeeded(ws) {
@@ -949,34 +937,20 @@ class WritableStreamDefaultWriter {
       w.closed = rejectedDeferred(ws.storedError);
     }
   }
-  get closed() {
-    const w = internalOrUndefined(this, "WritableStreamDefaultWriter");
-    if (!w) return Promise.reject(new TypeError("closed: 'this' is not a WritableStreamDefaultWriter"));
-    return w.closed.promise;
-  }
+  get closed() { return promiseMethod(this, "WritableStreamDefaultWriter", "closed", (w) => w.closed.promise); }
   get desiredSize() {
     const w = internal(this, "WritableStreamDefaultWriter", "desiredSize");
-    if (w.stream === undefined) throw new TypeError("desiredSize: the writer has been released");
+    const refusal = released(w, "desiredSize");
+    if (refusal !== null) throw new TypeError(refusal);
     return writerGetDesiredSize(w);
   }
-  get ready() {
-    const w = internalOrUndefined(this, "WritableStreamDefaultWriter");
-    if (!w) return Promise.reject(new TypeError("ready: 'this' is not a WritableStreamDefaultWriter"));
-    return w.ready.promise;
-  }
+  get ready() { return promiseMethod(this, "WritableStreamDefaultWriter", "ready", (w) => w.ready.promise); }
   abort(reason = undefined) {
-    const w = internalOrUndefined(this, "WritableStreamDefaultWriter");
-    if (!w) return Promise.reject(new TypeError("abort: 'this' is not a WritableStreamDefaultWriter"));
-    if (w.stream === undefined) return Promise.reject(new TypeError("abort: the writer has been released"));
-    return writableStreamAbort(w.stream, reason);
+    return promiseMethod(this, "WritableStreamDefaultWriter", "abort", (w) => writableStreamAbort(w.stream, reason), released);
   }
   close() {
-    const w = internalOrUndefined(this, "WritableStreamDefaultWriter");
-    if (!w) return Promise.reject(new TypeError("close: 'this' is not a WritableStreamDefaultWriter"));
-    const ws = w.stream;
-    if (ws === undefined) return Promise.reject(new TypeError("close: the writer has been released"));
-    if (writableCloseQueuedOrInFlight(ws)) return Promise.reject(new TypeError("Cannot close a stream that is already closing or closed"));
-    return writableStreamClose(ws);
+    return promiseMethod(this, "WritableStreamDefaultWriter", "close", (w) => writableStreamClose(w.stream),
+      (w, what) => released(w, what) ?? closingRefusal(w.stream));
   }
   releaseLock() {
     const w = internal(this, "WritableStreamDefaultWriter", "releaseLock");
@@ -984,13 +958,10 @@ class WritableStreamDefaultWriter {
     writerRelease(w);
   }
   write(chunk = undefined) {
-    const w = internalOrUndefined(this, "WritableStreamDefaultWriter");
-    if (!w) return Promise.reject(new TypeError("write: 'this' is not a WritableStreamDefaultWriter"));
-    if (w.stream === undefined) return Promise.reject(new TypeError("write: the writer has been released"));
-    return writerWrite(w, chunk);
+    return promiseMethod(this, "WritableStreamDefaultWriter", "write", (w) => writerWrite(w, chunk), released);
   }
 }
-Object.defineProperty(WritableStreamDefaultWriter.prototype, Symbol.toStringTag, { value: "WritableStreamDefaultWriter", configurable: true });
+tag(WritableStreamDefaultWriter, "WritableStreamDefaultWriter");
 
 function acquireWriter(ws) { return new WritableStreamDefaultWriter(ws.pub)[K]; }
 function writerCloseWithErrorPropagation(w) {
@@ -1064,7 +1035,7 @@ class WritableStreamDefaultController {
     writableControllerError(c, e);
   }
 }
-Object.defineProperty(WritableStreamDefaultController.prototype, Symbol.toStringTag, { value: "WritableStreamDefaultController", configurable: true });
+tag(WritableStreamDefaultController, "WritableStreamDefaultController");
 
 function wctrl(obj, what) {
   const r = isObject(obj) ? obj[K] : undefined;
@@ -1178,7 +1149,7 @@ class TransformStream {
   get readable() { return internal(this, "TransformStream", "readable").readable.pub; }
   get writable() { return internal(this, "TransformStream", "writable").writable.pub; }
 }
-Object.defineProperty(TransformStream.prototype, Symbol.toStringTag, { value: "TransformStream", configurable: true });
+tag(TransformStream, "TransformStream");
 
 class TransformStreamDefaultController {
   constructor(token) { illegal(token); }
@@ -1190,7 +1161,7 @@ class TransformStreamDefaultController {
   error(reason = undefined) { transformStreamError(internal(this, "TransformController", "error").stream, reason); }
   terminate() { transformControllerTerminate(internal(this, "TransformController", "terminate")); }
 }
-Object.defineProperty(TransformStreamDefaultController.prototype, Symbol.toStringTag, { value: "TransformStreamDefaultController", configurable: true });
+tag(TransformStreamDefaultController, "TransformStreamDefaultController");
 
 function initializeTransformStream(ts, startPromise, writableHWM, writableSize, readableHWM, readableSize) {
   const startAlgorithm = () => startPromise;
@@ -1268,57 +1239,43 @@ function transformSinkWrite(ts, chunk) {
   }
   return transformPerform(c, chunk);
 }
-function transformSinkAbort(ts, reason) {
+// The common steps of the sink's abort and close and the source's cancel: once (later calls
+// get the same promise), run algorithm(c) and clear the algorithms; then, unless `other` (the
+// stream on the other side) errored meanwhile, done() on success, failed(r) on a rejection.
+function transformFinish(ts, other, algorithm, done, failed) {
   const c = ts.controller;
   if (c.finish !== undefined) return c.finish.promise;
-  const readable = ts.readable;
   c.finish = deferred();
-  const p = c.cancelAlgorithm(reason);
+  const p = algorithm(c);
   transformClearAlgorithms(c);
   p.then(() => {
-    if (readable.state === "errored") c.finish.reject(readable.storedError);
-    else { controllerError(readable.controller, reason); c.finish.resolve(undefined); }
-  }, (r) => { controllerError(readable.controller, r); c.finish.reject(r); });
+    if (other.state === "errored") c.finish.reject(other.storedError);
+    else { done(); c.finish.resolve(undefined); }
+  }, (r) => { failed(r); c.finish.reject(r); });
   return c.finish.promise;
+}
+function transformSinkAbort(ts, reason) {
+  const readable = ts.readable;
+  return transformFinish(ts, readable, (c) => c.cancelAlgorithm(reason),
+    () => controllerError(readable.controller, reason), (r) => controllerError(readable.controller, r));
 }
 function transformSinkClose(ts) {
-  const c = ts.controller;
-  if (c.finish !== undefined) return c.finish.promise;
   const readable = ts.readable;
-  c.finish = deferred();
-  const p = c.flushAlgorithm();
-  transformClearAlgorithms(c);
-  p.then(() => {
-    if (readable.state === "errored") c.finish.reject(readable.storedError);
-    else { controllerClose(readable.controller); c.finish.resolve(undefined); }
-  }, (r) => { controllerError(readable.controller, r); c.finish.reject(r); });
-  return c.finish.promise;
+  return transformFinish(ts, readable, (c) => c.flushAlgorithm(),
+    () => controllerClose(readable.controller), (r) => controllerError(readable.controller, r));
 }
 function transformSourceCancel(ts, reason) {
-  const c = ts.controller;
-  if (c.finish !== undefined) return c.finish.promise;
   const writable = ts.writable;
-  c.finish = deferred();
-  const p = c.cancelAlgorithm(reason);
-  transformClearAlgorithms(c);
-  p.then(() => {
-    if (writable.state === "errored") c.finish.reject(writable.storedError);
-    else {
-      writableControllerErrorIfNeeded(writable.controller, reason);
-      if (ts.backpressure) transformSetBackpressure(ts, false);
-      c.finish.resolve(undefined);
-    }
-  }, (r) => {
-    writableControllerErrorIfNeeded(writable.controller, r);
+  const unblockWrite = (e) => {
+    writableControllerErrorIfNeeded(writable.controller, e);
     if (ts.backpressure) transformSetBackpressure(ts, false);
-    c.finish.reject(r);
-  });
-  return c.finish.promise;
+  };
+  return transformFinish(ts, writable, (c) => c.cancelAlgorithm(reason), () => unblockWrite(reason), unblockWrite);
 }
 
 // ---- internal hooks for other prelude modules ---------------------------
 
-host.streams = {
+const streams = {
   // A ReadableStream driven by callbacks: pull(controller) / cancel(reason) may
   // return promises; controller is the public controller (enqueue/close/error).
   create({ start, pull, cancel, highWaterMark = 1, size, bytes = false } = {}) {
@@ -1347,4 +1304,5 @@ return {
   ReadableStream, ReadableStreamDefaultReader, ReadableStreamDefaultController, ReadableByteStreamController,
   WritableStream, WritableStreamDefaultWriter, WritableStreamDefaultController,
   TransformStream, TransformStreamDefaultController, ByteLengthQueuingStrategy, CountQueuingStrategy,
+  streams,
 };

@@ -455,6 +455,39 @@ const cannotHaveCredentialsOrPort = (u) => u.host === null || u.host === "" || u
 
 const FAILURE = null;
 
+// "?" and "#" start the query and the fragment: the state to go on in (null for another c).
+function queryOrFragment(url, c) {
+  if (c === 0x3f) {
+    url.query = "";
+    return "query";
+  }
+  if (c === 0x23) {
+    url.fragment = "";
+    return "fragment";
+  }
+  return null;
+}
+
+function copyAuthority(url, base) {
+  url.username = base.username;
+  url.password = base.password;
+  url.host = base.host;
+  url.port = base.port;
+}
+
+// The "relative" and "file" states over a base: url takes base's path and query; then c
+// starts the query, the fragment or, if not EOF, a path relative to base's, which
+// fixPath(url) adjusts. The state to go on in ("path": read c again), null at EOF.
+function followBase(url, base, c, fixPath) {
+  url.path = base.path.slice();
+  url.query = base.query;
+  const next = queryOrFragment(url, c);
+  if (next !== null || c === undefined) return next;
+  url.query = null;
+  fixPath(url);
+  return "path";
+}
+
 // The basic URL parser. With `url` and `stateOverride` it modifies url and
 // returns true/false (or FAILURE); otherwise it returns a new record or FAILURE.
 function basicParse(input, base, url, stateOverride) {
@@ -535,11 +568,13 @@ function basicParse(input, base, url, stateOverride) {
         break;
 
       case "special relative or authority":
+      case "special authority slashes":
+        // "//" is skipped; otherwise c is read again in the next state
         if (c === 0x2f && cps[p + 1] === 0x2f) {
           state = "special authority ignore slashes";
           p++;
         } else {
-          state = "relative";
+          state = state === "special relative or authority" ? "relative" : "special authority ignore slashes";
           p--;
         }
         break;
@@ -554,27 +589,12 @@ function basicParse(input, base, url, stateOverride) {
 
       case "relative":
         url.scheme = base.scheme;
-        if (c === 0x2f) state = "relative slash";
-        else if (isSpecialScheme(url.scheme) && c === 0x5c) state = "relative slash";
+        if (c === 0x2f || (isSpecialScheme(url.scheme) && c === 0x5c)) state = "relative slash";
         else {
-          url.username = base.username;
-          url.password = base.password;
-          url.host = base.host;
-          url.port = base.port;
-          url.path = base.path.slice();
-          url.query = base.query;
-          if (c === 0x3f) {
-            url.query = "";
-            state = "query";
-          } else if (c === 0x23) {
-            url.fragment = "";
-            state = "fragment";
-          } else if (c !== undefined) {
-            url.query = null;
-            shortenPath(url);
-            state = "path";
-            p--;
-          }
+          copyAuthority(url, base);
+          const next = followBase(url, base, c, shortenPath);
+          if (next !== null) state = next;
+          if (next === "path") p--;
         }
         break;
 
@@ -584,21 +604,8 @@ function basicParse(input, base, url, stateOverride) {
         } else if (c === 0x2f) {
           state = "authority";
         } else {
-          url.username = base.username;
-          url.password = base.password;
-          url.host = base.host;
-          url.port = base.port;
+          copyAuthority(url, base);
           state = "path";
-          p--;
-        }
-        break;
-
-      case "special authority slashes":
-        if (c === 0x2f && cps[p + 1] === 0x2f) {
-          state = "special authority ignore slashes";
-          p++;
-        } else {
-          state = "special authority ignore slashes";
           p--;
         }
         break;
@@ -687,21 +694,12 @@ function basicParse(input, base, url, stateOverride) {
           state = "file slash";
         } else if (base && base.scheme === "file") {
           url.host = base.host;
-          url.path = base.path.slice();
-          url.query = base.query;
-          if (c === 0x3f) {
-            url.query = "";
-            state = "query";
-          } else if (c === 0x23) {
-            url.fragment = "";
-            state = "fragment";
-          } else if (c !== undefined) {
-            url.query = null;
-            if (!startsWithWindowsDriveLetter(cps, p)) shortenPath(url);
-            else url.path = [];
-            state = "path";
-            p--;
-          }
+          const next = followBase(url, base, c, (u) => {
+            if (!startsWithWindowsDriveLetter(cps, p)) shortenPath(u);
+            else u.path = [];
+          });
+          if (next !== null) state = next;
+          if (next === "path") p--;
         } else {
           state = "path";
           p--;
@@ -747,12 +745,8 @@ function basicParse(input, base, url, stateOverride) {
         if (isSpecialScheme(url.scheme)) {
           state = "path";
           if (c !== 0x2f && c !== 0x5c) p--;
-        } else if (!stateOverride && c === 0x3f) {
-          url.query = "";
-          state = "query";
-        } else if (!stateOverride && c === 0x23) {
-          url.fragment = "";
-          state = "fragment";
+        } else if (!stateOverride && (c === 0x3f || c === 0x23)) {
+          state = queryOrFragment(url, c);
         } else if (c !== undefined) {
           state = "path";
           if (c !== 0x2f) p--;
@@ -776,26 +770,15 @@ function basicParse(input, base, url, stateOverride) {
             url.path.push(buffer);
           }
           buffer = "";
-          if (c === 0x3f) {
-            url.query = "";
-            state = "query";
-          }
-          if (c === 0x23) {
-            url.fragment = "";
-            state = "fragment";
-          }
+          state = queryOrFragment(url, c) || state;
         } else {
           buffer += encodeCp(c, inPath);
         }
         break;
 
       case "opaque path":
-        if (c === 0x3f) {
-          url.query = "";
-          state = "query";
-        } else if (c === 0x23) {
-          url.fragment = "";
-          state = "fragment";
+        if (c === 0x3f || c === 0x23) {
+          state = queryOrFragment(url, c);
         } else if (c === 0x20) {
           const next = cps[p + 1];
           if (next === 0x3f || next === 0x23) url.path += "%20";
@@ -895,6 +878,20 @@ const UPDATE = Symbol("update"), LIST = Symbol("list"), URL_OBJ = Symbol("url"),
 function checkParams(o) {
   if (!o || typeof o !== "object" || !(LIST in o)) throw new TypeError("Illegal invocation");
 }
+// checkParams for method `name`, which needs `required` arguments (it got argc).
+function checkCall(o, name, argc, required) {
+  checkParams(o);
+  if (argc < required)
+    throw new TypeError(`Failed to execute '${name}' on 'URLSearchParams': ${required} argument${required > 1 ? "s" : ""} required`);
+}
+// The entries delete(name, value) and has(name, value) look for: named `name` (with value
+// `value`, if given).
+function entryMatcher(name, value) {
+  name = usv(name);
+  if (value === undefined) return ([k]) => k === name;
+  value = usv(value);
+  return ([k, v]) => k === name && v === value;
+}
 
 class URLSearchParams {
   constructor(init = "") {
@@ -928,47 +925,33 @@ class URLSearchParams {
   }
   get size() { checkParams(this); return this[LIST].length; }
   append(name, value) {
-    checkParams(this);
-    if (arguments.length < 2) throw new TypeError("Failed to execute 'append' on 'URLSearchParams': 2 arguments required");
+    checkCall(this, "append", arguments.length, 2);
     this[LIST].push([usv(name), usv(value)]);
     this[UPDATE]();
   }
   delete(name, value = undefined) {
-    checkParams(this);
-    if (arguments.length < 1) throw new TypeError("Failed to execute 'delete' on 'URLSearchParams': 1 argument required");
-    name = usv(name);
-    if (value !== undefined) {
-      value = usv(value);
-      this[LIST] = this[LIST].filter(([k, v]) => !(k === name && v === value));
-    } else this[LIST] = this[LIST].filter(([k]) => k !== name);
+    checkCall(this, "delete", arguments.length, 1);
+    const match = entryMatcher(name, value);
+    this[LIST] = this[LIST].filter((e) => !match(e));
     this[UPDATE]();
   }
   get(name) {
-    checkParams(this);
-    if (arguments.length < 1) throw new TypeError("Failed to execute 'get' on 'URLSearchParams': 1 argument required");
+    checkCall(this, "get", arguments.length, 1);
     name = usv(name);
     const e = this[LIST].find(([k]) => k === name);
     return e ? e[1] : null;
   }
   getAll(name) {
-    checkParams(this);
-    if (arguments.length < 1) throw new TypeError("Failed to execute 'getAll' on 'URLSearchParams': 1 argument required");
+    checkCall(this, "getAll", arguments.length, 1);
     name = usv(name);
     return this[LIST].filter(([k]) => k === name).map(([, v]) => v);
   }
   has(name, value = undefined) {
-    checkParams(this);
-    if (arguments.length < 1) throw new TypeError("Failed to execute 'has' on 'URLSearchParams': 1 argument required");
-    name = usv(name);
-    if (value !== undefined) {
-      value = usv(value);
-      return this[LIST].some(([k, v]) => k === name && v === value);
-    }
-    return this[LIST].some(([k]) => k === name);
+    checkCall(this, "has", arguments.length, 1);
+    return this[LIST].some(entryMatcher(name, value));
   }
   set(name, value) {
-    checkParams(this);
-    if (arguments.length < 2) throw new TypeError("Failed to execute 'set' on 'URLSearchParams': 2 arguments required");
+    checkCall(this, "set", arguments.length, 2);
     name = usv(name);
     value = usv(value);
     const list = this[LIST];
@@ -1037,6 +1020,45 @@ function checkURL(o) {
   if (!o || typeof o !== "object" || !(RECORD in o)) throw new TypeError("Illegal invocation");
 }
 
+// The username and password setters (`field`).
+function setUserinfo(url, field, v) {
+  checkURL(url);
+  const rec = url[RECORD];
+  if (cannotHaveCredentialsOrPort(rec)) return;
+  rec[field] = percentEncodeString(usv(v), inUserinfo);
+}
+// The host and hostname setters (`state`: the parser's state for it).
+function setHost(url, v, state) {
+  checkURL(url);
+  const rec = url[RECORD];
+  if (hasOpaquePath(rec)) return;
+  basicParse(usv(v), null, rec, state);
+}
+// The search and hash getters: url's query or fragment (`field`) after `prefix` ("?", "#"),
+// "" if none.
+function prefixed(url, field, prefix) {
+  checkURL(url);
+  const s = url[RECORD][field];
+  return s === null || s === "" ? "" : prefix + s;
+}
+// The search and hash setters: v, without a leading `prefix`, parsed as url's query or
+// fragment (`field`, also the parser's state for it), or that part removed if v is "".
+// Returns what was parsed (null if removed).
+function setQueryOrFragment(url, v, field, prefix) {
+  checkURL(url);
+  const rec = url[RECORD];
+  v = usv(v);
+  if (v === "") {
+    rec[field] = null;
+    stripTrailingSpacesFromOpaquePath(url);
+    return null;
+  }
+  const input = v[0] === prefix ? v.slice(1) : v;
+  rec[field] = "";
+  basicParse(input, null, rec, field);
+  return input;
+}
+
 class URL {
   constructor(url, base = undefined) {
     if (arguments.length < 1) throw new TypeError("Failed to construct 'URL': 1 argument required, but only 0 present.");
@@ -1072,38 +1094,18 @@ class URL {
   get protocol() { checkURL(this); return this[RECORD].scheme + ":"; }
   set protocol(v) { checkURL(this); basicParse(usv(v) + ":", null, this[RECORD], "scheme start"); }
   get username() { checkURL(this); return this[RECORD].username; }
-  set username(v) {
-    checkURL(this);
-    const rec = this[RECORD];
-    if (cannotHaveCredentialsOrPort(rec)) return;
-    rec.username = percentEncodeString(usv(v), inUserinfo);
-  }
+  set username(v) { setUserinfo(this, "username", v); }
   get password() { checkURL(this); return this[RECORD].password; }
-  set password(v) {
-    checkURL(this);
-    const rec = this[RECORD];
-    if (cannotHaveCredentialsOrPort(rec)) return;
-    rec.password = percentEncodeString(usv(v), inUserinfo);
-  }
+  set password(v) { setUserinfo(this, "password", v); }
   get host() {
     checkURL(this);
     const rec = this[RECORD];
     if (rec.host === null) return "";
     return rec.port === null ? rec.host : rec.host + ":" + rec.port;
   }
-  set host(v) {
-    checkURL(this);
-    const rec = this[RECORD];
-    if (hasOpaquePath(rec)) return;
-    basicParse(usv(v), null, rec, "host");
-  }
+  set host(v) { setHost(this, v, "host"); }
   get hostname() { checkURL(this); return this[RECORD].host === null ? "" : this[RECORD].host; }
-  set hostname(v) {
-    checkURL(this);
-    const rec = this[RECORD];
-    if (hasOpaquePath(rec)) return;
-    basicParse(usv(v), null, rec, "hostname");
-  }
+  set hostname(v) { setHost(this, v, "hostname"); }
   get port() { checkURL(this); return this[RECORD].port === null ? "" : String(this[RECORD].port); }
   set port(v) {
     checkURL(this);
@@ -1121,45 +1123,14 @@ class URL {
     rec.path = [];
     basicParse(usv(v), null, rec, "path start");
   }
-  get search() {
-    checkURL(this);
-    const q = this[RECORD].query;
-    return q === null || q === "" ? "" : "?" + q;
-  }
+  get search() { return prefixed(this, "query", "?"); }
   set search(v) {
-    checkURL(this);
-    const rec = this[RECORD];
-    v = usv(v);
-    if (v === "") {
-      rec.query = null;
-      this[PARAMS][LIST] = [];
-      stripTrailingSpacesFromOpaquePath(this);
-      return;
-    }
-    const input = v[0] === "?" ? v.slice(1) : v;
-    rec.query = "";
-    basicParse(input, null, rec, "query");
-    this[PARAMS][LIST] = formParse(input);
+    const input = setQueryOrFragment(this, v, "query", "?");
+    this[PARAMS][LIST] = input === null ? [] : formParse(input);
   }
   get searchParams() { checkURL(this); return this[PARAMS]; }
-  get hash() {
-    checkURL(this);
-    const f = this[RECORD].fragment;
-    return f === null || f === "" ? "" : "#" + f;
-  }
-  set hash(v) {
-    checkURL(this);
-    const rec = this[RECORD];
-    v = usv(v);
-    if (v === "") {
-      rec.fragment = null;
-      stripTrailingSpacesFromOpaquePath(this);
-      return;
-    }
-    const input = v[0] === "#" ? v.slice(1) : v;
-    rec.fragment = "";
-    basicParse(input, null, rec, "fragment");
-  }
+  get hash() { return prefixed(this, "fragment", "#"); }
+  set hash(v) { setQueryOrFragment(this, v, "fragment", "#"); }
   get [Symbol.toStringTag]() { return "URL"; }
 }
 for (const name of ["href", "origin", "protocol", "username", "password", "host", "hostname", "port", "pathname",

@@ -3,20 +3,13 @@
 // JS; hashing, derived secrets and nested runs are host services; URL parsing,
 // HTTP and SCALE delegate to the web globals (looked up when called).
 
+const { readU32, concat, asBytes, hex } = host.internal("shared");
+
 function bytesOf(value, what) {
-  if (typeof value === "string") return host.utf8Encode(value);
-  if (value instanceof Uint8Array) return value;
-  if (value instanceof ArrayBuffer) return new Uint8Array(value);
-  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  const bytes = asBytes(value, true);
+  if (bytes !== null) return bytes;
   if (Array.isArray(value)) return Uint8Array.from(value);
   throw new TypeError(`${what}: expected a string, Uint8Array, ArrayBuffer or array of bytes`);
-}
-
-function concat(a, b) {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
 }
 
 // ---- print ---------------------------------------------------------------------
@@ -33,14 +26,8 @@ function print(level, ...args) {
 
 // ---- hex, UTF-8, base64 ------------------------------------------------------------
 
-const HEX = [];
-for (let i = 0; i < 256; i++) HEX.push((i < 16 ? "0" : "") + i.toString(16));
-
 function hexEncode(data) {
-  const bytes = bytesOf(data, "Wapo.hexEncode");
-  let s = "";
-  for (let i = 0; i < bytes.length; i++) s += HEX[bytes[i]];
-  return s;
+  return hex(bytesOf(data, "Wapo.hexEncode"));
 }
 
 function hexValue(c) {
@@ -149,7 +136,7 @@ function parseURL(input, base) {
 
 function hash(algorithm, message) {
   if (typeof algorithm !== "string") throw new TypeError("Wapo.hash: the algorithm must be a string");
-  return host.call("hash", concat(host.utf8Encode(algorithm + "\0"), bytesOf(message, "Wapo.hash")));
+  return host.call("hash", concat([host.utf8Encode(algorithm + "\0"), bytesOf(message, "Wapo.hash")]));
 }
 
 function deriveSecret(salt) {
@@ -233,7 +220,7 @@ function run(code, options) {
       }
     }
     const id = host.call("wapojs.run", JSON.stringify(request));
-    const rid = id[0] | (id[1] << 8) | (id[2] << 16) | (id[3] << 24);
+    const rid = readU32(id);
     host.watch(rid, () => {
       let r;
       try {
@@ -268,9 +255,9 @@ const Wapo = {
   get SCALE() { return globalThis.SCALE; },
   httpRequest,
   // The reference's callback-style WebSocket API, over the WebSocket global (websocket.js).
-  wsOpen: (...a) => (void globalThis.WebSocket, host.websocket.wsOpen(...a)),
-  wsSend: (...a) => (void globalThis.WebSocket, host.websocket.wsSend(...a)),
-  wsClose: (...a) => (void globalThis.WebSocket, host.websocket.wsClose(...a)),
+  wsOpen: (...a) => host.internal("websocket").wsOpen(...a),
+  wsSend: (...a) => host.internal("websocket").wsSend(...a),
+  wsClose: (...a) => host.internal("websocket").wsClose(...a),
   connect: (address, options) => globalThis.WapoSockets.connect(address, options),
   run,
 };

@@ -1,4 +1,4 @@
-// @provides WebSocket MessageEvent CloseEvent
+// @provides WebSocket MessageEvent CloseEvent @websocket
 // The WebSocket client of the web platform (WHATWG WebSockets), done by the
 // host's aiohttp client (services ws.*, src/wapo/host/services/websocket.py):
 // the host connects (the run's address policy checked after DNS, as fetch),
@@ -14,7 +14,7 @@
 // code, and the close event then usually says 1005); no extensions are
 // negotiated (permessage-deflate is off).
 // The same class is the app's end of a socket WapoServer.upgradeWebSocket
-// accepted (host.websocket.adopt: the host did the handshake; binaryType
+// accepted (`adopt` of host.internal("websocket"): the host did the handshake; binaryType
 // defaults to "arraybuffer" there, as in Deno).
 
 const CONNECTING = 0, OPEN = 1, CLOSING = 2, CLOSED = 3;
@@ -23,8 +23,15 @@ const EV_OPEN = 1, EV_TEXT = 2, EV_BINARY = 3, EV_ERROR = 4, EV_CLOSE = 5;
 const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const later = globalThis.setImmediate;  // a macrotask (a guest timer with no delay)
 
-function u32(n) {
-  return new Uint8Array([n & 255, (n >>> 8) & 255, (n >>> 16) & 255, (n >>> 24) & 255]);
+const { u32, readU32, concat, copyBytes, stateOf, fieldGetters } = host.internal("shared");
+
+// The init dictionary of event constructor `what` (MessageEvent, CloseEvent), after its checks.
+function eventInit(what, argc, eventInitDict) {
+  if (argc < 1)
+    throw new TypeError(`Failed to construct '${what}': 1 argument required, but only 0 present.`);
+  const init = eventInitDict === undefined || eventInitDict === null ? {} : eventInitDict;
+  if (typeof init !== "object") throw new TypeError(`Failed to construct '${what}': The provided value is not of type '${what}Init'.`);
+  return init;
 }
 
 // ---- events ----------------------------------------------------------------------
@@ -32,10 +39,7 @@ function u32(n) {
 const ME = Symbol("MessageEvent");
 class MessageEvent extends Event {
   constructor(type, eventInitDict = undefined) {
-    if (arguments.length < 1)
-      throw new TypeError("Failed to construct 'MessageEvent': 1 argument required, but only 0 present.");
-    const init = eventInitDict === undefined || eventInitDict === null ? {} : eventInitDict;
-    if (typeof init !== "object") throw new TypeError("Failed to construct 'MessageEvent': The provided value is not of type 'MessageEventInit'.");
+    const init = eventInit("MessageEvent", arguments.length, eventInitDict);
     super(type, init);
     const ports = init.ports === undefined ? [] : Array.from(init.ports);
     this[ME] = {
@@ -46,25 +50,14 @@ class MessageEvent extends Event {
       ports: Object.freeze(ports),
     };
   }
-  get data() { return me(this).data; }
-  get origin() { return me(this).origin; }
-  get lastEventId() { return me(this).lastEventId; }
-  get source() { return me(this).source; }
-  get ports() { return me(this).ports; }
   get [Symbol.toStringTag]() { return "MessageEvent"; }
 }
-function me(ev) {
-  if (ev === null || typeof ev !== "object" || !(ME in ev)) throw new TypeError("Illegal invocation");
-  return ev[ME];
-}
+fieldGetters(MessageEvent, (ev) => stateOf(ev, ME), ["data", "origin", "lastEventId", "source", "ports"]);
 
 const CE = Symbol("CloseEvent");
 class CloseEvent extends Event {
   constructor(type, eventInitDict = undefined) {
-    if (arguments.length < 1)
-      throw new TypeError("Failed to construct 'CloseEvent': 1 argument required, but only 0 present.");
-    const init = eventInitDict === undefined || eventInitDict === null ? {} : eventInitDict;
-    if (typeof init !== "object") throw new TypeError("Failed to construct 'CloseEvent': The provided value is not of type 'CloseEventInit'.");
+    const init = eventInit("CloseEvent", arguments.length, eventInitDict);
     super(type, init);
     const code = init.code === undefined ? 0 : Number(init.code) & 0xFFFF;
     this[CE] = {
@@ -73,15 +66,9 @@ class CloseEvent extends Event {
       reason: init.reason === undefined ? "" : String(init.reason),
     };
   }
-  get wasClean() { return ce(this).wasClean; }
-  get code() { return ce(this).code; }
-  get reason() { return ce(this).reason; }
   get [Symbol.toStringTag]() { return "CloseEvent"; }
 }
-function ce(ev) {
-  if (ev === null || typeof ev !== "object" || !(CE in ev)) throw new TypeError("Illegal invocation");
-  return ev[CE];
-}
+fieldGetters(CloseEvent, (ev) => stateOf(ev, CE), ["wasClean", "code", "reason"]);
 
 // ---- the WebSocket -------------------------------------------------------------------
 
@@ -212,16 +199,12 @@ function flush(s) {
     }
     s.queue.shift();
     if (s.freed || s.readyState !== OPEN) { s.afterClose += item.bytes.length; continue; }
-    const payload = new Uint8Array(5 + item.bytes.length);
-    payload.set(s.idBytes, 0);
-    payload[4] = item.kind;
-    payload.set(item.bytes, 5);
-    host.call("ws.send", payload);
+    host.call("ws.send", concat([s.idBytes, Uint8Array.of(item.kind), item.bytes]));
   }
 }
 
 const HANDLERS = ["open", "message", "error", "close"];
-const ADOPT = Symbol("adopt");  // private: only host.websocket.adopt makes sockets around a host id
+const ADOPT = Symbol("adopt");  // private: only `adopt` below makes sockets around a host id
 
 class WebSocket extends EventTarget {
   constructor(url, protocols = undefined) {
@@ -236,7 +219,7 @@ class WebSocket extends EventTarget {
       href = parseURL(url);
       const list = parseProtocols(protocols);
       const ids = host.call("ws.open", JSON.stringify({ url: href, protocols: list }));
-      id = ids[0] | (ids[1] << 8) | (ids[2] << 16) | (ids[3] << 24);
+      id = readU32(ids);
     }
     const u = new URL(href);
     this[WS] = {
@@ -264,7 +247,7 @@ class WebSocket extends EventTarget {
     for (const item of s.queue) if (!(item instanceof Blob)) n += item.bytes.length;
     if (!s.freed) {
       const r = host.call("ws.buffered", s.idBytes);
-      n += (r[0] | (r[1] << 8) | (r[2] << 16)) + r[3] * 16777216;
+      n += readU32(r);
     }
     return n;
   }
@@ -278,10 +261,8 @@ class WebSocket extends EventTarget {
     let item;
     if (data instanceof Blob) {
       item = data;
-    } else if (data instanceof ArrayBuffer) {
-      item = { kind: 1, bytes: new Uint8Array(data.slice(0)) };
-    } else if (ArrayBuffer.isView(data)) {
-      item = { kind: 1, bytes: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) };
+    } else if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) {
+      item = { kind: 1, bytes: copyBytes(data) };
     } else {
       item = { kind: 0, bytes: host.utf8Encode(String(data)) };
     }
@@ -337,13 +318,8 @@ function closeSocket(target, code, reasonBytes) {
   }
   s.readyState = CLOSING;
   flush(s);
-  const payload = new Uint8Array(6 + reasonBytes.length);
-  payload.set(s.idBytes, 0);
   const c = code === undefined ? 0 : code;
-  payload[4] = c & 255;
-  payload[5] = c >> 8;
-  payload.set(reasonBytes, 6);
-  if (!s.freed) host.call("ws.close", payload);
+  if (!s.freed) host.call("ws.close", concat([s.idBytes, Uint8Array.of(c & 255, c >> 8), reasonBytes]));
 }
 
 // onopen / onmessage / onerror / onclose: an event handler attribute is one listener,
@@ -387,7 +363,7 @@ function handleOf(h, what) {
   if (h === null || typeof h !== "object" || !(WS_HANDLE in h)) throw new TypeError(`Wapo.${what}: not a WebSocket handle from Wapo.wsOpen`);
   return h[WS_HANDLE];
 }
-host.websocket = {
+const websocket = {
   // For WapoServer: a WebSocket around a host socket that is not connected yet (an
   // AcceptedWebSocket, services app.http.websocket / app.http.upgrade); binaryType "arraybuffer".
   adopt(id, url) { return new WebSocket(ADOPT, { id, url }); },
@@ -435,4 +411,4 @@ host.websocket = {
   },
 };
 
-return { WebSocket, MessageEvent, CloseEvent };
+return { WebSocket, MessageEvent, CloseEvent, websocket };
