@@ -52,6 +52,7 @@ from ..host import GuestModule, Instance, Limits
 from ..host.app_channel import AppNotAnswering, QueryFailed, query as app_query
 from ..host.app_server import serve_request
 from ..store import format_text
+from ..store.db import make_private_dir
 from .app import CONFIG, LOGS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, STORE, error_response, read_body
 
 log = logging.getLogger("wapo.gateway.apps")
@@ -133,7 +134,7 @@ class AppRecords:
 
     @contextlib.contextmanager
     def _locked(self):
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.dir)  # may be the first to create the data directory: 0700 like the Store's
         with open(self.dir / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
