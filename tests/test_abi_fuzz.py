@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from wapo.host import GuestModule, GuestTrap, Instance, Limits
 from wapo.host.abi import ErrorCode
 from wapo.host.ocalls import HANDLERS, LOG_LEVELS, MAX_GETRANDOM
@@ -119,7 +120,7 @@ def check(batch: list[tuple[int, ...]], instance: Instance, result) -> list[tupl
     return frames
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch=records)
 def test_arbitrary_ocalls_never_hurt_the_host(env, batch) -> None:
     module, data_dir = env

@@ -15,6 +15,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
+
 scalecodec = pytest.importorskip("scalecodec")
 from scalecodec.base import RuntimeConfigurationObject  # noqa: E402
 
@@ -494,7 +496,7 @@ BATCH = 40
 
 # No shrinking phase: shrinking a batch of 40 cases takes minutes, and the assertion messages
 # already name the failing case (its type text and value).
-@settings(max_examples=30, deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
+@settings(max_examples=examples(30), deadline=None, phases=[Phase.explicit, Phase.reuse, Phase.generate],
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 @given(st.data())
 def test_scale_matches_scalecodec_byte_for_byte(data):

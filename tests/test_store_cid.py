@@ -9,6 +9,7 @@ import random
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from conftest import examples
 from wapo.store import CID, CidBuilder, InvalidCID, cidv1, compute_cid, parse_cid, verify
 from wapo.store import cid as cidmod
 from wapo.store.cid import CHUNK_SIZE, MAX_LINKS, b58decode, b58encode, dag_blocks
@@ -167,7 +168,7 @@ def test_non_string(value):
         parse_cid(value)
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(st.text(max_size=80))
 def test_random_garbage(text):
     try:
@@ -178,7 +179,7 @@ def test_random_garbage(text):
     assert parse_cid(parsed.v0) == parsed and parse_cid(parsed.v1) == parsed
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(st.integers(0, 45), st.characters(codec="ascii"))
 def test_mutated_cid(pos, ch):
     text = HELLO[:pos] + ch + HELLO[pos + 1:]
@@ -253,7 +254,7 @@ def test_balanced_shape_with_small_fanout(monkeypatch):
     assert builder.finish().multihash == mh(blocks[-1])
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(st.integers(0, 3 * CHUNK_SIZE + 5), st.lists(st.integers(1, CHUNK_SIZE + 3), max_size=8), st.integers(0, 255))
 def test_incremental_builder_matches(size, pieces, seed):
     data = random.Random(seed).randbytes(size)

@@ -1,15 +1,17 @@
-"""URL and URLSearchParams: the web-platform-tests URL data (/work/shared/wpt) and the API surface."""
+"""URL and URLSearchParams: the web-platform-tests URL data (../shared/wpt beside the repository) and the API surface."""
 
 from __future__ import annotations
 
 import json
+import os
 
 from jscases import out
 from pathlib import Path
 
 import pytest
 
-WPT = Path("/work/shared/wpt")
+# the repository is cloned with the shared/ folder beside it (here and in CI)
+WPT = Path(__file__).resolve().parent.parent.parent / "shared" / "wpt"
 
 # Pass counts reached; a lower count is a regression.
 EXPECTED_PASSES = {
@@ -94,9 +96,13 @@ def run_wpt(js, kind: str) -> dict:
     return result
 
 
-@pytest.mark.skipif(not WPT.exists(), reason="no WPT data")
 @pytest.mark.parametrize("kind", list(EXPECTED_PASSES))
 def test_wpt_url_data(js, kind):
+    if not WPT.is_dir():
+        # in CI a silent skip would hide that the WPT data was never read
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+            pytest.fail(f"no WPT data at {WPT} (the shared/ folder beside the repository)")
+        pytest.skip(f"no WPT data at {WPT}")
     result = run_wpt(js, kind)
     print(f"\nWPT {kind}: {result['pass']}/{result['total']} pass")
     for f in result["failures"][:50]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 
@@ -31,18 +32,11 @@ class NodeKey:
     @classmethod
     def load_or_create(cls, data_dir: Path) -> "NodeKey":
         path = Path(data_dir) / KEY_FILE
-        if path.exists():
-            seed = path.read_bytes()
-            if len(seed) != 32:
-                raise ValueError(f"{path} is corrupt ({len(seed)} bytes, expected 32); move it away to make a new key")
-            return cls(seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        seed = os.urandom(32)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(seed)
-        os.replace(tmp, path)
+        if not path.exists():
+            _create_key_file(path)
+        seed = path.read_bytes()
+        if len(seed) != 32:
+            raise ValueError(f"{path} is corrupt ({len(seed)} bytes, expected 32); move it away to make a new key")
         return cls(seed)
 
     def sign(self, message: bytes) -> bytes:
@@ -51,6 +45,30 @@ class NodeKey:
     def derive_secret(self, app_address: bytes, path: bytes) -> bytes:
         """64 bytes that depend on this node, the app and the path, and on nothing a guest controls alone."""
         return hmac.new(self._seed, b"wapo-derive-secret\0" + app_address + path, hashlib.sha512).digest()
+
+
+def _create_key_file(path: Path) -> None:
+    """Write 32 random bytes to ``path``, mode 0600 (whatever the umask), in a directory made 0700.
+
+    Atomic (a temp file hard-linked into place): processes starting at once agree on one key.
+    """
+    from ..store.db import make_private_dir
+
+    make_private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, os.urandom(32))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process made it first: use its key
+    finally:
+        os.unlink(tmp)
 
 
 @lru_cache(maxsize=8)

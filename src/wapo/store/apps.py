@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from .db import make_private_dir
+
 log = logging.getLogger("wapo.store.apps")
 
 ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}\Z")
@@ -86,7 +88,7 @@ class AppRecords:
 
     @contextlib.contextmanager
     def _locked(self):
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.dir)  # `wapo deploy` may be the first to make the data directory
         with open(self.dir / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:

@@ -33,7 +33,7 @@ from .code import CodeMixin
 from .logs import LogMixin, LogRetention
 from .vaults import VaultKeyError, VaultMixin, load_vault_key
 
-__all__ = ["Store", "StoreError", "SCHEMA_VERSION", "DB_NAME"]
+__all__ = ["Store", "StoreError", "SCHEMA_VERSION", "DB_NAME", "make_private_dir", "create_private_file"]
 
 DB_NAME = "wapo.sqlite3"
 SCHEMA_VERSION = 1
@@ -80,6 +80,44 @@ class StoreError(RuntimeError):
     """The data directory or database cannot be used."""
 
 
+def make_private_dir(path: str | os.PathLike[str]) -> None:
+    """Create ``path`` and its missing parents mode 0700 (whatever the umask); leave existing ones alone.
+
+    Why explicit: ``mkdir(mode=0o700, parents=True)`` gives the parents the umask's default (0755
+    typically) and the umask can also take bits away from the owner.
+    """
+    path = Path(path)
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        if path.parent == path:
+            break
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+            continue  # made by another process at the same moment: it chose the mode
+        os.chmod(directory, 0o700)
+
+
+def create_private_file(path: str | os.PathLike[str]) -> bool:
+    """Create ``path`` empty with mode 0600 (whatever the umask) unless it exists; True if created."""
+    if os.path.lexists(path):
+        return False  # (and no write on a read-only data directory)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except FileExistsError:
+        return False
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return True
+
+
 class Store(CodeMixin, VaultMixin, LogMixin):
     """Code blobs by CID, vaults and logs in one data directory.
 
@@ -104,7 +142,10 @@ class Store(CodeMixin, VaultMixin, LogMixin):
         self._log_writes: Counter[str] = Counter()
         self._log_total = 0
         try:
-            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dir(self.data_dir)
+            # SQLite creates the database 0644 but its -wal, -shm and -journal files with the
+            # database's own mode: an empty file made 0600 first is a valid empty database
+            create_private_file(self.path)
         except OSError as exc:
             raise StoreError(f"cannot create data directory {self.data_dir}: {exc}") from exc
         self._aead = AESGCM(load_vault_key(self.data_dir))

@@ -96,6 +96,7 @@ def _load_or_create(data_dir: Path, path: Path) -> bytes:
         tmp = data_dir / f".vault.key.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
+            os.fchmod(fd, 0o600)  # exactly, whatever the umask
             os.write(fd, secrets.token_bytes(32))
             os.fsync(fd)
         finally:

@@ -3,19 +3,38 @@
 Shared by fetch (and later by TCP). An address is checked AFTER DNS
 resolution, so a name that resolves to 127.0.0.1 is refused like the literal
 address, and the connection is made to the address that was checked (never
-resolved a second time). Denied by default:
+resolved a second time). Denied by default: every address that is not
+globally reachable per the IANA IPv4 and IPv6 special-purpose address
+registries, plus multicast, plus the cloud metadata services:
 
+    cloud metadata   169.254.169.254, 169.254.170.2, 169.254.170.23, 100.100.100.200,
+                     168.63.129.16, 192.0.0.192, fd00:ec2::254, fd00:ec2::23, fd20:ce::254
+                     (named apart: the classic SSRF targets; some are public addresses)
     loopback         127.0.0.0/8, ::1
-    private          10/8, 172.16/12, 192.168/16, fc00::/7 (unique local)
-    link-local       169.254/16, fe80::/10
-    cloud metadata   169.254.169.254, fd00:ec2::254 (named apart: the classic SSRF target)
     unspecified      0.0.0.0/8, ::
+    private          10/8, 172.16/12, 192.168/16, fc00::/7 (unique local)
+    shared address space  100.64.0.0/10 (carrier-grade NAT)
+    link-local       169.254/16, fe80::/10
+    site-local       fec0::/10 (deprecated, still routed by some hosts)
+    IETF protocol assignments  192.0.0.0/24 (DS-Lite, NAT64 discovery, PCP/TURN anycast),
+                     2001::/23 (Teredo, benchmarking, ORCHID, AMT, ...)
+    documentation    192.0.2/24, 198.51.100/24, 203.0.113/24, 2001:db8::/32, 3fff::/20
+    benchmarking     198.18.0.0/15, 2001:2::/48
+    6to4 relay anycast  192.88.99.0/24 (deprecated)
+    local-use NAT64  64:ff9b:1::/48 (translates to the operator's own IPv4 networks)
+    discard-only     100::/64
+    SRv6 SIDs        5f00::/16
     multicast        224/4, ff00::/8
-    reserved         240/4 (with 255.255.255.255)
+    reserved         240/4 (with 255.255.255.255), IPv6 outside 2000::/3
+    not globally reachable  whatever else the running Python's ``ipaddress`` registry copy
+                     says is not global (a newer Python may know newer entries)
 
 An IPv4 address written as IPv6 (``::ffff:127.0.0.1``, ``64:ff9b::7f00:1``)
-is judged as the IPv4 address it names. ``allow`` CIDRs lift the denial for
-the addresses they contain (``--allow-address 127.0.0.1/32``).
+is judged as the IPv4 address it names. A 6to4 address (``2002:AABB:CCDD::``)
+is denied with the reason of the IPv4 address it embeds, or as "6to4" (deprecated,
+IANA: not applicable) when that one is global. ``allow`` CIDRs lift the denial for
+the addresses they contain (``--allow-address 127.0.0.1/32``); an IPv4 CIDR also
+lifts it for the IPv4-mapped and NAT64 forms of its addresses.
 """
 
 from __future__ import annotations
@@ -30,23 +49,50 @@ IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 _N = ipaddress.ip_network
 # the order matters: the first match names the reason
 DENIED: tuple[tuple[IPNetwork, str], ...] = (
+    # cloud metadata services (AWS IMDS/ECS/EKS Pod Identity, GCP, Azure, Alibaba, Oracle Classic, ...)
     (_N("169.254.169.254/32"), "cloud metadata"),
+    (_N("169.254.170.2/32"), "cloud metadata"),
+    (_N("169.254.170.23/32"), "cloud metadata"),
+    (_N("100.100.100.200/32"), "cloud metadata"),
+    (_N("168.63.129.16/32"), "cloud metadata"),
+    (_N("192.0.0.192/32"), "cloud metadata"),
     (_N("fd00:ec2::254/128"), "cloud metadata"),
+    (_N("fd00:ec2::23/128"), "cloud metadata"),
+    (_N("fd20:ce::254/128"), "cloud metadata"),
+    # the IANA IPv4 special-purpose address registry (the entries not globally reachable)
     (_N("127.0.0.0/8"), "loopback"),
-    (_N("::1/128"), "loopback"),
     (_N("0.0.0.0/8"), "unspecified"),
-    (_N("::/128"), "unspecified"),
     (_N("10.0.0.0/8"), "private"),
     (_N("172.16.0.0/12"), "private"),
     (_N("192.168.0.0/16"), "private"),
-    (_N("fc00::/7"), "private"),
+    (_N("100.64.0.0/10"), "shared address space"),
     (_N("169.254.0.0/16"), "link-local"),
-    (_N("fe80::/10"), "link-local"),
+    (_N("192.0.0.0/24"), "IETF protocol assignments"),
+    (_N("192.0.2.0/24"), "documentation"),
+    (_N("198.51.100.0/24"), "documentation"),
+    (_N("203.0.113.0/24"), "documentation"),
+    (_N("198.18.0.0/15"), "benchmarking"),
+    (_N("192.88.99.0/24"), "6to4 relay anycast"),
     (_N("224.0.0.0/4"), "multicast"),
-    (_N("ff00::/8"), "multicast"),
     (_N("240.0.0.0/4"), "reserved"),
+    # the IANA IPv6 special-purpose address registry (the entries not globally reachable)
+    (_N("::1/128"), "loopback"),
+    (_N("::/128"), "unspecified"),
+    (_N("fc00::/7"), "private"),
+    (_N("fe80::/10"), "link-local"),
+    (_N("fec0::/10"), "site-local"),
+    (_N("64:ff9b:1::/48"), "local-use NAT64"),
+    (_N("100::/64"), "discard-only"),
+    (_N("2001:2::/48"), "benchmarking"),
+    (_N("2001:db8::/32"), "documentation"),
+    (_N("3fff::/20"), "documentation"),
+    (_N("2001::/23"), "IETF protocol assignments"),
+    (_N("5f00::/16"), "SRv6 SIDs"),
+    (_N("ff00::/8"), "multicast"),
 )
 _NAT64 = _N("64:ff9b::/96")
+_6TO4 = _N("2002::/16")
+_GLOBAL_UNICAST_V6 = _N("2000::/3")  # IANA's IPv6 address space: the rest is reserved, ULA, link-local, multicast
 
 
 class AddressDenied(OSError):
@@ -69,11 +115,27 @@ def parse_cidr(text: str) -> IPNetwork:
 
 
 def _embedded_v4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv4-mapped (::ffff:a.b.c.d) or NAT64 (64:ff9b::a.b.c.d) address reaches."""
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.ipv4_mapped is not None:
             return ip.ipv4_mapped
         if ip in _NAT64:
             return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def _denied(ip: IPAddress) -> str | None:
+    """Why ``ip`` (not an IPv4-mapped or NAT64 form) is not globally reachable, or None."""
+    for net, why in DENIED:
+        if ip.version == net.version and ip in net:
+            return why
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _6TO4:
+            return _denied(ip.sixtofour) or "6to4"  # type: ignore[arg-type]
+        if ip not in _GLOBAL_UNICAST_V6:
+            return "reserved"
+    if not ip.is_global or ip.is_multicast or ip.is_reserved:
+        return "not globally reachable"  # the running Python's copy of the registries knows more
     return None
 
 
@@ -93,18 +155,11 @@ class AddressPolicy:
             ip = ipaddress.ip_address(address.split("%", 1)[0] if isinstance(address, str) else address)
         except ValueError:
             return "not an IP address"
-        candidates = [ip]
         v4 = _embedded_v4(ip)
-        if v4 is not None:
-            candidates.append(v4)
-        for cand in candidates:
+        for cand in (ip,) if v4 is None else (ip, v4):
             if any(cand.version == net.version and cand in net for net in self.allow):
                 return None
-        for cand in candidates:
-            for net, why in DENIED:
-                if cand.version == net.version and cand in net:
-                    return why
-        return None
+        return _denied(ip if v4 is None else v4)
 
     def check(self, address: str, host: str | None = None) -> None:
         why = self.reason(address)
