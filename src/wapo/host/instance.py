@@ -9,10 +9,12 @@ ready, until the guest says it is finished, fails, or a limit stops it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import math
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import wasmtime
 
@@ -28,6 +30,9 @@ from .resources import Oneshot
 from .sandbox import Sandbox
 from .snapshot.image import MemoryImage, apply_image
 from .state import GuestReport, GuestState, LogRecord, current
+from .threads import guest_threads
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -44,6 +49,21 @@ class RunResult:
 
 
 _live = 0  # sandboxes alive in this process (pool and on-demand); MAX_SANDBOXES caps it
+_live_lock = threading.Lock()
+
+
+def _count_sandbox(change: int) -> None:
+    global _live
+    with _live_lock:
+        if change > 0 and _live >= MAX_SANDBOXES:
+            raise CapacityExceeded(f"too many sandboxes at once: {MAX_SANDBOXES} live in this process "
+                                   f"(WAPO_MAX_SANDBOXES); try again later")
+        _live += change
+
+
+def _drop(sandbox: Sandbox) -> None:
+    sandbox.close()
+    _count_sandbox(-1)
 
 
 class Instance:
@@ -66,6 +86,9 @@ class Instance:
         self._started = 0.0
         self._poll_started = 0.0
         self._done = False
+        self._threads = guest_threads()
+        self._tenant = self.options.tenant or module.name
+        self._in_step: concurrent.futures.Future | None = None  # a step running on a guest thread
 
     # --- host API for input (queries, requests, tests) ---------------------------
     def send_input(self, kind: int, message: bytes) -> None:
@@ -127,10 +150,11 @@ class Instance:
             raise RuntimeError("an Instance runs once; create a new one")
         st = self._require_state()
         st.loop = asyncio.get_running_loop()
+        st.loop_thread = threading.get_ident()
         self._started = time.monotonic()
         error: RunError | None = None
         try:
-            self._instantiate(st)
+            await self._step(lambda: self._instantiate(st))
             error = await self._drive(st)
         except RunError as exc:
             error = exc
@@ -144,51 +168,72 @@ class Instance:
         self._release(st)
         return result
 
+    async def _step(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` (a call into the guest, or anything whose duration the guest controls) on a
+        guest thread, or here with ``--guest-threads 0``."""
+        if self._threads is None:
+            return fn()
+        future = self._threads.submit(self._tenant, fn)
+        self._in_step = future
+        try:
+            return await asyncio.wrap_future(future)
+        finally:
+            if future.done():
+                self._in_step = None
+
     def _release(self, st: GuestState) -> None:
-        """Drop the sandbox now: Instance and GuestState refer to each other, and leaving the
-        Store to the cycle collector kept finished sandboxes' memory (and pool slots) alive."""
-        global _live
+        """Drop the sandbox: at once if no step is running in it, else when that step returns
+        (a Store must not be dropped under a running guest). The drop itself (the pool's reset of
+        the slot) goes to a guest thread."""
         st.memory = None  # type: ignore[assignment]
         st.sandbox = None
         sandbox, self._sandbox, self._poll = self._sandbox, None, None
-        if sandbox is not None:
-            sandbox.close()
-            _live -= 1
+        if sandbox is None:
+            return
+        step = self._in_step
+        if step is not None and not step.done():
+            step.add_done_callback(lambda _: _drop(sandbox))
+        elif self._threads is not None:
+            self._threads.submit(self._tenant, lambda: _drop(sandbox))
+        else:
+            _drop(sandbox)
 
     def _new_sandbox(self) -> Sandbox:
         """A Store with the instance, in a pool slot if one is free, else on the on-demand engine."""
-        global _live
-        if _live >= MAX_SANDBOXES:
-            raise CapacityExceeded(f"too many sandboxes at once: {MAX_SANDBOXES} live in this process "
-                                   f"(WAPO_MAX_SANDBOXES); try again later")
         for config in (self._config, self._config.overflow()) if self._config.uses_pool else (self._config,):
+            _count_sandbox(+1)
             try:
-                sandbox = Sandbox(get_engine(config), args=self.args, env=self.options.env,
-                                  memory_limit=self.limits.memory, fuel=self.limits.fuel,
-                                  inherit_stdio=self.options.inherit_stdio)
-            except ValueError as exc:
-                raise GuestLoadError(f"cannot start {self.module.name}: {exc}") from None
-            self._sandbox = sandbox
-            _live += 1
-            self._set_deadline()
-            self._poll_started = time.monotonic()  # a start function runs inside instantiate
-            try:
-                sandbox.instantiate(self.module.instance_pre(config))
-                self._config = config
-                return sandbox
-            except wasmtime.WasmtimeError as exc:
-                if config.uses_pool and "maximum concurrent" in str(exc):
-                    self._drop_failed()
-                    continue  # the pool is full: the on-demand engine takes it
+                sandbox = self._new_sandbox_on(config)
+            except BaseException:
+                if self._sandbox is None:  # else it is counted until _release drops it
+                    _count_sandbox(-1)
                 raise
+            if sandbox is not None:
+                return sandbox
+            _count_sandbox(-1)  # the pool is full: the on-demand engine takes it
         raise AssertionError("unreachable")
 
-    def _drop_failed(self) -> None:
-        global _live
-        if self._sandbox is not None:
-            self._sandbox.close()
-            self._sandbox = None
-            _live -= 1
+    def _new_sandbox_on(self, config: EngineConfig) -> Sandbox | None:
+        """The sandbox on ``config``'s engine; None if its pool is full."""
+        try:
+            sandbox = Sandbox(get_engine(config), args=self.args, env=self.options.env,
+                              memory_limit=self.limits.memory, fuel=self.limits.fuel,
+                              inherit_stdio=self.options.inherit_stdio)
+        except ValueError as exc:
+            raise GuestLoadError(f"cannot start {self.module.name}: {exc}") from None
+        self._sandbox = sandbox
+        self._set_deadline()
+        self._poll_started = time.monotonic()  # a start function runs inside instantiate
+        try:
+            sandbox.instantiate(self.module.instance_pre(config))
+        except wasmtime.WasmtimeError as exc:
+            if config.uses_pool and "maximum concurrent" in str(exc):
+                self._sandbox = None
+                sandbox.close()
+                return None
+            raise
+        self._config = config
+        return sandbox
 
     def _instantiate(self, st: GuestState) -> None:
         try:
@@ -243,11 +288,11 @@ class Instance:
             current.state = previous
 
     async def _drive(self, st: GuestState) -> RunError | None:
-        assert self._poll is not None
+        poll = self._poll
+        assert poll is not None
         while True:
-            st.poll_requested = False
-            st.wake_event.clear()
-            status = self._enter(self._poll, st)
+            st.begin_step()
+            status = await self._step(lambda: self._enter(poll, st))
             if st.host_faults:
                 return GuestTrap(f"the host failed {st.host_faults} ocall(s); see the host log")
             if st.report is not None:

@@ -26,6 +26,9 @@ log = logging.getLogger("wapo.host")
 
 Handler = Callable[["GuestState", int, int, int, int, int], Union[int, bytes]]
 HANDLERS: dict[int, Handler] = {}
+# Calls whose handlers touch no asyncio object run on the guest's own thread; the others run on
+# the event loop's thread while the guest waits (docs/design.md, the threading model).
+INLINE: set[int] = set()
 
 MAX_GETRANDOM = 1 << 20
 MAX_DERIVE_PATH = 256
@@ -34,9 +37,11 @@ MAX_LOG_MESSAGE = 1 << 20
 LOG_LEVELS = {1: "error", 2: "warn", 3: "info", 4: "debug", 5: "trace"}
 
 
-def handles(call: Call) -> Callable[[Handler], Handler]:
+def handles(call: Call, *, inline: bool = False) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
         HANDLERS[int(call)] = fn
+        if inline:
+            INLINE.add(int(call))
         return fn
     return register
 
@@ -50,7 +55,7 @@ def _ms(value: int) -> int:
 
 # --- results and tasks -----------------------------------------------------
 
-@handles(Call.GET_RETURN)
+@handles(Call.GET_RETURN, inline=True)
 def get_return(st: GuestState, task: int, ptr: int, length: int, _2: int, _3: int) -> int:
     data = st.pending_return
     if data is None:
@@ -62,13 +67,13 @@ def get_return(st: GuestState, task: int, ptr: int, length: int, _2: int, _3: in
     return len(data)
 
 
-@handles(Call.MARK_TASK_READY)
+@handles(Call.MARK_TASK_READY, inline=True)
 def mark_task_ready(st: GuestState, task: int, target: int, *_: int) -> int:
     st.queue_task(i32(target))
     return 0
 
 
-@handles(Call.NEXT_READY_TASK)
+@handles(Call.NEXT_READY_TASK, inline=True)
 def next_ready_task(st: GuestState, task: int, *_: int) -> int:
     nxt = st.pop_ready_task()
     if nxt is None:
@@ -76,12 +81,12 @@ def next_ready_task(st: GuestState, task: int, *_: int) -> int:
     return nxt
 
 
-@handles(Call.AWAKE_WAKERS)
+@handles(Call.AWAKE_WAKERS, inline=True)
 def awake_wakers(st: GuestState, task: int, *_: int) -> bytes:
     return scale.vec_i32(st.take_woken())
 
 
-@handles(Call.ENABLE_OCALL_TRACE)
+@handles(Call.ENABLE_OCALL_TRACE, inline=True)
 def enable_ocall_trace(st: GuestState, task: int, flag: int, *_: int) -> int:
     st.trace = bool(flag)
     return 0
@@ -208,7 +213,7 @@ def tls_listen_sni(st: GuestState, task: int, ptr: int, length: int, *_: int) ->
 
 # --- the outside world ---------------------------------------------------------
 
-@handles(Call.GETRANDOM)
+@handles(Call.GETRANDOM, inline=True)
 def getrandom(st: GuestState, task: int, ptr: int, length: int, *_: int) -> int:
     if u32(length) > MAX_GETRANDOM:
         raise OcallError(ErrorCode.INVALID_PARAMETER, f"at most {MAX_GETRANDOM} random bytes per call")
@@ -217,7 +222,7 @@ def getrandom(st: GuestState, task: int, ptr: int, length: int, *_: int) -> int:
     return 0
 
 
-@handles(Call.LOG)
+@handles(Call.LOG, inline=True)
 def log_message(st: GuestState, task: int, level: int, ptr: int, length: int, _3: int) -> int:
     level = i32(level)
     if level not in LOG_LEVELS:
@@ -229,28 +234,28 @@ def log_message(st: GuestState, task: int, level: int, ptr: int, length: int, _3
     return 0
 
 
-@handles(Call.EMIT_PROGRAM_OUTPUT)
+@handles(Call.EMIT_PROGRAM_OUTPUT, inline=True)
 def emit_program_output(st: GuestState, task: int, ptr: int, length: int, *_: int) -> int:
     st.emit_output(st.memory.read(ptr, length))
     return 0
 
 
-@handles(Call.APP_ADDRESS)
+@handles(Call.APP_ADDRESS, inline=True)
 def app_address(st: GuestState, task: int, *_: int) -> bytes:
     return st.app_address
 
 
-@handles(Call.SIGN)
+@handles(Call.SIGN, inline=True)
 def sign(st: GuestState, task: int, ptr: int, length: int, *_: int) -> bytes:
     return scale.vec_u8(st.node_key().sign(st.memory.read(ptr, length)))
 
 
-@handles(Call.WORKER_PUBKEY)
+@handles(Call.WORKER_PUBKEY, inline=True)
 def worker_pubkey(st: GuestState, task: int, *_: int) -> bytes:
     return st.node_key().public
 
 
-@handles(Call.SGX_QUOTE)
+@handles(Call.SGX_QUOTE, inline=True)
 def sgx_quote(st: GuestState, task: int, ptr: int, length: int, *_: int) -> bytes:
     if u32(length) > MAX_SGX_REPORT_DATA:
         raise OcallError(ErrorCode.INVALID_PARAMETER, "report data is at most 64 bytes")
@@ -258,19 +263,19 @@ def sgx_quote(st: GuestState, task: int, ptr: int, length: int, *_: int) -> byte
     return scale.option(None)  # no TEE on this host: there is never a quote
 
 
-@handles(Call.APP_GAS_CONSUMED)
+@handles(Call.APP_GAS_CONSUMED, inline=True)
 def app_gas_consumed(st: GuestState, task: int, *_: int) -> bytes:
     return scale.u64(st.gas_consumed()) + scale.u64(0)
 
 
-@handles(Call.DERIVE_SECRET)
+@handles(Call.DERIVE_SECRET, inline=True)
 def derive_secret(st: GuestState, task: int, ptr: int, length: int, *_: int) -> bytes:
     if u32(length) > MAX_DERIVE_PATH:
         raise OcallError(ErrorCode.INVALID_PARAMETER, f"the path is at most {MAX_DERIVE_PATH} bytes")
     return st.node_key().derive_secret(st.app_address, st.memory.read(ptr, length))
 
 
-@handles(Call.WAPOJS_REPORT)
+@handles(Call.WAPOJS_REPORT, inline=True)
 def wapojs_report(st: GuestState, task: int, kind: int, ptr: int, length: int, _3: int) -> int:
     text = st.memory.read(ptr, length).decode("utf-8", "replace")
     st.guest_report(i32(kind), text)
@@ -280,7 +285,7 @@ def wapojs_report(st: GuestState, task: int, kind: int, ptr: int, length: int, _
 MAX_SERVICE_NAME = 256
 
 
-@handles(Call.HOST_CALL)
+@handles(Call.HOST_CALL, inline=True)
 def host_call(st: GuestState, task: int, name_ptr: int, name_len: int, ptr: int, length: int) -> bytes:
     if u32(name_len) > MAX_SERVICE_NAME:
         raise OcallError(ErrorCode.INVALID_PARAMETER, "service name too long")
@@ -302,7 +307,10 @@ def dispatch(st: GuestState, task: int, func: int, p0: int, p1: int, p2: int, p3
         result = err(ErrorCode.UNKNOWN_CALL_NUMBER)
     else:
         try:
-            value = handler(st, task, p0, p1, p2, p3)
+            if func in INLINE or st.on_loop_thread():
+                value = handler(st, task, p0, p1, p2, p3)
+            else:
+                value = st.call_on_loop(handler, st, task, p0, p1, p2, p3)
             if isinstance(value, (bytes, bytearray)):
                 st.pending_return = bytes(value)
                 value = len(value)

@@ -29,6 +29,8 @@ class RunOptions:
     env: tuple[tuple[str, str], ...] = ()
     # WASI stdout/stderr go to the host's (wapo exec of a plain wasm guest)
     inherit_stdio: bool = False
+    # who the run is for, when guest threads are shared fairly: an agent's CID, an app's id
+    tenant: str = ""
     # each log line as it is written (they are also in RunResult.logs)
     on_log: Callable[[LogRecord], None] | None = None
     # output as it is emitted; when set, RunResult.output stays empty

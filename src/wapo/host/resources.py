@@ -26,19 +26,27 @@ class Resource:
     def __init__(self) -> None:
         self._waiter: tuple[int, int] | None = None
         self._wake: Wake | None = None
+        self._missed = False
 
     def attach(self, wake: Wake) -> None:
         self._wake = wake
 
     def _park(self, task: int, waker: int) -> None:
         self._waiter = (task, waker)
+        if self._missed:  # something happened since the guest last looked: wake it at once
+            self._missed = False
+            self._notify()
         raise OcallError(ErrorCode.PENDING)
 
     def _notify(self) -> None:
+        """Wake the parked waiter. With nobody parked the news is kept for the next ``_park``: a
+        guest on its own thread may look (and then park) after the event, between two ocalls."""
         if self._waiter is not None and self._wake is not None:
             task, waker = self._waiter
             self._waiter = None
             self._wake(task, waker)
+        else:
+            self._missed = True
 
     def poll_read(self, task: int, waker: int, size: int) -> bytes:
         raise OcallError(ErrorCode.UNSUPPORTED_OPERATION, f"{self.kind} cannot be read")

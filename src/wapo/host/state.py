@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .abi import ErrorCode, OcallError, ReportKind
 from .keys import NodeKey, node_key
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .sandbox import Sandbox
 
 MAX_OUTPUT = 64 * 1024 * 1024
+T = TypeVar("T")
 
 
 @dataclass
@@ -55,6 +56,8 @@ class GuestState:
         self.app_address = app_address
         self.network = options.network
         self.loop: asyncio.AbstractEventLoop = asyncio.get_event_loop()
+        self.loop_thread = threading.get_ident()  # the thread that owns every asyncio object here
+        self._tasks_lock = threading.Lock()  # the task and waker queues: the loop wakes, the guest pops
         self.sandbox: Sandbox | None = None  # set at instantiation, cleared when dropped
         self.memory: GuestMemory = None  # type: ignore[assignment]  # set at instantiation
         self.resources = ResourceTable(self.wake, options.limits.max_resources)
@@ -72,29 +75,79 @@ class GuestState:
         self.host_faults = 0
         self.cancelled: asyncio.Future[None] = self.loop.create_future()  # the caller went away
 
+    # threads: the guest runs on a worker thread, asyncio objects live on the loop's
+    def on_loop_thread(self) -> bool:
+        return threading.get_ident() == self.loop_thread
+
+    def call_on_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the event loop's thread and wait for it (the guest is paused in
+        an ocall meanwhile, so its memory and state are touched by one thread at a time)."""
+        done = threading.Event()
+        box: list[Any] = [None, None]
+
+        def run() -> None:
+            try:
+                box[0] = fn(*args)
+            except BaseException as exc:  # raised again on the guest's thread
+                box[1] = exc
+            finally:
+                done.set()
+
+        try:
+            self.loop.call_soon_threadsafe(run)
+        except RuntimeError:  # the loop is closed: the host is shutting down
+            raise OcallError(ErrorCode.IO_ERROR, "the host is shutting down") from None
+        while not done.wait(1.0):
+            if self.loop.is_closed():
+                raise OcallError(ErrorCode.IO_ERROR, "the host is shutting down")
+        if box[1] is not None:
+            raise box[1]
+        return box[0]
+
+    def _on_loop_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Call ``fn(*args)`` on the loop's thread, in order, without waiting (output, log lines)."""
+        if self.on_loop_thread():
+            fn(*args)
+        else:
+            try:
+                self.loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:
+                pass  # the loop is closed: nobody is listening any more
+
     # tasks and wakers
     def wake(self, task: int, waker: int) -> None:
-        if waker not in self._woken_set:
-            self._woken_set.add(waker)
-            self.woken.append(waker)
+        with self._tasks_lock:
+            if waker not in self._woken_set:
+                self._woken_set.add(waker)
+                self.woken.append(waker)
         self.queue_task(task)
 
     def queue_task(self, task: int) -> None:
-        self.ready_tasks[task] = None
-        self.poll_requested = True
-        self.wake_event.set()
+        with self._tasks_lock:
+            self.ready_tasks[task] = None
+            self.poll_requested = True
+        if self.on_loop_thread():  # during a step the driver looks at poll_requested afterwards
+            self.wake_event.set()
 
     def pop_ready_task(self) -> int | None:
-        if not self.ready_tasks:
-            return None
-        task = next(iter(self.ready_tasks))
-        del self.ready_tasks[task]
-        return task
+        with self._tasks_lock:
+            if not self.ready_tasks:
+                return None
+            task = next(iter(self.ready_tasks))
+            del self.ready_tasks[task]
+            return task
 
     def take_woken(self) -> list[int]:
-        woken, self.woken = self.woken, []
-        self._woken_set.clear()
-        return woken
+        with self._tasks_lock:
+            woken, self.woken = self.woken, []
+            self._woken_set.clear()
+            return woken
+
+    def begin_step(self) -> None:
+        """Before a step: no wake-up is pending (the driver waits for the next one after it)."""
+        with self._tasks_lock:
+            self.poll_requested = False
+        self.wake_event.clear()
 
     # input
     def open_input(self, kind: int) -> int:
@@ -106,11 +159,11 @@ class GuestState:
         record = LogRecord(level, message)
         self.logs.append(record)
         if self.options.on_log is not None:
-            self.options.on_log(record)
+            self._on_loop_soon(self.options.on_log, record)
 
     def emit_output(self, data: bytes) -> None:
         if self.options.on_output is not None:  # streamed to the caller as it is produced
-            self.options.on_output(bytes(data))
+            self._on_loop_soon(self.options.on_output, bytes(data))
             return
         if len(self.output) + len(data) > MAX_OUTPUT:
             raise OcallError(ErrorCode.RESOURCE_LIMITED, f"program output is capped at {format_size(MAX_OUTPUT)}")

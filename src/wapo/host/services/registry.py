@@ -16,6 +16,9 @@ log = logging.getLogger("wapo.host")
 
 Service = Callable[["GuestState", bytes], bytes]
 SERVICES: dict[str, Service] = {}
+# Services that touch no asyncio object (hashing, randomness, output): they run on the guest's own
+# thread. Every other one runs on the event loop's thread (docs/design.md, the threading model).
+INLINE: set[str] = set()
 R = TypeVar("R", bound=Resource)
 
 
@@ -28,15 +31,24 @@ class ServiceError(Exception):
         self.message = message
 
 
-def service(name: str) -> Callable[[Service], Service]:
+def service(name: str, *, inline: bool = False) -> Callable[[Service], Service]:
+    """Register a service; ``inline`` ones must touch no asyncio object (see ``INLINE``)."""
     def register(fn: Service) -> Service:
         SERVICES[name] = fn
+        if inline:
+            INLINE.add(name)
         return fn
     return register
 
 
 def call(st: GuestState, method: str, payload: bytes) -> bytes:
     """Run a service; the answer is tag 0 + result, or tag 1 + "Name: message"."""
+    if method not in INLINE and not st.on_loop_thread():
+        return st.call_on_loop(_call, st, method, payload)
+    return _call(st, method, payload)
+
+
+def _call(st: GuestState, method: str, payload: bytes) -> bytes:
     fn = SERVICES.get(method)
     try:
         if fn is None:

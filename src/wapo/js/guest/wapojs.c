@@ -34,6 +34,7 @@ enum {
     OC_GET_RETURN = 0,
     OC_CLOSE = 101,
     OC_POLL_READ = 103,
+    OC_MARK_TASK_READY = 109,
     OC_AWAKE_WAKERS = 112,
     OC_CREATE_TIMER = 201,
     OC_RESET_TIMER = 203,
@@ -84,6 +85,7 @@ typedef struct {
     int64_t id;
     double deadline;  /* ms, monotonic */
     double interval;  /* ms; < 0 for a one-shot timer */
+    int64_t last_poll;  /* the wapo_poll that last ran it: each timer runs at most once per poll */
     JSValue func;
     int argc;
     JSValue *argv;
@@ -105,6 +107,8 @@ static struct {
     double time_ms;
     double run_start;
     double poll_start;
+    int64_t poll_seq;  /* wapo_poll calls so far */
+    int64_t poll_first_timer;  /* next_timer_id when this poll began: later timers wait for the next */
     bool exit_requested;  /* process.exit() was called */
     int32_t exit_code;
     int stop_reason;  /* REPORT_BURST_LIMIT / REPORT_TIME_LIMIT when the interrupt handler fired */
@@ -341,6 +345,7 @@ static JSValue js_set_timer(JSContext *ctx, JSValueConst this_val, int argc, JSV
     t->id = S.next_timer_id++;
     t->deadline = now_ms() + delay;
     t->interval = magic == 1 ? (delay < 1 ? 1 : delay) : -1;
+    t->last_poll = -1;
     t->func = JS_DupValue(ctx, argv[0]);
     t->argc = extra;
     t->argv = args;
@@ -1300,18 +1305,19 @@ static bool run_jobs(void)
     }
 }
 
-/* Run the timers that are due now (not the ones their callbacks add: those
- * wait for the next round, so the loop can yield). False on an uncaught error. */
-static bool run_due_timers(bool *ran)
+/* Run the timers that were due when this wapo_poll began and made before it, each once. A
+ * timer made (or re-armed) in this poll waits for the next one: every wait on a timer, a 0 ms
+ * one included, returns to the host and ends the CPU burst there, as in the reference.
+ * False on an uncaught error. */
+static bool run_due_timers(void)
 {
     double t = now_ms();
-    int64_t last_id = S.next_timer_id;
-    *ran = false;
     for (;;) {
         int due = -1;
         for (int i = 0; i < S.n_timers; i++) {
-            if (S.timers[i].id < last_id && S.timers[i].deadline <= t &&
-                (due < 0 || S.timers[i].deadline < S.timers[due].deadline))
+            Timer *c = &S.timers[i];
+            if (c->id < S.poll_first_timer && c->last_poll != S.poll_seq && c->deadline <= t &&
+                (due < 0 || c->deadline < S.timers[due].deadline))
                 due = i;
         }
         if (due < 0)
@@ -1320,6 +1326,7 @@ static bool run_due_timers(bool *ran)
         JSValue func = JS_DupValue(S.ctx, cur.func);
         if (cur.interval >= 0) {
             S.timers[due].deadline = t + cur.interval;
+            S.timers[due].last_poll = S.poll_seq;
         } else {
             S.timers[due] = S.timers[--S.n_timers];
         }
@@ -1327,7 +1334,6 @@ static bool run_due_timers(bool *ran)
         JS_FreeValue(S.ctx, func);
         if (cur.interval < 0)
             timer_free(S.ctx, &cur);
-        *ran = true;
         if (JS_IsException(r)) {
             fail_with_exception();
             return false;
@@ -1406,9 +1412,12 @@ static bool arm_host_timer(void)
         if (err)
             return false;
     }
-    /* register our waker; Ok(0) means the timer already fired */
+    /* register our waker; Ok(0) means the timer already fired (a 0 ms timer may fire before
+     * this poll when the host runs the guest on a thread of its own): ask to be polled again */
     int32_t n;
     err = oc_fast(OC_POLL_READ, TIMER_WAKER, S.host_timer, 0, 0, &n);
+    if (!err)
+        wapo_ocall(0, OC_MARK_TASK_READY, 0, 0, 0, 0);
     return true;
 }
 
@@ -1464,6 +1473,8 @@ __attribute__((export_name("wapo_poll")))
 int32_t wapo_poll(void)
 {
     S.poll_start = now_ms();
+    S.poll_seq++;
+    S.poll_first_timer = S.next_timer_id;
     if (S.finished)
         return failed();
     if (!S.started) {
@@ -1483,16 +1494,10 @@ int32_t wapo_poll(void)
     }
     if (!run_jobs())
         return failed();
-    for (;;) {
-        bool ran;
-        if (!run_due_timers(&ran))
-            return failed();
-        if (fail_on_unhandled_rejection())
-            return failed();
-        double spent = now_ms() - S.poll_start;
-        if (!ran || spent > 50 || (S.burst_ms > 0 && spent > S.burst_ms / 4))
-            break;  /* yield to the host now and then, even with zero-delay timers */
-    }
+    if (!run_due_timers())
+        return failed();
+    if (fail_on_unhandled_rejection())
+        return failed();
     if (arm_host_timer() || S.n_watches > 0)
         return 0;
     emit_output();

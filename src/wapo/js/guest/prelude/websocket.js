@@ -228,7 +228,9 @@ class WebSocket extends EventTarget {
       freed: false, queue: [], reading: false, queuedBlobBytes: 0, afterClose: 0,
       handlers: { open: null, message: null, error: null, close: null }, wrapped: {},
     };
-    pump(this);
+    // events are tasks, never dispatched inside the constructor: the host may already have one (a
+    // connection refused at once) before the caller could add its listeners
+    later(pump, this);
   }
 
   get url() { return ws(this).url; }
