@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..host import LogRecord, RunError, RunOptions
-from ..js.precompiled import agent_image
+from ..host import Instance, LogRecord, RunError, RunOptions
+from ..js.precompiled import image_for_run
 from ..js.runner import js_instance
 from .request import AgentRequest
 from .response import HEAD_MAGIC, AgentResponse, AnswerTooLarge, BadAgentAnswer, parse_head, parse_output
@@ -55,14 +55,29 @@ class AgentRun:
         address = hashlib.sha256(b"wapo-agent:" + (app_id or code).encode()).digest()
         # style B agents read their secrets as process.env.secret: a JSON string, '""' without any
         secret = json.dumps(request.secret if request.secret else "", ensure_ascii=False, separators=(",", ":"))
-        options = (options or RunOptions()).with_settings(**settings).with_settings(
+        self._code, self._name = code, name
+        self._options = (options or RunOptions()).with_settings(**settings).with_settings(
             app_address=address, env=(("secret", secret),), on_output=self._on_output)
-        self._instance = js_instance(code, [request.payload_json()], options=options, name=name, entry=ENTRY,
-                                     memory_image=agent_image(code, name, ENTRY))
+        self._instance: Instance | None = None  # made in run(), once the code is compiled
+        self._cancelled = False
 
     def cancel(self) -> None:
         """The caller is gone (its client disconnected): abort the agent's ``request.signal``."""
-        self._instance.cancel()
+        self._cancelled = True
+        if self._instance is not None:
+            self._instance.cancel()
+
+    async def _start(self) -> Instance:
+        """The sandbox, from the agent's compiled image (compiled first if need be: guest work,
+        under the run's burst limit, off the event loop)."""
+        opts = self._options
+        image = await image_for_run(self._code, self._name, ENTRY, opts.limits, opts.tenant or self._name)
+        instance = js_instance(self._code, [self.request.payload_json()], options=opts, name=self._name,
+                               entry=ENTRY, memory_image=image)
+        self._instance = instance
+        if self._cancelled:
+            instance.cancel()
+        return instance
 
     def _on_output(self, data: bytes) -> None:
         if self._head_parsed:
@@ -105,7 +120,11 @@ class AgentRun:
 
     async def run(self) -> AgentResult:
         try:
-            result = await self._instance.run()
+            instance = await self._start()
+        except RunError as exc:  # the code could not be compiled within the limits
+            return self._failed_before_start(exc)
+        try:
+            result = await instance.run()
         except BaseException as exc:  # a host failure: never leave the head unresolved
             if not self.head.done():
                 self.head.set_exception(AgentFailed(f"the host failed: {exc}", "host_error"))
@@ -135,6 +154,13 @@ class AgentRun:
         if not self.head.done():
             self.head.set_exception(AgentFailed(message or "the agent failed", kind or "error"))
         return AgentResult(response, message, kind, logs, result.duration, streamed)
+
+
+    def _failed_before_start(self, error: RunError) -> AgentResult:
+        message = error.describe()
+        if not self.head.done():
+            self.head.set_exception(AgentFailed(message, error.kind))
+        return AgentResult(None, message, error.kind, [LogRecord("error", message)], 0.0, False)
 
 
 class AgentFailed(Exception):

@@ -18,6 +18,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default 8000)")
     p.add_argument("--workers", type=int, default=None, metavar="N", help="processes sharing the port (default 1)")
+    p.add_argument("--guest-threads", type=int, default=None, metavar="N",
+                   help="threads per process running guests, shared fairly between agents (default: "
+                        "$WAPO_GUEST_THREADS or 4 per core; 0 runs guests on the event loop)")
+    p.add_argument("--max-runs-per-cid", type=int, default=None, metavar="N",
+                   help="runs of one agent at once; more answer 503 with Retry-After (default 100)")
     p.add_argument("--config", type=Path, default=None, metavar="FILE", help="a TOML config file")
     p.add_argument("--debug", action="store_true", help="show agent errors to callers")
     p.add_argument("--ipfs-gateway", action="append", default=[], metavar="URL",
@@ -36,7 +41,7 @@ def config_from(args: argparse.Namespace) -> GatewayConfig:
     if args.config:
         config = load_config(args.config, config)
     changes: dict = {}
-    for name in ("host", "port", "workers"):
+    for name in ("host", "port", "workers", "guest_threads", "max_runs_per_cid"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     if args.debug:
@@ -65,8 +70,7 @@ def config_from(args: argparse.Namespace) -> GatewayConfig:
         changes["ws_max_message"] = args.ws_max_message
     changes["data_dir"] = args.data_dir or config.data_dir or data_dir(args)
     config = config.with_(**changes)
-    if config.workers < 1:
-        raise ValueError("--workers must be at least 1")
+    config.check()
     config.network()  # the policy must be valid (e.g. an SNI host that can be bound) before serving
     return config
 

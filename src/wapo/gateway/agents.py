@@ -16,7 +16,7 @@ from ..host import RunOptions
 from ..store import InvalidCID, VaultForbidden, VaultNotFound, parse_cid
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, HOP_BY_HOP, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER,
-                      STORE, error_response, read_body)
+                      RUNS, STORE, error_response, read_body)
 from .ipfs import CodeNotFound, fetch_from_gateways
 
 log = logging.getLogger("wapo.gateway")
@@ -103,14 +103,44 @@ async def handle_agent(request: web.Request) -> web.StreamResponse:
     return await run_agent(request, cid, code, agent_request)
 
 
+def _over_cap(app: web.Application, cid: str, request_id: str) -> web.Response | None:
+    """503 when ``cid`` already has ``max_runs_per_cid`` runs in progress, else None (and one more)."""
+    runs, cap = app[RUNS], app[CONFIG].max_runs_per_cid
+    if runs.get(cid, 0) >= cap:
+        app[METRICS].errors.labels("per_cid_cap").inc()
+        response = error_response(503, f"{cid} already has {cap} runs in progress: that is the per-CID cap "
+                                       f"(max_runs_per_cid = {cap}, --max-runs-per-cid); try again shortly",
+                                  request_id)
+        response.headers["Retry-After"] = "1"
+        return response
+    runs[cid] = runs.get(cid, 0) + 1
+    return None
+
+
+def _run_ended(app: web.Application, cid: str) -> None:
+    runs = app[RUNS]
+    left = runs.get(cid, 1) - 1
+    if left > 0:
+        runs[cid] = left
+    else:
+        runs.pop(cid, None)
+
+
 async def run_agent(request: web.Request, cid: str, code: str, agent_request: AgentRequest) -> web.StreamResponse:
     app, request_id = request.app, request[REQUEST_ID]
     config, metrics = app[CONFIG], app[METRICS]
+    refused = _over_cap(app, cid, request_id)
+    if refused is not None:
+        return refused
     started = time.monotonic()
     log_entries: list[tuple[str, str, float]] = [
         ("START", f"Request: {request.method} {request.rel_url.path}", time.time())]
-    options = RunOptions(limits=config.limits_for(cid), data_dir=config.data_dir, network=app[NETWORK])
-    run = AgentRun(code, agent_request, options=options, name=f"{cid}.js", app_id=cid, max_body=config.max_answer)
+    options = RunOptions(limits=config.limits_for(cid), data_dir=config.data_dir, network=app[NETWORK], tenant=cid)
+    try:
+        run = AgentRun(code, agent_request, options=options, name=f"{cid}.js", app_id=cid, max_body=config.max_answer)
+    except BaseException:
+        _run_ended(app, cid)
+        raise
     metrics.live.inc()
     task = asyncio.create_task(run.run())
     watcher = _DisconnectWatch(request, run)
@@ -184,6 +214,7 @@ async def _store_run_logs(app: web.Application, cid: str, request_id: str, entri
         log.exception("agent run %s failed in the host", request_id)
     finally:
         metrics.live.dec()
+        _run_ended(app, cid)
         duration = time.monotonic() - started
         metrics.run_seconds.observe(duration)
     entries.append(("END", f"Request: Duration: {duration * 1000:.0f} ms", time.time()))

@@ -15,8 +15,8 @@ from ..store import LogRetention, Store
 from .agents import DISCONNECT_GRACE, handle_agent
 from .apps import proxy as apps_proxy, routes as app_routes
 from .config import GatewayConfig
-from .context import (BACKGROUND, CODE_CACHE, CONFIG, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, STORE,
-                      error_response, new_request_id)
+from .context import (BACKGROUND, CODE_CACHE, CONFIG, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, RUNS,
+                      STORE, error_response, new_request_id)
 from .logs import get_logs
 from .logwriter import LogWriter
 from .metrics import Metrics
@@ -70,6 +70,7 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
     app[METRICS] = Metrics()
     app[LOGS] = LogWriter(app[STORE])
     app[CODE_CACHE] = {}
+    app[RUNS] = {}
     app[BACKGROUND] = set()
     app[NETWORK] = config.network()
     if config.ws_max_message is not None:

@@ -46,6 +46,9 @@ class GatewayConfig:
     sni_host: str | None = None  # where it listens (None: the gateway's host)
     ws_max_message: int | None = None  # largest WebSocket message guests receive (None: 16 MiB)
     apps: tuple[AppEntry, ...] = ()  # apps of the config file, deployed at startup (as `wapo deploy`)
+    # threads running guests (0: on the event loop itself; None: $WAPO_GUEST_THREADS or 4 per core)
+    guest_threads: int | None = None
+    max_runs_per_cid: int = 100  # runs of one agent at once; more answer 503 with Retry-After
 
     def network(self):
         """The network policy of every run (fetch and sockets); ValueError if a setting is invalid."""
@@ -68,6 +71,15 @@ class GatewayConfig:
 
     def with_(self, **changes: object) -> "GatewayConfig":
         return replace(self, **changes)  # type: ignore[arg-type]
+
+    def check(self) -> None:
+        """ValueError naming the setting when one is out of range."""
+        if self.workers < 1:
+            raise ValueError("workers (--workers) must be at least 1")
+        if self.guest_threads is not None and not 0 <= self.guest_threads <= 1024:
+            raise ValueError(f"guest_threads (--guest-threads) is 0..1024, not {self.guest_threads}")
+        if self.max_runs_per_cid < 1:
+            raise ValueError(f"max_runs_per_cid (--max-runs-per-cid) is at least 1, not {self.max_runs_per_cid}")
 
 
 def _limits(table: dict, base: Limits) -> Limits:
@@ -110,7 +122,8 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
 
     Top level: host, port, workers, debug, public_url, data_dir, max_request_body, max_answer,
     max_code_size, ws_max_message (the largest WebSocket message, and frame, a guest receives:
-    "16MiB" by default), log_max_per_cid, log_max_age, allow_addresses = ["CIDR", ...],
+    "16MiB" by default), guest_threads (threads running guests; 0 = on the event loop),
+    max_runs_per_cid (runs of one agent at once, 100 by default), log_max_per_cid, log_max_age, allow_addresses = ["CIDR", ...],
     ipfs_gateways = ["URL", ...], and the guests' listening and TLS settings (as the flags of
     ``wapo serve``): listen_ports = "LOW-HIGH" or PORT (tcp_listen may bind only these),
     tls_ca = "FILE" (extra CAs, PEM, for tcp_connect_tls, WapoSockets, WebSocket and fetch),
@@ -129,7 +142,7 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     for key in ("host", "debug", "public_url"):
         if key in data:
             changes[key] = data[key]
-    for key in ("port", "workers"):
+    for key in ("port", "workers", "guest_threads", "max_runs_per_cid"):
         if key in data:
             changes[key] = int(data[key])
     if "data_dir" in data:

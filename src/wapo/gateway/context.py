@@ -21,6 +21,7 @@ LOGS = web.AppKey("logs", LogWriter)
 BACKGROUND = web.AppKey("background", set)
 NETWORK = web.AppKey("network", object)
 CODE_CACHE = web.AppKey("code_cache", dict)
+RUNS = web.AppKey("runs", dict)  # CID -> runs of it in progress (the per-CID cap)
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te", "trailer",
               "proxy-authenticate", "proxy-authorization"}
 

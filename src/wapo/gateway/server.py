@@ -14,6 +14,7 @@ from aiohttp.web_protocol import RequestHandler
 from ..paths import default_data_dir
 from ..store import Store
 from .context import REQUEST_ID_HEADER, new_request_id
+from ..host import threads as guest_threads
 from .app import make_app
 from .apps.proxy import socket_path
 from .config import GatewayConfig
@@ -44,6 +45,7 @@ class GatewayRunner(web.AppRunner):
 
 
 async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready=None) -> None:
+    guest_threads.configure(config.guest_threads)  # this process's threads for guest steps
     app = make_app(config)
     runner = GatewayRunner(app, access_log=None)
     await runner.setup()

@@ -113,3 +113,12 @@ def linker_define_unchecked(linker: "wasmtime.Linker", module: str, name: str, f
                                                       None, NO_FINALIZER)
     if error:
         raise wasmtime.WasmtimeError._from_ptr(error)
+
+
+_trap_new = _bind("wasmtime_trap_new", c_void_p, c_char_p, c_size_t)
+
+
+def new_trap(message: str) -> int:
+    """A ``wasm_trap_t*`` to return from a raw import: wasmtime takes it and stops the guest."""
+    raw = message.encode()
+    return _trap_new(raw, len(raw)) or 0

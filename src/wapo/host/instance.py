@@ -131,6 +131,7 @@ class Instance:
         st = self._state
         self._done = True
         if st is not None:
+            st.stopping.set()
             st.resources.close_all()
             self._release(st)
 
@@ -152,6 +153,7 @@ class Instance:
         st.loop = asyncio.get_running_loop()
         st.loop_thread = threading.get_ident()
         self._started = time.monotonic()
+        st.run_deadline = self._started + self.limits.time if self.limits.time else None
         error: RunError | None = None
         try:
             await self._step(lambda: self._instantiate(st))
@@ -160,6 +162,7 @@ class Instance:
             error = exc
         finally:
             self._done = True
+            st.stopping.set()
             st.resources.close_all()
         if error is not None:
             st.add_log("error", error.describe())
@@ -270,6 +273,12 @@ class Instance:
             budget = min(budget, max(remaining, 0.0) + grace)
         self._sandbox.set_epoch_deadline(max(1, math.ceil(budget / EPOCH_TICK)) + 1)
 
+    def restart_burst(self) -> None:
+        """A new CPU burst from now (the guest waited in a host call, on its own thread)."""
+        if self._sandbox is not None:
+            self._set_deadline()
+            self._poll_started = time.monotonic()
+
     def _enter(self, func: _capi.Func, st: GuestState, returns: bool = True) -> int:
         """Call into the guest with the limits armed; a trap becomes a RunError."""
         sandbox = self._sandbox
@@ -280,9 +289,11 @@ class Instance:
         self._poll_started = time.monotonic()
         try:
             return sandbox.call_i32(func) if returns else sandbox.call_void(func) or 0
-        except wasmtime.Trap as exc:
-            raise self._trap_error(exc, st) from None
-        except wasmtime.WasmtimeError as exc:
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+            if st.host_stop is not None:  # a host call stopped the guest, and said why
+                raise st.host_stop from None
+            if isinstance(exc, wasmtime.Trap):
+                raise self._trap_error(exc, st) from None
             raise GuestTrap(f"the guest failed: {str(exc).splitlines()[0]}") from None
         finally:
             current.state = previous

@@ -16,7 +16,7 @@ import logging
 
 import wasmtime
 
-from . import _capi
+from . import _capi, wasi
 from .abi import ErrorCode, err, to_signed_i64
 from .engine import EngineConfig, get_engine, per_config
 from .ocalls import dispatch
@@ -53,6 +53,9 @@ _OCALL_CALLBACK = _capi.UncheckedCallback(_ocall_entry)
 def linker_for(config: EngineConfig) -> wasmtime.Linker:
     linker = wasmtime.Linker(get_engine(config))
     linker.define_wasi()
+    linker.allow_shadowing = True  # poll_oneoff is ours (wasi.py), not wasmtime's
+    wasi.define(linker, wasmtime.FuncType([wasmtime.ValType.i32()] * 4, [wasmtime.ValType.i32()]))
+    linker.allow_shadowing = False
     # a FuncType binds to the first engine it is used with: one per linker
     ocall_type = wasmtime.FuncType([wasmtime.ValType.i32()] * 6, [wasmtime.ValType.i64()])
     for module, name in OCALL_IMPORTS:

@@ -73,6 +73,9 @@ class GuestState:
         self.logs: list[LogRecord] = []
         self.report: GuestReport | None = None
         self.host_faults = 0
+        self.run_deadline: float | None = None  # time.monotonic() when the time limit ends the run
+        self.stopping = threading.Event()  # the run is over or stopped: a host call waiting must end
+        self.host_stop: Exception | None = None  # why a host call stopped the guest (a trap follows)
         self.cancelled: asyncio.Future[None] = self.loop.create_future()  # the caller went away
 
     # threads: the guest runs on a worker thread, asyncio objects live on the loop's
@@ -176,6 +179,12 @@ class GuestState:
             except ValueError:
                 pass
             self.report = GuestReport(kind, text)
+
+    def restart_burst(self) -> None:
+        """The guest waited in a host call (a WASI clock wait): its CPU burst starts again."""
+        owner = self.owner()
+        if owner is not None:
+            owner.restart_burst()
 
     def fuel_consumed(self) -> int:
         fuel = self.limits.fuel

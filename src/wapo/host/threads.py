@@ -162,9 +162,12 @@ def configure(threads: int | None, per_tenant: int | None = None) -> None:
     environment (``WAPO_GUEST_THREADS``) or the default."""
     global _pool, _configured
     with _lock:
+        wanted = threads_from_env() if threads is None else threads
         if _pool is not None and _pool._workers:
+            if wanted == _configured:
+                return
             raise RuntimeError("guest threads are already running: configure them before the first run")
-        _configured = threads_from_env() if threads is None else threads
+        _configured = wanted
         _pool = GuestThreads(_configured, per_tenant) if _configured else None
 
 
@@ -177,3 +180,11 @@ def guest_threads() -> GuestThreads | None:
                 _configured = threads_from_env()
                 _pool = GuestThreads(_configured) if _configured else None
     return _pool
+
+
+async def run_step(tenant: str, fn: Callable[[], T]) -> T:
+    """Run ``fn`` as a guest step of ``tenant``: on the guest threads, or here on the inline path."""
+    pool = guest_threads()
+    if pool is None:
+        return fn()
+    return await pool.run(tenant, fn)

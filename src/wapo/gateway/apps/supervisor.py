@@ -40,7 +40,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import AsyncIterator
 
-from ...host import GuestModule, Instance, Limits
+from ...host import GuestModule, Instance, Limits, RunOptions
+from ...js.runner import js_instance
 from ...store.apps import AppRecord, AppRecords
 
 log = logging.getLogger("wapo.gateway.apps")
@@ -98,12 +99,11 @@ class ManagedApp:
         network = self.manager.network
         if self.record.listen is not None:
             network = replace(network, listen_ports=(self.record.listen, self.record.listen))
+        options = RunOptions(limits=limits, data_dir=self.manager.data_dir, network=network, on_log=on_log,
+                             tenant=f"app:{self.id}")
         if self._module is not None:
-            return Instance(self._module, limits=limits, data_dir=self.manager.data_dir, on_log=on_log,
-                            network=network)
-        from ...js.runner import js_instance
-        return js_instance(self._code or "", limits=limits, name=self.record.file, data_dir=self.manager.data_dir,
-                           on_log=on_log, network=network)
+            return Instance(self._module, options=options)
+        return js_instance(self._code or "", options=options, name=self.record.file)
 
     # --- long-running ------------------------------------------------------------------------
     def start(self) -> None:

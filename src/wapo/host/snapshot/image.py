@@ -33,6 +33,14 @@ class ImageError(WapoError):
     """No image could be taken (the init failed, refused, or changed more than memory)."""
 
 
+class ImageTimeout(ImageError):
+    """The init ran past its deadline (``capture_image``'s ``deadline``)."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(f"the init ran longer than {deadline * 1000:.0f} ms")
+        self.deadline = deadline
+
+
 @dataclass(frozen=True)
 class MemoryImage:
     size: int                             # bytes of memory the image needs
@@ -67,14 +75,14 @@ def _globals(store: wasmtime.Store, exports) -> dict[str, object]:
 
 
 def capture_image(module: "GuestModule", init_export: str, args: Sequence[str],
-                  config: EngineConfig = EngineConfig()) -> MemoryImage:
+                  config: EngineConfig = EngineConfig(), deadline: float = INIT_TIME_LIMIT) -> MemoryImage:
     """Run ``init_export`` (a ``() -> i32`` export answering 1 for success) in a fresh instance of
     ``module`` given WASI ``args`` and return what it changed. No ocall is served meanwhile."""
     store = wasmtime.Store(get_engine(config))
     wasi = wasmtime.WasiConfig()
     wasi.argv = list(args)
     store.set_wasi(wasi)
-    store.set_epoch_deadline(int(INIT_TIME_LIMIT / EPOCH_TICK) + 1)
+    store.set_epoch_deadline(max(1, int(deadline / EPOCH_TICK)) + 1)
     if config.fuel:
         store.set_fuel(2**62)
     try:
@@ -91,7 +99,11 @@ def capture_image(module: "GuestModule", init_export: str, args: Sequence[str],
     globals_before = _globals(store, exports)
     try:
         ok = init(store)
-    except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+    except wasmtime.Trap as exc:
+        if exc.trap_code == wasmtime.TrapCode.INTERRUPT:
+            raise ImageTimeout(deadline) from None
+        raise ImageError(f"{init_export} failed: {str(exc).splitlines()[0]}") from None
+    except wasmtime.WasmtimeError as exc:
         raise ImageError(f"{init_export} failed: {str(exc).splitlines()[0]}") from None
     if ok != 1:
         raise ImageError(f"{init_export} declined (answered {ok})")
