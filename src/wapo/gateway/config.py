@@ -10,6 +10,7 @@ from ..host import Limits
 from ..host.limits import parse_duration, parse_size
 
 MB = 1000 * 1000
+KiB = 1024
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class GatewayConfig:
     max_limits: Limits = Limits(memory=4 * 1024**3, time=0, burst=10.0)  # what a per-CID override may reach
     cid_limits: dict[str, Limits] = field(default_factory=dict)  # per-CID overrides (v0 CIDs)
     max_request_body: int = 10 * MB
+    max_vault_size: int = 64 * KiB  # the largest POST /vaults body (413 above)
+    vault_rate_limit: float = 30.0  # POST /vaults per client address and minute, bursts as large (0 = no limit)
     max_answer: int = 32 * MB
     ipfs_gateways: tuple[str, ...] = ()  # e.g. ("https://ipfs.io",): where unknown CIDs are fetched
     ipfs_timeout: float = 30.0
@@ -83,6 +86,27 @@ def _limits(table: dict, base: Limits) -> Limits:
     return base.with_(**changes)
 
 
+def parse_per_minute(value: object) -> float:
+    """A rate per minute: a number (per minute) or "N/s", "N/min", "N/h"; ValueError if malformed."""
+    text = str(value).strip()
+    number, _, unit = text.partition("/")
+    per = {"": 1.0, "s": 60.0, "sec": 60.0, "min": 1.0, "m": 1.0, "h": 1 / 60.0, "hour": 1 / 60.0}
+    try:
+        rate = float(number) * per[unit.strip()]
+    except (ValueError, KeyError):
+        raise ValueError(f"{value!r} is not a rate (e.g. 30, \"30/min\", \"1/s\")") from None
+    if not rate >= 0 or rate == float("inf"):
+        raise ValueError(f"{value!r}: a rate is a finite number >= 0")
+    return rate
+
+
+def _per_minute(value: object, path: Path) -> float:
+    try:
+        return parse_per_minute(value)
+    except ValueError as exc:
+        raise ValueError(f"config {path}: vault_rate_limit = {exc}") from None
+
+
 def _listen_keys(data: dict) -> dict:
     """listen_ports = "8000-8099" (or 8080), tls_ca = "ca.pem", sni_port = 8443 (or "0.0.0.0:443")."""
     from ..host.net.policy import check_ca_file, parse_port_range, parse_sni_address
@@ -109,7 +133,8 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     """Read a TOML file: top-level keys of GatewayConfig, [limits], [max_limits], [cid."Qm..."].
 
     Top level: host, port, workers, debug, public_url, data_dir, max_request_body, max_answer,
-    max_code_size, ws_max_message (the largest WebSocket message, and frame, a guest receives:
+    max_code_size, max_vault_size (the largest POST /vaults body, "64KiB" by default),
+    vault_rate_limit (POST /vaults per client address and minute, 30 by default, 0 = none), ws_max_message (the largest WebSocket message, and frame, a guest receives:
     "16MiB" by default), log_max_per_cid, log_max_age, allow_addresses = ["CIDR", ...],
     ipfs_gateways = ["URL", ...], and the guests' listening and TLS settings (as the flags of
     ``wapo serve``): listen_ports = "LOW-HIGH" or PORT (tcp_listen may bind only these),
@@ -134,9 +159,11 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
             changes[key] = int(data[key])
     if "data_dir" in data:
         changes["data_dir"] = Path(data["data_dir"])
-    for key in ("max_request_body", "max_answer", "max_code_size", "ws_max_message"):
+    for key in ("max_request_body", "max_answer", "max_code_size", "max_vault_size", "ws_max_message"):
         if key in data:
             changes[key] = parse_size(str(data[key]))
+    if "vault_rate_limit" in data:
+        changes["vault_rate_limit"] = _per_minute(data["vault_rate_limit"], path)
     if "log_max_per_cid" in data:
         changes["log_max_per_cid"] = int(data["log_max_per_cid"])
     if "log_max_age" in data:

@@ -13,7 +13,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from ..paths import default_data_dir
 from ..store import Store
-from .context import REQUEST_ID_HEADER, new_request_id
+from .context import REQUEST_ID_HEADER, error_response, new_request_id
 from .app import make_app
 from .apps.proxy import socket_path
 from .config import GatewayConfig
@@ -21,11 +21,13 @@ from .config import GatewayConfig
 
 class _RequestHandler(RequestHandler):
     """aiohttp's connection handler, whose own answers (a 400 for a request it cannot parse, which
-    never reaches the app's middleware) carry an X-Request-Id like every other answer."""
+    never reaches the app's middleware) are JSON with an X-Request-Id like every other answer."""
 
     def handle_error(self, request, status=500, exc=None, message=None):  # type: ignore[no-untyped-def]
-        response = super().handle_error(request, status, exc, message)
-        response.headers.setdefault(REQUEST_ID_HEADER, new_request_id())
+        text = super().handle_error(request, status, exc, message)
+        request_id = text.headers.get(REQUEST_ID_HEADER) or new_request_id()
+        response = error_response(status, (text.text or "").strip() or "error", request_id)
+        response.force_close()
         return response
 
 
