@@ -203,3 +203,181 @@ def test_vault_settings_from_the_config_file_and_flags(tmp_path):
                               "--vault-rate-limit", "0", "--data-dir", str(tmp_path / "d")])
     flagged = serve_cmd.config_from(args)
     assert (flagged.max_vault_size, flagged.vault_rate_limit) == (1024, 0.0)
+
+
+# --- slow and idle clients: raw sockets against a real gateway -----------------------------------
+
+import asyncio  # noqa: E402
+import time  # noqa: E402
+
+from wapo.gateway.server import BODY_RATE_WINDOW  # noqa: E402
+
+
+def _port(c: Client) -> int:
+    return int(c.base.rsplit(":", 1)[1])
+
+
+async def _read_until_closed(reader: asyncio.StreamReader, timeout: float) -> tuple[bytes, float]:
+    """Everything the server sends until it closes (bounded by ``timeout``), and when it closed."""
+    started, data = time.monotonic(), b""
+    try:
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), max(0.01, timeout - (time.monotonic() - started)))
+            if not chunk:
+                break
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data, time.monotonic() - started
+
+
+async def _request(reader, writer, path: str = "/healthz") -> bytes:
+    """One keep-alive GET on an open connection; the whole answer (its body has a Content-Length)."""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    return head + await asyncio.wait_for(reader.readexactly(length), 30)
+
+
+def test_header_timeout_closes_silent_and_trickling_connections(tmp_path, store):
+    async def trickle(writer, stop):
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: x\r\n":  # never ends its headers
+            if stop.is_set():
+                return
+            writer.write(bytes([byte]))
+            await asyncio.sleep(0.2)
+
+    async def scenario(c: Client):
+        silent_r, silent_w = await asyncio.open_connection("127.0.0.1", _port(c))
+        slow_r, slow_w = await asyncio.open_connection("127.0.0.1", _port(c))
+        stop = asyncio.Event()
+        task = asyncio.create_task(trickle(slow_w, stop))
+        silent, slow = await asyncio.gather(_read_until_closed(silent_r, 20), _read_until_closed(slow_r, 20))
+        stop.set()
+        await task
+        ok_r, ok_w = await asyncio.open_connection("127.0.0.1", _port(c))
+        ok = await _request(ok_r, ok_w)
+        for w in (silent_w, slow_w, ok_w):
+            w.close()
+        return silent, slow, ok
+
+    (silent, silent_t), (slow, slow_t), ok = serve(tmp_path, scenario, store, header_timeout=1.0)
+    assert silent == b"" and 0.5 <= silent_t < 5, (silent, silent_t)
+    assert slow.startswith(b"HTTP/1.1 408 ") and 0.5 <= slow_t < 5, (slow[:200], slow_t)
+    body = json.loads(slow.partition(b"\r\n\r\n")[2])
+    assert "header_timeout" in body["error"] and body["requestId"]
+    assert ok.startswith(b"HTTP/1.1 200 "), "a prompt client is served"
+
+
+def test_header_timeout_counts_from_a_later_requests_first_byte(tmp_path, store):
+    async def scenario(c: Client):
+        r, w = await asyncio.open_connection("127.0.0.1", _port(c))
+        first = await _request(r, w)
+        await asyncio.sleep(1.5)  # idle, within keepalive_timeout
+        w.write(b"GET /healthz HTTP/1.1\r\n")  # then a request that never ends its headers
+        await w.drain()
+        rest = await _read_until_closed(r, 20)
+        w.close()
+        return first, rest
+
+    first, (rest, elapsed) = serve(tmp_path, scenario, store, header_timeout=1.0, keepalive_timeout=30.0)
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert rest.startswith(b"HTTP/1.1 408 ") and 0.5 <= elapsed < 5, (rest[:100], elapsed)
+
+
+def test_keepalive_timeout_closes_idle_connections(tmp_path, store):
+    async def scenario(c: Client):
+        r, w = await asyncio.open_connection("127.0.0.1", _port(c))
+        answers = [await _request(r, w), await _request(r, w)]  # kept alive between them
+        rest = await _read_until_closed(r, 20)
+        w.close()
+        return answers, rest
+
+    answers, (rest, elapsed) = serve(tmp_path, scenario, store, keepalive_timeout=1.0, header_timeout=30.0)
+    assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers)
+    assert rest == b"" and 0.5 <= elapsed < 5, (rest, elapsed)
+
+
+def test_min_body_rate_cuts_a_trickling_body(tmp_path, store):
+    cid = publish(store, ECHO)
+
+    async def scenario(c: Client):
+        r, w = await asyncio.open_connection("127.0.0.1", _port(c))
+        w.write(f"POST /ipfs/{cid}/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n".encode())
+        started = time.monotonic()
+
+        async def trickle():
+            try:
+                while time.monotonic() - started < 30:
+                    w.write(b"x" * 20)  # 100 bytes a second, under 1000
+                    await asyncio.sleep(0.2)
+            except (ConnectionError, RuntimeError):
+                pass
+
+        task = asyncio.create_task(trickle())
+        cut = await _read_until_closed(r, 30)
+        task.cancel()
+        w.close()
+        # a prompt body of the same size is fine
+        r2, w2 = await asyncio.open_connection("127.0.0.1", _port(c))
+        w2.write(f"POST /ipfs/{cid}/x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n"
+                 .encode() + b"y" * 100000)
+        fine = await _read_until_closed(r2, 60)
+        w2.close()
+        return cut, fine
+
+    (cut, elapsed), (fine, _) = serve(tmp_path, scenario, store, min_body_rate=1000)
+    assert cut.startswith(b"HTTP/1.1 408 "), cut[:200]
+    assert "min_body_rate" in json.loads(cut.partition(b"\r\n\r\n")[2])["error"]
+    assert BODY_RATE_WINDOW - 0.5 <= elapsed < BODY_RATE_WINDOW + 5, elapsed
+    assert fine.startswith(b"HTTP/1.1 200 "), fine[:200]
+
+
+def test_connections_over_the_cap_are_refused_at_once(tmp_path, store):
+    async def scenario(c: Client):
+        conns = [await asyncio.open_connection("127.0.0.1", _port(c)) for _ in range(3)]
+        first = await _request(*conns[0])
+        extra_r, extra_w = await asyncio.open_connection("127.0.0.1", _port(c))
+        refused = await _read_until_closed(extra_r, 10)
+        extra_w.close()
+        still = [await _request(r, w) for r, w in conns]  # the existing ones keep working
+        conns[2][1].close()
+        await asyncio.sleep(0.3)
+        again_r, again_w = await asyncio.open_connection("127.0.0.1", _port(c))
+        again = await _request(again_r, again_w)
+        for _, w in conns[:2] + [(again_r, again_w)]:
+            w.close()
+        return first, refused, still, again
+
+    first, (refused, elapsed), still, again = serve(tmp_path, scenario, store, max_connections=3)
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert elapsed < 2, "closed at once"
+    assert refused == b"" or refused.startswith(b"HTTP/1.1 503 "), refused[:200]
+    if refused:
+        assert "max_connections" in json.loads(refused.partition(b"\r\n\r\n")[2])["error"]
+    assert all(a.startswith(b"HTTP/1.1 200 ") for a in still)
+    assert again.startswith(b"HTTP/1.1 200 "), "a slot freed is a slot usable"
+
+
+def test_connection_settings_from_the_config_file_and_flags(tmp_path):
+    import argparse
+
+    from wapo.cli import serve_cmd
+    from wapo.gateway.config import GatewayConfig, load_config
+    config = tmp_path / "wapo.toml"
+    config.write_text('header_timeout = "5s"\nkeepalive_timeout = "20s"\nmin_body_rate = "2KiB"\n'
+                      'max_connections = 50\n')
+    loaded = load_config(config)
+    assert (loaded.header_timeout, loaded.keepalive_timeout, loaded.min_body_rate, loaded.max_connections) == \
+        (5.0, 20.0, 2048, 50)
+    d = GatewayConfig()
+    assert (d.header_timeout, d.keepalive_timeout, d.min_body_rate, d.max_connections) == (10.0, 30.0, 1024, 1000)
+    parser = argparse.ArgumentParser()
+    serve_cmd.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["serve", "--config", str(config), "--header-timeout", "2s", "--keepalive-timeout",
+                              "3s", "--min-body-rate", "100", "--max-connections", "7",
+                              "--data-dir", str(tmp_path / "d")])
+    flagged = serve_cmd.config_from(args)
+    assert (flagged.header_timeout, flagged.keepalive_timeout, flagged.min_body_rate, flagged.max_connections) == \
+        (2.0, 3.0, 100, 7)

@@ -38,6 +38,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the largest POST /vaults body (default 64KiB)")
     p.add_argument("--vault-rate-limit", type=rate_arg, default=None, metavar="RATE",
                    help="POST /vaults per client address: N a minute, or N/s, N/min, N/h (default 30; 0 = none)")
+    p.add_argument("--header-timeout", type=duration_arg, default=None, metavar="DURATION",
+                   help="time to receive a request's headers, from the connection's start or the request's first "
+                        "byte (default 10s; 0 = none)")
+    p.add_argument("--keepalive-timeout", type=duration_arg, default=None, metavar="DURATION",
+                   help="an idle connection between requests is closed after this (default 30s)")
+    p.add_argument("--min-body-rate", type=size_arg, default=None, metavar="SIZE",
+                   help="bytes a second a request body must average over 5 s (default 1KiB; 0 = none)")
+    p.add_argument("--max-connections", type=int, default=None, metavar="N",
+                   help="open connections per process; more are answered 503 (default 1000; 0 = none)")
     listen_arguments(p)  # --sni-port without HOST listens on the gateway's --host
     data_dir_argument(p)
 
@@ -72,7 +81,8 @@ def config_from(args: argparse.Namespace) -> GatewayConfig:
             changes[key] = net[field]
     if net.get("sni_host") is not None:
         changes["sni_host"] = net["sni_host"]
-    for name in ("max_vault_size", "vault_rate_limit"):
+    for name in ("max_vault_size", "vault_rate_limit", "header_timeout", "keepalive_timeout", "min_body_rate",
+                 "max_connections"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     if args.ws_max_message is not None:
@@ -81,6 +91,8 @@ def config_from(args: argparse.Namespace) -> GatewayConfig:
     config = config.with_(**changes)
     if config.workers < 1:
         raise ValueError("--workers must be at least 1")
+    if config.max_connections < 0:
+        raise ValueError("--max-connections must be 0 (no limit) or more")
     config.network()  # the policy must be valid (e.g. an SNI host that can be bound) before serving
     return config
 

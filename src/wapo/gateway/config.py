@@ -35,6 +35,11 @@ class GatewayConfig:
     max_request_body: int = 10 * MB
     max_vault_size: int = 64 * KiB  # the largest POST /vaults body (413 above)
     vault_rate_limit: float = 30.0  # POST /vaults per client address and minute, bursts as large (0 = no limit)
+    # slow or idle clients (0 = no limit, but keepalive_timeout 0 closes after each answer): gateway/server.py
+    header_timeout: float = 10.0  # from a connection's start, or a request's first byte, to the end of its headers
+    keepalive_timeout: float = 30.0  # an idle connection between requests
+    min_body_rate: int = 1024  # bytes a second a request body must average over BODY_RATE_WINDOW
+    max_connections: int = 1000  # open connections per process; more are answered 503 and closed
     max_answer: int = 32 * MB
     ipfs_gateways: tuple[str, ...] = ()  # e.g. ("https://ipfs.io",): where unknown CIDs are fetched
     ipfs_timeout: float = 30.0
@@ -134,7 +139,9 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
 
     Top level: host, port, workers, debug, public_url, data_dir, max_request_body, max_answer,
     max_code_size, max_vault_size (the largest POST /vaults body, "64KiB" by default),
-    vault_rate_limit (POST /vaults per client address and minute, 30 by default, 0 = none), ws_max_message (the largest WebSocket message, and frame, a guest receives:
+    vault_rate_limit (POST /vaults per client address and minute, 30 by default, 0 = none),
+    header_timeout ("10s"), keepalive_timeout ("30s"), min_body_rate (bytes a second, "1KiB"),
+    max_connections (per process, 1000), ws_max_message (the largest WebSocket message, and frame, a guest receives:
     "16MiB" by default), log_max_per_cid, log_max_age, allow_addresses = ["CIDR", ...],
     ipfs_gateways = ["URL", ...], and the guests' listening and TLS settings (as the flags of
     ``wapo serve``): listen_ports = "LOW-HIGH" or PORT (tcp_listen may bind only these),
@@ -154,20 +161,22 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     for key in ("host", "debug", "public_url"):
         if key in data:
             changes[key] = data[key]
-    for key in ("port", "workers"):
+    for key in ("port", "workers", "max_connections"):
         if key in data:
             changes[key] = int(data[key])
     if "data_dir" in data:
         changes["data_dir"] = Path(data["data_dir"])
-    for key in ("max_request_body", "max_answer", "max_code_size", "max_vault_size", "ws_max_message"):
+    for key in ("max_request_body", "max_answer", "max_code_size", "max_vault_size", "min_body_rate",
+                "ws_max_message"):
         if key in data:
             changes[key] = parse_size(str(data[key]))
     if "vault_rate_limit" in data:
         changes["vault_rate_limit"] = _per_minute(data["vault_rate_limit"], path)
     if "log_max_per_cid" in data:
         changes["log_max_per_cid"] = int(data["log_max_per_cid"])
-    if "log_max_age" in data:
-        changes["log_max_age"] = parse_duration(str(data["log_max_age"]))
+    for key in ("log_max_age", "header_timeout", "keepalive_timeout"):
+        if key in data:
+            changes[key] = parse_duration(str(data[key]))
     if "allow_addresses" in data:
         changes["allow_addresses"] = tuple(str(c) for c in data["allow_addresses"])
     try:
