@@ -47,6 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="bytes a second a request body must average over 5 s (default 1KiB; 0 = none)")
     p.add_argument("--max-connections", type=int, default=None, metavar="N",
                    help="open connections per process; more are answered 503 (default 1000; 0 = none)")
+    p.add_argument("--shutdown-grace", type=duration_arg, default=None, metavar="DURATION",
+                   help="on SIGTERM, what requests in flight have to finish (default 10s)")
     listen_arguments(p)  # --sni-port without HOST listens on the gateway's --host
     data_dir_argument(p)
 
@@ -82,7 +84,7 @@ def config_from(args: argparse.Namespace) -> GatewayConfig:
     if net.get("sni_host") is not None:
         changes["sni_host"] = net["sni_host"]
     for name in ("max_vault_size", "vault_rate_limit", "header_timeout", "keepalive_timeout", "min_body_rate",
-                 "max_connections"):
+                 "max_connections", "shutdown_grace"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     if args.ws_max_message is not None:

@@ -40,6 +40,7 @@ class GatewayConfig:
     keepalive_timeout: float = 30.0  # an idle connection between requests
     min_body_rate: int = 1024  # bytes a second a request body must average over BODY_RATE_WINDOW
     max_connections: int = 1000  # open connections per process; more are answered 503 and closed
+    shutdown_grace: float = 10.0  # on SIGTERM, seconds requests in flight have to finish
     max_answer: int = 32 * MB
     ipfs_gateways: tuple[str, ...] = ()  # e.g. ("https://ipfs.io",): where unknown CIDs are fetched
     ipfs_timeout: float = 30.0
@@ -141,7 +142,8 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     max_code_size, max_vault_size (the largest POST /vaults body, "64KiB" by default),
     vault_rate_limit (POST /vaults per client address and minute, 30 by default, 0 = none),
     header_timeout ("10s"), keepalive_timeout ("30s"), min_body_rate (bytes a second, "1KiB"),
-    max_connections (per process, 1000), ws_max_message (the largest WebSocket message, and frame, a guest receives:
+    max_connections (per process, 1000), shutdown_grace ("10s": what requests in flight have on
+    SIGTERM), ws_max_message (the largest WebSocket message, and frame, a guest receives:
     "16MiB" by default), log_max_per_cid, log_max_age, allow_addresses = ["CIDR", ...],
     ipfs_gateways = ["URL", ...], and the guests' listening and TLS settings (as the flags of
     ``wapo serve``): listen_ports = "LOW-HIGH" or PORT (tcp_listen may bind only these),
@@ -174,7 +176,7 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
         changes["vault_rate_limit"] = _per_minute(data["vault_rate_limit"], path)
     if "log_max_per_cid" in data:
         changes["log_max_per_cid"] = int(data["log_max_per_cid"])
-    for key in ("log_max_age", "header_timeout", "keepalive_timeout"):
+    for key in ("log_max_age", "header_timeout", "keepalive_timeout", "shutdown_grace"):
         if key in data:
             changes[key] = parse_duration(str(data[key]))
     if "allow_addresses" in data:

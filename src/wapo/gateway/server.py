@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import multiprocessing
 import os
 import signal
+import socket
 import sys
+import time
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from ..host.keys import node_key
 from ..paths import default_data_dir
 from ..store import Store
 from .context import CONFIG, REQUEST_ID_HEADER, error_response, new_request_id
 from .app import make_app
 from .apps.proxy import socket_path
 from .config import GatewayConfig
+
+log = logging.getLogger("wapo.gateway")
 
 
 BODY_RATE_WINDOW = 5.0  # seconds over which a request body must average min_body_rate (and its grace)
@@ -165,6 +172,7 @@ class GatewayRunner(web.AppRunner):
     def __init__(self, app: web.Application, **kwargs) -> None:  # type: ignore[no-untyped-def]
         self._config = app.get(CONFIG) or GatewayConfig()
         kwargs.setdefault("keepalive_timeout", self._config.keepalive_timeout)
+        kwargs.setdefault("shutdown_timeout", self._config.shutdown_grace)
         super().__init__(app, **kwargs)
 
     async def _make_server(self) -> web.Server:
@@ -174,26 +182,122 @@ class GatewayRunner(web.AppRunner):
         return server
 
 
-async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready=None) -> None:
+async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready=None,
+                        workers: "_Workers | None" = None) -> None:
+    """Serve until SIGINT/SIGTERM (or, in a worker, until the parent process is gone), then drain.
+
+    Draining: the listening sockets close at once (no new connection is accepted), idle
+    connections are closed, and requests in flight, streamed answers included, have
+    ``shutdown_grace`` seconds to finish before they are cancelled. The first process also
+    supervises ``workers``: one that dies is started again (with back-off), and on shutdown they
+    are told to drain too and waited for.
+    """
     app = make_app(config)
     runner = GatewayRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port, backlog=1024)
     await site.start()
-    if config.workers > 1 and multiprocessing.parent_process() is None:
+    first = multiprocessing.parent_process() is None
+    if config.workers > 1 and first:
         await _serve_apps_socket(runner, config)
-    if ready is not None:
-        ready()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a worker ends with the process that started it, even a killed one
+        loop.add_reader(parent.sentinel, stop.set)
+    supervisor = None
+    if workers is not None:
+        workers.start_all()
+        supervisor = asyncio.create_task(workers.supervise(stop))
+    if ready is not None:
+        ready()
     try:
         await stop.wait()
     finally:
+        stop.set()  # also when cancelled: the supervisor ends
+        if supervisor is not None:
+            await supervisor
+        if workers is not None:
+            workers.terminate()  # they drain at the same time as this process
         await runner.cleanup()
-        if config.workers > 1 and multiprocessing.parent_process() is None:
+        if workers is not None:
+            await asyncio.to_thread(workers.join, config.shutdown_grace + 5)
+        if config.workers > 1 and first:
             socket_path(config).unlink(missing_ok=True)
+
+
+class _Workers:
+    """The other worker processes of ``--workers N``, started and supervised by the first one."""
+
+    BACKOFF_MIN, BACKOFF_MAX = 0.5, 30.0
+    STABLE = 30.0  # a worker that ran this long restarts at once, without the back-off it had
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.ctx = multiprocessing.get_context("spawn")
+        n = config.workers - 1
+        self.procs: list = [None] * n
+        self.started = [0.0] * n
+        self.backoff = [0.0] * n
+        self.due = [0.0] * n
+
+    def _start(self, slot: int) -> None:
+        proc = self.ctx.Process(target=_worker, args=(self.config,), daemon=True, name=f"wapo-worker-{slot + 1}")
+        proc.start()
+        self.procs[slot], self.started[slot] = proc, time.monotonic()
+
+    def start_all(self) -> None:
+        for slot in range(len(self.procs)):
+            self._start(slot)
+
+    async def supervise(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now = time.monotonic()
+            for slot, proc in enumerate(self.procs):
+                if proc is not None and proc.exitcode is not None:
+                    lived = now - self.started[slot]
+                    self.backoff[slot] = 0.0 if lived >= self.STABLE else \
+                        min(self.BACKOFF_MAX, max(self.BACKOFF_MIN, self.backoff[slot] * 2))
+                    self.due[slot] = now + self.backoff[slot]
+                    self.procs[slot] = None
+                    how = (f"killed by signal {-proc.exitcode}" if proc.exitcode < 0
+                           else f"exited with status {proc.exitcode}")
+                    log.warning("wapo serve: worker %d (pid %d) %s after %.1f s; starting a new one in %.1f s",
+                                slot + 1, proc.pid, how, lived, self.backoff[slot])
+                if self.procs[slot] is None and now >= self.due[slot]:
+                    try:
+                        self._start(slot)
+                    except OSError as exc:
+                        self.backoff[slot] = min(self.BACKOFF_MAX, max(self.BACKOFF_MIN, self.backoff[slot] * 2))
+                        self.due[slot] = now + self.backoff[slot]
+                        log.warning("wapo serve: cannot start worker %d: %s", slot + 1, exc)
+                        continue
+                    log.warning("wapo serve: worker %d started again (pid %d)", slot + 1, self.procs[slot].pid)
+            try:
+                await asyncio.wait_for(stop.wait(), 0.25)
+            except asyncio.TimeoutError:
+                pass
+
+    def terminate(self) -> None:
+        for proc in self.procs:
+            if proc is not None and proc.exitcode is None:
+                try:
+                    os.kill(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for proc in self.procs:
+            if proc is not None:
+                proc.join(max(0.0, deadline - time.monotonic()))
+        for proc in self.procs:
+            if proc is not None and proc.exitcode is None:
+                log.warning("wapo serve: worker pid %d did not stop within the grace: killing it", proc.pid)
+                proc.kill()
+                proc.join(5)
 
 
 async def _serve_apps_socket(runner: web.AppRunner, config: GatewayConfig) -> None:
@@ -227,26 +331,24 @@ def _worker(config: GatewayConfig) -> None:
         pass
 
 
+def prepare_data_dir(config: GatewayConfig) -> None:
+    """Create what every process must share before there are several: the database schema, the
+    vault key and the node key (each worker creating its own would give each other secrets)."""
+    data_dir = Path(config.data_dir or default_data_dir())
+    Store(data_dir).close()  # the schema and vault.key
+    node_key(data_dir)
+
+
 def run_server(config: GatewayConfig, ready=None) -> None:
-    """Serve until SIGINT/SIGTERM; with workers > 1 the other processes are started first."""
-    Store(config.data_dir).close()  # create the data directory and schema once, before the workers race
+    """Serve until SIGINT/SIGTERM; with workers > 1 the first process starts and supervises the others."""
+    prepare_data_dir(config)
     deploy_config_apps(config)
-    children = []
+    workers = None
     if config.workers > 1:
-        if not hasattr(__import__("socket"), "SO_REUSEPORT"):
+        if not hasattr(socket, "SO_REUSEPORT"):
             sys.exit("wapo serve: --workers needs SO_REUSEPORT, which this system lacks")
-        ctx = multiprocessing.get_context("spawn")
-        for _ in range(config.workers - 1):
-            child = ctx.Process(target=_worker, args=(config,), daemon=True)
-            child.start()
-            children.append(child)
+        workers = _Workers(config)
     try:
-        asyncio.run(serve_forever(config, reuse_port=config.workers > 1, ready=ready))
+        asyncio.run(serve_forever(config, reuse_port=config.workers > 1, ready=ready, workers=workers))
     except KeyboardInterrupt:
         pass
-    finally:
-        for child in children:
-            if child.is_alive():
-                os.kill(child.pid, signal.SIGTERM)
-        for child in children:
-            child.join(timeout=5)

@@ -38,11 +38,20 @@ class NodeKey:
             return cls(seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         seed = os.urandom(32)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(seed)
-        os.replace(tmp, path)
+        # a private temp file hard-linked into place: processes starting at once (gateway workers)
+        # agree on one key, and none ever reads a partial file
+        tmp = path.with_name(f".{KEY_FILE}.{os.getpid()}.{os.urandom(4).hex()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(seed)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, path)
+        except FileExistsError:
+            return cls.load_or_create(data_dir)  # another process won the race: use its key
+        finally:
+            tmp.unlink(missing_ok=True)
         return cls(seed)
 
     def sign(self, message: bytes) -> bytes:
