@@ -379,7 +379,7 @@ def test_vault_inherit_deep_merge(tmp_path, store):
             "cid": cid, "data": {"db": {"user": "u", "password": "p"}, "region": "eu", "keep": [1, 2]}}))[2]
         child = (await c.json("POST", "/vaults", json={
             "cid": cid, "data": {"db": {"password": "p2"}, "extra": True, "keep": [3]},
-            "inherit": parent["key"]}))[2]
+            "inherit": parent["key"], "inheritToken": parent["token"]}))[2]
         seen = (await c.json("GET", f"/ipfs/{cid}?key={child['key']}"))[2]["secret"]
         own = await c.json("GET", f"/vaults/{child['key']}/{child['token']}")
         parent_seen = (await c.json("GET", f"/ipfs/{cid}?key={parent['key']}"))[2]["secret"]

@@ -93,21 +93,22 @@ def test_vault_not_found_and_forbidden(store):
 
 
 def test_vault_inherit_deep_merge(store):
-    parent, _ = store.create_vault(HELLO, {"a": {"x": 1, "y": 2}, "b": "parent", "c": [1, 2]})
-    child, child_token = store.create_vault(HELLO, {"a": {"y": 3, "z": 4}, "c": [9]}, inherit=parent)
+    parent, parent_token = store.create_vault(HELLO, {"a": {"x": 1, "y": 2}, "b": "parent", "c": [1, 2]})
+    child, child_token = store.create_vault(HELLO, {"a": {"y": 3, "z": 4}, "c": [9]}, inherit=parent,
+                                            inherit_token=parent_token)
     assert store.secrets_for(HELLO, child) == {"a": {"x": 1, "y": 3, "z": 4}, "b": "parent", "c": [9]}
     # the owner reads back only what they put in (the parent's secrets are not readable with a child token)
     assert store.get_vault(child, child_token) == {"data": {"a": {"y": 3, "z": 4}, "c": [9]}, "inherit": parent}
-    grandchild, _ = store.create_vault(HELLO, {"b": {"now": "object"}}, inherit=child)
+    grandchild, _ = store.create_vault(HELLO, {"b": {"now": "object"}}, inherit=child, inherit_token=child_token)
     assert store.secrets_for(HELLO, grandchild) == {"a": {"x": 1, "y": 3, "z": 4}, "b": {"now": "object"}, "c": [9]}
     # the parent is unchanged
     assert store.secrets_for(HELLO, parent)["a"] == {"x": 1, "y": 2}
 
 
 def test_vault_inherit_checks(store):
-    theirs, _ = store.create_vault(OTHER, {"secret": "theirs"})
+    theirs, their_token = store.create_vault(OTHER, {"secret": "theirs"})
     with pytest.raises(VaultForbidden):
-        store.create_vault(HELLO, {}, inherit=theirs)
+        store.create_vault(HELLO, {}, inherit=theirs, inherit_token=their_token)
     with pytest.raises(VaultNotFound):
         store.create_vault(HELLO, {}, inherit="0123456789abcdef")
     assert store._conn().execute("SELECT COUNT(*) FROM vaults").fetchone()[0] == 1

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ..store import VaultForbidden, VaultNotFound
+from ..store import VaultForbidden, VaultNotFound, VaultUnauthorized
 from .flags import cid_arg, data_dir_argument, open_store
 
 
@@ -20,7 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("cid", metavar="CID", type=cid_arg)
     s.add_argument("pairs", nargs="*", metavar="k=v")
     s.add_argument("--json", default=None, metavar="OBJECT", help="secrets as a JSON object (merged with k=v)")
-    s.add_argument("--inherit", default=None, metavar="KEY", help="a parent vault of the same CID")
+    s.add_argument("--inherit", default=None, metavar="KEY", help="a parent vault of the same CID (needs "
+                   "--inherit-token)")
+    s.add_argument("--inherit-token", default=None, metavar="TOKEN",
+                   help="the parent vault's token: the proof that you own it")
     data_dir_argument(s)
     g = actions.add_parser("get", help="show a vault's own data", description="Show the data of vault KEY.")
     g.add_argument("key")
@@ -55,9 +58,18 @@ def run(args: argparse.Namespace) -> int:
             return 2
         data[key] = value
     cid = args.cid
+    if args.inherit is not None and args.inherit_token is None:
+        print("wapo secrets: --inherit KEY needs --inherit-token TOKEN (the parent vault's token)", file=sys.stderr)
+        return 2
+    if args.inherit_token is not None and args.inherit is None:
+        print("wapo secrets: --inherit-token without --inherit", file=sys.stderr)
+        return 2
     with open_store(args) as store:
         try:
-            key, token = store.create_vault(cid, data, args.inherit)
+            key, token = store.create_vault(cid, data, args.inherit, args.inherit_token)
+        except VaultUnauthorized:
+            print("wapo secrets: wrong --inherit-token for the inherited vault", file=sys.stderr)
+            return 1
         except VaultForbidden:
             print("wapo secrets: the inherited vault belongs to another CID", file=sys.stderr)
             return 1

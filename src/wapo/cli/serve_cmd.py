@@ -6,9 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..gateway.config import GatewayConfig, load_config
+from ..gateway.config import GatewayConfig, load_config, parse_per_minute
 from .flags import data_dir, data_dir_argument
 from .flags import duration_arg, listen_arguments, listen_settings, size_arg
+
+
+def rate_arg(text: str) -> float:
+    try:
+        return parse_per_minute(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +39,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-limit", type=size_arg, default=None, metavar="SIZE", help="per run (default 100MB)")
     p.add_argument("--time-limit", type=duration_arg, default=None, metavar="DURATION", help="per run (default 60s)")
     p.add_argument("--burst-limit", type=duration_arg, default=None, metavar="DURATION", help="per run (default 1s)")
+    p.add_argument("--max-vault-size", type=size_arg, default=None, metavar="SIZE",
+                   help="the largest POST /vaults body (default 64KiB)")
+    p.add_argument("--vault-rate-limit", type=rate_arg, default=None, metavar="RATE",
+                   help="POST /vaults per client address: N a minute, or N/s, N/min, N/h (default 30; 0 = none)")
+    p.add_argument("--header-timeout", type=duration_arg, default=None, metavar="DURATION",
+                   help="time to receive a request's headers, from the connection's start or the request's first "
+                        "byte (default 10s; 0 = none)")
+    p.add_argument("--keepalive-timeout", type=duration_arg, default=None, metavar="DURATION",
+                   help="an idle connection between requests is closed after this (default 30s)")
+    p.add_argument("--min-body-rate", type=size_arg, default=None, metavar="SIZE",
+                   help="bytes a second a request body must average over 5 s (default 1KiB; 0 = none)")
+    p.add_argument("--max-connections", type=int, default=None, metavar="N",
+                   help="open connections per process; more are answered 503 (default 1000; 0 = none)")
+    p.add_argument("--shutdown-grace", type=duration_arg, default=None, metavar="DURATION",
+                   help="on SIGTERM, what requests in flight have to finish (default 10s)")
     listen_arguments(p)  # --sni-port without HOST listens on the gateway's --host
     data_dir_argument(p)
 
@@ -66,6 +88,10 @@ def config_from(args: argparse.Namespace) -> GatewayConfig:
             changes[key] = net[field]
     if net.get("sni_host") is not None:
         changes["sni_host"] = net["sni_host"]
+    for name in ("max_vault_size", "vault_rate_limit", "header_timeout", "keepalive_timeout", "min_body_rate",
+                 "max_connections", "shutdown_grace"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
     if args.ws_max_message is not None:
         changes["ws_max_message"] = args.ws_max_message
     changes["data_dir"] = args.data_dir or config.data_dir or data_dir(args)

@@ -16,10 +16,11 @@ from .agents import DISCONNECT_GRACE, handle_agent
 from .apps import proxy as apps_proxy, routes as app_routes
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, RUNS,
-                      STORE, error_response, new_request_id)
+                      STORE, VAULT_RATE, error_response, new_request_id)
 from .logs import get_logs
 from .logwriter import LogWriter
 from .metrics import Metrics
+from .ratelimit import RateLimiter
 from .vaults import create_vault, get_vault
 
 log = logging.getLogger("wapo.gateway")
@@ -36,9 +37,11 @@ async def request_id_middleware(request: web.Request, handler):
     try:
         response = await handler(request)
     except web.HTTPException as exc:
-        exc.headers[REQUEST_ID_HEADER] = request_id
         metrics.requests.labels(route, str(exc.status)).inc()
-        raise
+        if exc.status < 400:
+            exc.headers[REQUEST_ID_HEADER] = request_id
+            raise
+        return _json_error(exc, request_id)  # aiohttp's own errors (404, 405, 413...) answer JSON like ours
     except Exception:
         log.exception("unhandled error in %s", request.path)
         metrics.requests.labels(route, "500").inc()
@@ -46,6 +49,14 @@ async def request_id_middleware(request: web.Request, handler):
     if REQUEST_ID_HEADER not in response.headers and not response.prepared:
         response.headers[REQUEST_ID_HEADER] = request_id
     metrics.requests.labels(route, str(response.status)).inc()
+    return response
+
+
+def _json_error(exc: web.HTTPException, request_id: str) -> web.Response:
+    response = error_response(exc.status, exc.text or exc.reason, request_id)
+    for name, value in exc.headers.items():  # e.g. Allow of a 405, Retry-After
+        if name.lower() not in ("content-type", "content-length", REQUEST_ID_HEADER.lower()):
+            response.headers[name] = value
     return response
 
 
@@ -73,6 +84,7 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
     app[RUNS] = {}
     app[BACKGROUND] = set()
     app[NETWORK] = config.network()
+    app[VAULT_RATE] = RateLimiter(config.vault_rate_limit)
     if config.ws_max_message is not None:
         set_max_message_size(config.ws_max_message)
 

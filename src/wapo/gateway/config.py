@@ -10,6 +10,7 @@ from ..host import Limits
 from ..host.limits import parse_duration, parse_size
 
 MB = 1000 * 1000
+KiB = 1024
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,14 @@ class GatewayConfig:
     max_limits: Limits = Limits(memory=4 * 1024**3, time=0, burst=10.0)  # what a per-CID override may reach
     cid_limits: dict[str, Limits] = field(default_factory=dict)  # per-CID overrides (v0 CIDs)
     max_request_body: int = 10 * MB
+    max_vault_size: int = 64 * KiB  # the largest POST /vaults body (413 above)
+    vault_rate_limit: float = 30.0  # POST /vaults per client address and minute, bursts as large (0 = no limit)
+    # slow or idle clients (0 = no limit, but keepalive_timeout 0 closes after each answer): gateway/server.py
+    header_timeout: float = 10.0  # from a connection's start, or a request's first byte, to the end of its headers
+    keepalive_timeout: float = 30.0  # an idle connection between requests
+    min_body_rate: int = 1024  # bytes a second a request body must average over BODY_RATE_WINDOW
+    max_connections: int = 1000  # open connections per process; more are answered 503 and closed
+    shutdown_grace: float = 10.0  # on SIGTERM, seconds requests in flight have to finish
     max_answer: int = 32 * MB
     ipfs_gateways: tuple[str, ...] = ()  # e.g. ("https://ipfs.io",): where unknown CIDs are fetched
     ipfs_timeout: float = 30.0
@@ -76,6 +85,8 @@ class GatewayConfig:
         """ValueError naming the setting when one is out of range."""
         if self.workers < 1:
             raise ValueError("workers (--workers) must be at least 1")
+        if self.max_connections < 0:
+            raise ValueError("max_connections (--max-connections) must be 0 (no limit) or more")
         if self.guest_threads is not None and not 0 <= self.guest_threads <= 1024:
             raise ValueError(f"guest_threads (--guest-threads) is 0..1024, not {self.guest_threads}")
         if self.max_runs_per_cid < 1:
@@ -93,6 +104,27 @@ def _limits(table: dict, base: Limits) -> Limits:
     if "fuel" in table:
         changes["fuel"] = int(table["fuel"])
     return base.with_(**changes)
+
+
+def parse_per_minute(value: object) -> float:
+    """A rate per minute: a number (per minute) or "N/s", "N/min", "N/h"; ValueError if malformed."""
+    text = str(value).strip()
+    number, _, unit = text.partition("/")
+    per = {"": 1.0, "s": 60.0, "sec": 60.0, "min": 1.0, "m": 1.0, "h": 1 / 60.0, "hour": 1 / 60.0}
+    try:
+        rate = float(number) * per[unit.strip()]
+    except (ValueError, KeyError):
+        raise ValueError(f"{value!r} is not a rate (e.g. 30, \"30/min\", \"1/s\")") from None
+    if not rate >= 0 or rate == float("inf"):
+        raise ValueError(f"{value!r}: a rate is a finite number >= 0")
+    return rate
+
+
+def _per_minute(value: object, path: Path) -> float:
+    try:
+        return parse_per_minute(value)
+    except ValueError as exc:
+        raise ValueError(f"config {path}: vault_rate_limit = {exc}") from None
 
 
 def _listen_keys(data: dict) -> dict:
@@ -121,7 +153,11 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     """Read a TOML file: top-level keys of GatewayConfig, [limits], [max_limits], [cid."Qm..."].
 
     Top level: host, port, workers, debug, public_url, data_dir, max_request_body, max_answer,
-    max_code_size, ws_max_message (the largest WebSocket message, and frame, a guest receives:
+    max_code_size, max_vault_size (the largest POST /vaults body, "64KiB" by default),
+    vault_rate_limit (POST /vaults per client address and minute, 30 by default, 0 = none),
+    header_timeout ("10s"), keepalive_timeout ("30s"), min_body_rate (bytes a second, "1KiB"),
+    max_connections (per process, 1000), shutdown_grace ("10s": what requests in flight have on
+    SIGTERM), ws_max_message (the largest WebSocket message, and frame, a guest receives:
     "16MiB" by default), guest_threads (threads running guests; 0 = on the event loop),
     max_runs_per_cid (runs of one agent at once, 100 by default), log_max_per_cid, log_max_age, allow_addresses = ["CIDR", ...],
     ipfs_gateways = ["URL", ...], and the guests' listening and TLS settings (as the flags of
@@ -142,18 +178,22 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     for key in ("host", "debug", "public_url"):
         if key in data:
             changes[key] = data[key]
-    for key in ("port", "workers", "guest_threads", "max_runs_per_cid"):
+    for key in ("port", "workers", "max_connections", "guest_threads", "max_runs_per_cid"):
         if key in data:
             changes[key] = int(data[key])
     if "data_dir" in data:
         changes["data_dir"] = Path(data["data_dir"])
-    for key in ("max_request_body", "max_answer", "max_code_size", "ws_max_message"):
+    for key in ("max_request_body", "max_answer", "max_code_size", "max_vault_size", "min_body_rate",
+                "ws_max_message"):
         if key in data:
             changes[key] = parse_size(str(data[key]))
+    if "vault_rate_limit" in data:
+        changes["vault_rate_limit"] = _per_minute(data["vault_rate_limit"], path)
     if "log_max_per_cid" in data:
         changes["log_max_per_cid"] = int(data["log_max_per_cid"])
-    if "log_max_age" in data:
-        changes["log_max_age"] = parse_duration(str(data["log_max_age"]))
+    for key in ("log_max_age", "header_timeout", "keepalive_timeout", "shutdown_grace"):
+        if key in data:
+            changes[key] = parse_duration(str(data[key]))
     if "allow_addresses" in data:
         changes["allow_addresses"] = tuple(str(c) for c in data["allow_addresses"])
     try:

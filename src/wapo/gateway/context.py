@@ -11,6 +11,7 @@ from ..store import Store
 from .config import GatewayConfig
 from .logwriter import LogWriter
 from .metrics import Metrics
+from .ratelimit import RateLimiter
 
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -22,6 +23,7 @@ BACKGROUND = web.AppKey("background", set)
 NETWORK = web.AppKey("network", object)
 CODE_CACHE = web.AppKey("code_cache", dict)
 RUNS = web.AppKey("runs", dict)  # CID -> runs of it in progress (the per-CID cap)
+VAULT_RATE = web.AppKey("vault_rate", RateLimiter)
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te", "trailer",
               "proxy-authenticate", "proxy-authorization"}
 

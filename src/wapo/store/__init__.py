@@ -7,11 +7,11 @@ from .cid import CID, CidBuilder, InvalidCID, cidv1, compute_cid, parse_cid, ver
 from .code import CIDMismatch
 from .db import Store, StoreError
 from .logs import LEVELS, LogRecord, LogRetention, format_text
-from .vaults import VaultError, VaultForbidden, VaultKeyError, VaultNotFound, deep_merge
+from .vaults import VaultError, VaultForbidden, VaultKeyError, VaultNotFound, VaultUnauthorized, deep_merge
 
 __all__ = [
     "Store", "StoreError",
     "CID", "CidBuilder", "InvalidCID", "CIDMismatch", "compute_cid", "parse_cid", "cidv1", "verify",
-    "VaultError", "VaultNotFound", "VaultForbidden", "VaultKeyError", "deep_merge",
+    "VaultError", "VaultNotFound", "VaultForbidden", "VaultUnauthorized", "VaultKeyError", "deep_merge",
     "LogRecord", "LogRetention", "LEVELS", "format_text",
 ]

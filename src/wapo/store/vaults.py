@@ -11,11 +11,15 @@ data directory (``vault.key``, mode 0600). Each ciphertext has its own random
 so a ciphertext copied to another row or field fails to decrypt.
 
 Inheritance: ``inherit`` names a parent vault (same CID) whose data is deep
-merged under the new data. Two ciphertexts are kept per vault: the vault's own
-data (what :meth:`get_vault` returns) and the merged data (what the agent
-receives, one decryption per run). ``get_vault`` deliberately does not return
-the merged data: anyone who knows a parent's key (public) could otherwise
-create a child of it and read the parent's secrets back with their own token.
+merged under the new data. Creating a child needs the parent's token
+(``inherit_token``): the parent's key is public, and a child's merged data
+reaches the agent, so without this proof anyone could create a child of a
+vault they do not own, add fields of their own, and run the agent with the
+owner's secrets under their control. Two ciphertexts are kept per vault: the
+vault's own data (what :meth:`get_vault` returns) and the merged data (what
+the agent receives, one decryption per run). ``get_vault`` deliberately does
+not return the merged data (a child token is not a read credential for the
+parent's secrets).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .cid import parse_cid
 
 __all__ = [
-    "VaultError", "VaultNotFound", "VaultForbidden", "VaultKeyError", "VaultMixin",
+    "VaultError", "VaultNotFound", "VaultForbidden", "VaultUnauthorized", "VaultKeyError", "VaultMixin",
     "deep_merge", "load_vault_key", "MAX_VAULT_BYTES",
 ]
 
@@ -59,6 +63,10 @@ class VaultNotFound(VaultError, LookupError):
 
 class VaultForbidden(VaultError, PermissionError):
     """The vault exists but belongs to another CID."""
+
+
+class VaultUnauthorized(VaultError, PermissionError):
+    """Inheriting a vault needs its token, which was missing or wrong."""
 
 
 class VaultKeyError(RuntimeError):
@@ -150,11 +158,14 @@ class VaultMixin:
         plain = self._aead.decrypt(blob[:_NONCE], blob[_NONCE:], _aad(key, cid, field))
         return json.loads(plain)
 
-    def create_vault(self, cid: str, data: dict[str, Any], inherit: str | None = None) -> tuple[str, str]:
+    def create_vault(self, cid: str, data: dict[str, Any], inherit: str | None = None,
+                     inherit_token: str | None = None) -> tuple[str, str]:
         """Create a vault for ``cid`` and return ``(key, token)`` (16 lowercase hex each).
 
         ``inherit`` names a parent vault of the same CID whose data is deep
-        merged under ``data``: VaultNotFound if it does not exist,
+        merged under ``data``; ``inherit_token`` is the parent's token, the
+        proof that the caller owns it: VaultNotFound if the parent does not
+        exist, VaultUnauthorized if the token is missing or wrong,
         VaultForbidden if it belongs to another CID. ValueError if ``data`` is
         not a JSON object or is too large; InvalidCID for a malformed CID.
         """
@@ -170,12 +181,14 @@ class VaultMixin:
         data = json.loads(encoded)  # a private copy with JSON types only
         if inherit is not None and not isinstance(inherit, str):
             raise ValueError("inherit must be a vault key string")
+        if inherit_token is not None and not isinstance(inherit_token, str):
+            raise ValueError("inherit_token must be a vault token string")
         while True:
             key, token = secrets.token_hex(8), secrets.token_hex(8)
             with self._write() as conn:
                 merged = data
                 if inherit is not None:
-                    parent_cid, parent_merged = self._merged(conn, inherit)
+                    parent_cid, parent_merged = self._merged(conn, inherit, token=inherit_token)
                     if parent_cid != cid:
                         raise VaultForbidden(f"vault {inherit} belongs to another CID")
                     merged = deep_merge(parent_merged, data)
@@ -189,12 +202,18 @@ class VaultMixin:
                     continue  # 64-bit key collision: draw again
             return key, token
 
-    def _merged(self, conn: sqlite3.Connection, key: str) -> tuple[str, dict[str, Any]]:
+    _NO_TOKEN = object()
+
+    def _merged(self, conn: sqlite3.Connection, key: str, *, token: Any = _NO_TOKEN) -> tuple[str, dict[str, Any]]:
+        """The CID and merged data of vault ``key``; with ``token=``, only if it is the vault's token."""
         if not isinstance(key, str) or not _KEY_RE.match(key):
             raise VaultNotFound("no such vault")
-        row = conn.execute("SELECT cid, merged FROM vaults WHERE key = ?", (key,)).fetchone()
+        row = conn.execute("SELECT cid, merged, token_hash FROM vaults WHERE key = ?", (key,)).fetchone()
         if row is None:
             raise VaultNotFound("no such vault")
+        if token is not self._NO_TOKEN and (
+                not isinstance(token, str) or not hmac.compare_digest(bytes(row[2]), _token_hash(token))):
+            raise VaultUnauthorized(f"inheriting vault {key} needs its token")
         return row[0], self._open(row[1], key, row[0], "merged")
 
     def get_vault(self, key: str, token: str) -> dict[str, Any]:
