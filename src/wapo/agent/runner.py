@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,7 @@ class AgentRun:
         # style B agents read their secrets as process.env.secret: a JSON string, '""' without any
         secret = json.dumps(request.secret if request.secret else "", ensure_ascii=False, separators=(",", ":"))
         options = (options or RunOptions()).with_settings(**settings).with_settings(
-            app_address=address, env=(("secret", secret),), on_output=self._on_output)
+            app_address=address, env=(("secret", secret),), on_output=_weak_output(self))
         self._instance = js_instance(code, [request.payload_json()], options=options, name=name, entry=ENTRY,
                                      memory_image=agent_image(code, name, ENTRY))
 
@@ -135,6 +136,18 @@ class AgentRun:
         if not self.head.done():
             self.head.set_exception(AgentFailed(message or "the agent failed", kind or "error"))
         return AgentResult(response, message, kind, logs, result.duration, streamed)
+
+
+def _weak_output(run: AgentRun):
+    """``run._on_output`` through a weak reference: the instance (and its options) must not hold
+    the AgentRun that holds it, or a finished run waits for the cycle collector."""
+    ref = weakref.ref(run)
+
+    def on_output(data: bytes) -> None:
+        target = ref()
+        if target is not None:
+            target._on_output(data)
+    return on_output
 
 
 class AgentFailed(Exception):

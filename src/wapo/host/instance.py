@@ -137,8 +137,9 @@ class Instance:
         finally:
             self._done = True
             st.resources.close_all()
+        st.finish_logs()
         if error is not None:
-            st.add_log("error", error.describe())
+            st.add_log("error", error.describe(), final=True)
         fuel = self.fuel_consumed() if self.limits.fuel is not None else None
         result = RunResult(bytes(st.output), st.logs, error, time.monotonic() - self._started, fuel)
         self._release(st)

@@ -1,0 +1,149 @@
+"""Hardening of the host (issue 13): bounded logs, bounded guest-grown host structures, the memory
+limit on the on-demand engine, causes kept in errors, and per-app signing keys. Real wasmtime, real
+guests: WAT guests inline, JS agents through ``run_js`` / ``js_instance``."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from pathlib import Path
+
+import pytest
+
+from wapo.host import GuestModule, Instance, Limits, RunResult
+from wapo.host.limits import MAX_LOG_BYTES, MAX_LOG_LINE, MAX_LOG_LINES
+
+OCALL_IMPORTS = """
+  (import "wapo" "ocall" (func $ocall (param i32 i32 i32 i32 i32 i32) (result i64)))
+  (import "wapo" "ocall_fast_return" (func $fast (param i32 i32 i32 i32 i32 i32) (result i64)))"""
+
+
+@pytest.fixture(scope="module")
+def wat_cache(tmp_path_factory: pytest.TempPathFactory):
+    """WAT guests' compiled modules go to a temporary cache (JS tests keep the shared one: the
+    WapoJS snapshot is slow to remake)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WAPO_CACHE_DIR", str(tmp_path_factory.mktemp("wapo-cache")))
+        yield
+
+
+def module(wat: str, name: str = "hardening-test") -> GuestModule:
+    return GuestModule(wat.encode(), name=name)
+
+
+@pytest.fixture
+def tmp(tmp_path: Path, wat_cache: None) -> Path:
+    return tmp_path
+
+
+def run(mod: GuestModule, tmp_path: Path, *, args: tuple[str, ...] = (), **limits: object) -> RunResult:
+    limits.setdefault("time", 20)
+
+    async def main() -> RunResult:
+        instance = Instance(mod, args=args, limits=Limits(**limits), data_dir=tmp_path)
+        result = await instance.run()
+        assert instance._state is not None and instance._state.host_faults == 0
+        return result
+
+    return asyncio.run(asyncio.wait_for(main(), timeout=60))
+
+
+# --- 1. logs: bounded per run, released with the run ----------------------------------------------
+
+def test_a_js_agent_logging_megabytes_keeps_a_bounded_log() -> None:
+    from wapo.js.runner import run_js
+
+    result = run_js('const s = "x".repeat(1 << 20); for (let i = 0; i < 150; i++) console.log(s); '
+                    'console.log("end")')
+    assert result.error is None
+    kept = sum(len(r.message.encode()) for r in result.logs)
+    assert kept <= MAX_LOG_BYTES + 2 * MAX_LOG_LINE
+    assert len(result.logs) <= MAX_LOG_LINES + 1
+    assert all(len(r.message) <= MAX_LOG_LINE + 100 for r in result.logs)
+    assert "[line cut: 983040 more bytes]" in result.logs[0].message   # a 1 MiB line is cut
+    last = result.logs[-1]
+    assert last.level == "warn" and "dropped" in last.message
+    assert last.message.startswith(f"{151 - (len(result.logs) - 1)} log line(s)")
+
+
+LOG_LOOP = f"""
+(module {OCALL_IMPORTS}
+  (memory (export "memory") 1)
+  (data (i32.const 16) "a log line")
+  (func (export "wapo_poll") (result i32)
+    (local $i i32)
+    (loop $more
+      (drop (call $fast (i32.const 0) (i32.const 220) (i32.const 3) (i32.const 16) (i32.const 10) (i32.const 0)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $more (i32.lt_u (local.get $i) (i32.const 5000))))
+    (unreachable)))"""
+
+
+def test_log_line_count_is_capped_and_the_error_still_shows(tmp: Path) -> None:
+    result = run(module(LOG_LOOP), tmp)
+    assert result.error is not None and "unreachable" in result.error.message
+    assert len(result.logs) == MAX_LOG_LINES + 2
+    assert all(r.message == "a log line" for r in result.logs[:MAX_LOG_LINES])
+    note, error = result.logs[-2:]
+    assert note.level == "warn" and note.message.startswith(f"{5000 - MAX_LOG_LINES} log line(s) (")
+    assert error.level == "error" and "unreachable" in error.message
+
+
+def test_log_caps_are_limits(tmp: Path) -> None:
+    result = run(module(LOG_LOOP), tmp, max_log_lines=10)
+    assert len(result.logs) == 12 and result.logs[10].message.startswith("4990 log line(s)")
+    result = run(module(LOG_LOOP), tmp, max_log_bytes=35)
+    assert len(result.logs) == 5 and result.logs[3].message.startswith("4997 log line(s)")
+    with pytest.raises(ValueError):
+        Limits(max_log_lines=0)
+
+
+def test_a_finished_run_is_freed_by_reference_counting(tmp_path: Path) -> None:
+    """No reference cycle keeps a finished run (its logs, output, resources) alive: with the cycle
+    collector off, dropping the Instance frees it and its GuestState at once."""
+    from wapo.js.runner import js_instance
+
+    code = ('console.log("x".repeat(1000)); setTimeout(() => {}, 1); '
+            'const r = Wapo.run("console.log(1)"); Promise.resolve(r).then(() => {}); '
+            'new Promise((ok) => setTimeout(ok, 5)).then(() => console.log("done"))')
+
+    async def main() -> tuple[weakref.ref, weakref.ref]:
+        instance = js_instance(code, data_dir=tmp_path)
+        result = await instance.run()
+        assert result.error is None, result.error.describe()
+        refs = weakref.ref(instance), weakref.ref(instance._state)
+        del instance, result
+        return refs
+
+    gc.collect()
+    gc.disable()
+    try:
+        instance, state = asyncio.run(main())
+        assert instance() is None and state() is None
+    finally:
+        gc.enable()
+
+
+def test_a_finished_agent_run_is_freed_by_reference_counting(tmp_path: Path) -> None:
+    from wapo.agent.request import AgentRequest
+    from wapo.agent.runner import AgentRun
+
+    code = ('export default { async fetch(request) { console.log("hi"); '
+            'return new Response("ok", {headers: {"content-type": "text/plain"}}) } };')
+
+    async def main() -> tuple[weakref.ref, ...]:
+        agent = AgentRun(code, AgentRequest(), data_dir=tmp_path)
+        result = await agent.run()
+        assert result.error is None, result.error
+        refs = weakref.ref(agent), weakref.ref(agent._instance), weakref.ref(agent._instance._state)
+        del agent, result
+        return refs
+
+    gc.collect()
+    gc.disable()
+    try:
+        refs = asyncio.run(main())
+        assert [r() for r in refs] == [None, None, None]
+    finally:
+        gc.enable()
