@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import struct
 import weakref
 from pathlib import Path
 
@@ -147,3 +148,61 @@ def test_a_finished_agent_run_is_freed_by_reference_counting(tmp_path: Path) -> 
         assert [r() for r in refs] == [None, None, None]
     finally:
         gc.enable()
+
+
+# --- 2. structures the guest grows are bounded ----------------------------------------------------
+
+MARK_READY = f"""
+(module {OCALL_IMPORTS}
+  (memory (export "memory") 1)
+  (func (export "wapo_poll") (result i32)
+    (local $i i32) (local $r i64)
+    (loop $more
+      (local.set $r (call $fast (i32.const 0) (i32.const 109) (i32.add (local.get $i) (i32.const 1))
+                          (i32.const 0) (i32.const 0) (i32.const 0)))
+      (if (i64.ne (local.get $r) (i64.const 0))
+        (then
+          (i32.store (i32.const 0) (local.get $i))
+          (i64.store (i32.const 8) (local.get $r))
+          (drop (call $fast (i32.const 0) (i32.const 243) (i32.const 0) (i32.const 16) (i32.const 0) (i32.const 0)))
+          (return (i32.const 1))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $more (i32.lt_u (local.get $i) (i32.const 2000000))))
+    (i32.store (i32.const 0) (local.get $i))
+    (drop (call $fast (i32.const 0) (i32.const 243) (i32.const 0) (i32.const 16) (i32.const 0) (i32.const 0)))
+    (i32.const 1)))"""
+
+
+def test_mark_task_ready_with_millions_of_ids_is_refused_past_the_cap(tmp: Path) -> None:
+    from wapo.host.abi import ErrorCode
+    from wapo.host.state import MAX_READY_TASKS
+
+    async def main() -> tuple[RunResult, int]:
+        instance = Instance(module(MARK_READY), limits=Limits(memory=2 * 1024 * 1024, time=20), data_dir=tmp)
+        result = await instance.run()
+        return result, len(instance._state.ready_tasks)
+
+    result, queued = asyncio.run(main())
+    assert result.error is None, result.error.describe()
+    marked, code = struct.unpack("<I4xQ", result.output[:16])
+    assert marked == MAX_READY_TASKS - 1                     # task 0 is queued at the start
+    assert code == (1 << 32) | int(ErrorCode.RESOURCE_LIMITED)
+    assert queued <= MAX_READY_TASKS
+
+
+def test_an_agent_answer_larger_than_the_body_cap_is_not_kept(tmp_path: Path) -> None:
+    """A style A agent printing far more than ``max_body`` is refused without the host keeping it all."""
+    from wapo.agent.request import AgentRequest
+    from wapo.agent.runner import AgentRun
+
+    code = ('async function main(request) { const s = "y".repeat(1 << 20); '
+            'return JSON.stringify({status: 200, body: s.repeat(6)}); }')
+
+    async def main() -> tuple[object, int]:
+        agent = AgentRun(code, AgentRequest(), data_dir=tmp_path, max_body=1024 * 1024)
+        result = await agent.run()
+        return result, len(agent._buffer)
+
+    result, kept = asyncio.run(main())
+    assert result.error_kind == "answer_too_large"
+    assert kept <= 1024 * 1024

@@ -66,6 +66,8 @@ class AgentRun:
         self._instance.cancel()
 
     def _on_output(self, data: bytes) -> None:
+        if self._too_big and not self._head_parsed:
+            return
         if self._head_parsed:
             self._body_chunk(data)
             return
@@ -74,8 +76,12 @@ class AgentRun:
             if len(self._buffer) < len(HEAD_MAGIC) and HEAD_MAGIC.startswith(bytes(self._buffer)):
                 return  # too short to tell yet
             self._streaming = self._buffer.startswith(HEAD_MAGIC)
-        if not self._streaming:
-            return  # style A or B: the answer is the whole output, parsed at the end
+        if not self._streaming:  # style A or B: the answer is the whole output, parsed at the end
+            if len(self._buffer) > self.max_body:  # too large an answer already: stop keeping it
+                self._too_big = True
+                self._buffer.clear()
+                self.cancel()
+            return
         newline = self._buffer.find(b"\n")
         if newline < 0:
             return
@@ -125,7 +131,7 @@ class AgentRun:
             self.chunks.put_nowait(INCOMPLETE if message else None)
         elif error is None:
             try:
-                if len(self._buffer) > self.max_body:
+                if self._too_big or len(self._buffer) > self.max_body:
                     raise AnswerTooLarge(self.max_body)
                 response = parse_output(bytes(self._buffer))
             except BadAgentAnswer as exc:

@@ -64,7 +64,7 @@ def get_return(st: GuestState, task: int, ptr: int, length: int, _2: int, _3: in
 
 @handles(Call.MARK_TASK_READY)
 def mark_task_ready(st: GuestState, task: int, target: int, *_: int) -> int:
-    st.queue_task(i32(target))
+    st.queue_task(i32(target), from_guest=True)
     return 0
 
 

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from .sandbox import Sandbox
 
 MAX_OUTPUT = 64 * 1024 * 1024
+# distinct task ids queued by mark_task_ready at once (more: ResourceLimited); the host's own
+# wake-ups are bounded by the resources (one waiter each) and always get in
+MAX_READY_TASKS = 16384
 
 
 @dataclass
@@ -83,7 +86,9 @@ class GuestState:
             self.woken.append(waker)
         self.queue_task(task)
 
-    def queue_task(self, task: int) -> None:
+    def queue_task(self, task: int, *, from_guest: bool = False) -> None:
+        if from_guest and len(self.ready_tasks) >= MAX_READY_TASKS and task not in self.ready_tasks:
+            raise OcallError(ErrorCode.RESOURCE_LIMITED, f"{MAX_READY_TASKS} tasks already marked ready")
         self.ready_tasks[task] = None
         self.poll_requested = True
         self.wake_event.set()
