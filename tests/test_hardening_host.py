@@ -206,3 +206,56 @@ def test_an_agent_answer_larger_than_the_body_cap_is_not_kept(tmp_path: Path) ->
     result, kept = asyncio.run(main())
     assert result.error_kind == "answer_too_large"
     assert kept <= 1024 * 1024
+
+
+# --- 3. the memory limit holds on the on-demand engine ---------------------------------------------
+
+ON_DEMAND_SCRIPT = r'''
+import asyncio, json, sys
+from wapo.host import GuestModule, Instance, Limits
+from wapo.host import engine
+
+assert engine.POOL_SLOTS == 0  # every sandbox is on the on-demand engine
+IMPORT = '(import "wapo" "ocall_fast_return" (func $fast (param i32 i32 i32 i32 i32 i32) (result i64)))'
+EMIT = '(drop (call $fast (i32.const 0) (i32.const 243) (i32.const 0) (i32.const 4) (i32.const 0) (i32.const 0)))'
+GUESTS = {
+    "table_grow": f"""(module {IMPORT} (memory (export "memory") 1) (table $t 1 funcref)
+        (func (export "wapo_poll") (result i32)
+          (i32.store (i32.const 0) (table.grow $t (ref.null func) (i32.const 50000000))) {EMIT} (i32.const 1)))""",
+    "table_grow_small": f"""(module {IMPORT} (memory (export "memory") 1) (table $t 1 funcref)
+        (func (export "wapo_poll") (result i32)
+          (i32.store (i32.const 0) (table.grow $t (ref.null func) (i32.const 1000))) {EMIT} (i32.const 1)))""",
+    "two_memories": f"""(module {IMPORT} (memory (export "memory") 1) (memory $extra 100)
+        (func (export "wapo_poll") (result i32) (i32.const 1)))""",
+    "two_tables": f"""(module {IMPORT} (memory (export "memory") 1) (table 1 funcref) (table 100000 funcref)
+        (func (export "wapo_poll") (result i32) (i32.const 1)))""",
+}
+
+async def main():
+    out = {}
+    for name, wat in GUESTS.items():
+        inst = Instance(GuestModule(wat.encode(), name=name), limits=Limits(memory=10 * 1000 * 1000, time=20))
+        result = await inst.run()
+        out[name] = {"error": result.error.describe() if result.error else None,
+                     "value": int.from_bytes(result.output, "little", signed=True) if result.output else None}
+    return out
+
+print(json.dumps(asyncio.run(main())))
+'''
+
+
+def test_the_on_demand_engine_bounds_tables_and_memories(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, WAPO_POOL_SLOTS="0", WAPO_CACHE_DIR=str(tmp_path / "cache"),
+               WAPO_DATA_DIR=str(tmp_path / "data"))
+    proc = subprocess.run([sys.executable, "-c", ON_DEMAND_SCRIPT], capture_output=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = json.loads(proc.stdout)
+    assert out["table_grow"] == {"error": None, "value": -1}      # refused, not 450 MB of host memory
+    assert out["table_grow_small"] == {"error": None, "value": 1}  # an ordinary grow still works
+    assert "cannot instantiate" in out["two_memories"]["error"]    # a second memory would escape the limit
+    assert "cannot instantiate" in out["two_tables"]["error"]
