@@ -259,3 +259,59 @@ def test_the_on_demand_engine_bounds_tables_and_memories(tmp_path: Path) -> None
     assert out["table_grow_small"] == {"error": None, "value": 1}  # an ordinary grow still works
     assert "cannot instantiate" in out["two_memories"]["error"]    # a second memory would escape the limit
     assert "cannot instantiate" in out["two_tables"]["error"]
+
+
+# --- 4. errors keep their cause -------------------------------------------------------------------
+
+def wasi_guest(body: str, import_: str) -> GuestModule:
+    return module(f"""
+(module {import_}
+  (memory (export "memory") 1)
+  (func (export "wapo_poll") (result i32) {body} (i32.const 1)))""")
+
+
+PROC_EXIT = '(import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))'
+RANDOM_GET = '(import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))'
+
+
+def test_wasi_proc_exit_says_the_status(tmp: Path) -> None:
+    from wapo.host import GuestError
+
+    result = run(wasi_guest("(call $exit (i32.const 7))", PROC_EXIT), tmp)
+    assert isinstance(result.error, GuestError)
+    assert result.error.message == "the guest exited with status 7 (WASI proc_exit)"
+    result = run(wasi_guest("(call $exit (i32.const 0))", PROC_EXIT), tmp)
+    assert result.error is None                                  # exit(0) is a normal end
+
+
+def test_an_over_large_random_get_says_why(tmp: Path) -> None:
+    result = run(wasi_guest("(drop (call $random (i32.const 0) (i32.const 0x7fffffff)))", RANDOM_GET), tmp)
+    assert result.error is not None
+    message = result.error.message
+    assert "wasm backtrace" not in message
+    assert "get-random-bytes" in message and "exceeds limit" in message, message
+
+
+@pytest.mark.parametrize("code", [
+    'async function f() { await null; const m = new Map(); for (let i = 0; ; i++) m.set(i, {i}); } f();',
+    'const keep = []; function step() { keep.push(new Array(100).fill(1)); return Promise.resolve().then(step); } '
+    'Promise.resolve().then(step);',
+])
+def test_out_of_memory_in_a_promise_is_the_memory_limit(code: str) -> None:
+    from wapo.host import LimitExceeded
+    from wapo.js.runner import run_js
+
+    for memory in (8_000_000, 20_000_000):
+        result = run_js(code, limits=Limits(memory=memory, time=30))
+        assert isinstance(result.error, LimitExceeded), result.error.describe()
+        assert result.error.kind == "memory_limit"
+        assert "null" not in result.error.message
+
+
+def test_a_script_rejecting_with_null_is_still_a_rejection() -> None:
+    from wapo.host.errors import UnhandledRejection
+    from wapo.js.runner import run_js
+
+    result = run_js("Promise.reject(null)", limits=Limits(memory=8_000_000))
+    assert isinstance(result.error, UnhandledRejection)
+    assert result.error.message == "Uncaught (in promise) null"
