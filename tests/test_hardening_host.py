@@ -315,3 +315,49 @@ def test_a_script_rejecting_with_null_is_still_a_rejection() -> None:
     result = run_js("Promise.reject(null)", limits=Limits(memory=8_000_000))
     assert isinstance(result.error, UnhandledRejection)
     assert result.error.message == "Uncaught (in promise) null"
+
+
+# --- 5. sign: per app, as derive_secret ------------------------------------------------------------
+
+SIGNER = f"""
+(module {OCALL_IMPORTS}
+  (memory (export "memory") 1)
+  (data (i32.const 0) "the same message")
+  (func (export "wapo_poll") (result i32)
+    ;; sign(0, 16) -> EO Vec<u8> (compact 64: 2 bytes, then the signature) into 0x100; worker_pubkey -> 0x200
+    (drop (call $ocall (i32.const 0) (i32.const 250) (i32.const 0) (i32.const 16) (i32.const 0) (i32.const 0)))
+    (drop (call $fast (i32.const 0) (i32.const 0) (i32.const 0x100) (i32.const 66) (i32.const 0) (i32.const 0)))
+    (drop (call $ocall (i32.const 0) (i32.const 251) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))
+    (drop (call $fast (i32.const 0) (i32.const 0) (i32.const 0x200) (i32.const 32) (i32.const 0) (i32.const 0)))
+    (drop (call $fast (i32.const 0) (i32.const 243) (i32.const 0x102) (i32.const 64) (i32.const 0) (i32.const 0)))
+    (drop (call $fast (i32.const 0) (i32.const 243) (i32.const 0x200) (i32.const 32) (i32.const 0) (i32.const 0)))
+    (i32.const 1)))"""
+
+
+def test_sign_is_per_app_and_verifies_with_worker_pubkey(tmp: Path) -> None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from wapo.host.keys import NodeKey
+
+    message = b"the same message"
+
+    def signed_by(app: bytes) -> tuple[bytes, bytes]:
+        async def main() -> RunResult:
+            return await Instance(module(SIGNER), limits=Limits(time=10), data_dir=tmp, app_address=app).run()
+
+        result = asyncio.run(main())
+        assert result.error is None, result.error.describe()
+        return result.output[:64], result.output[64:96]
+
+    sig_a, pub_a = signed_by(b"\1" * 32)
+    sig_b, pub_b = signed_by(b"\2" * 32)
+    Ed25519PublicKey.from_public_bytes(pub_a).verify(sig_a, message)   # worker_pubkey matches sign
+    Ed25519PublicKey.from_public_bytes(pub_b).verify(sig_b, message)
+    assert pub_a != pub_b
+    with pytest.raises(InvalidSignature):   # app B's signature is not app A's
+        Ed25519PublicKey.from_public_bytes(pub_a).verify(sig_b, message)
+    node = NodeKey.load_or_create(tmp)
+    with pytest.raises(InvalidSignature):   # and no app signs with the node's own key
+        Ed25519PublicKey.from_public_bytes(node.public).verify(sig_a, message)
+    assert node.app_key(b"\1" * 32).public == pub_a and signed_by(b"\1" * 32)[1] == pub_a

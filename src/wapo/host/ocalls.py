@@ -242,12 +242,13 @@ def app_address(st: GuestState, task: int, *_: int) -> bytes:
 
 @handles(Call.SIGN)
 def sign(st: GuestState, task: int, ptr: int, length: int, *_: int) -> bytes:
-    return scale.vec_u8(st.node_key().sign(st.memory.read(ptr, length)))
+    # the app's own key (derived from the node key and the app address), never the node's
+    return scale.vec_u8(st.node_key().app_key(st.app_address).sign(st.memory.read(ptr, length)))
 
 
 @handles(Call.WORKER_PUBKEY)
 def worker_pubkey(st: GuestState, task: int, *_: int) -> bytes:
-    return st.node_key().public
+    return st.node_key().app_key(st.app_address).public  # the key ``sign`` signs with
 
 
 @handles(Call.SGX_QUOTE)
