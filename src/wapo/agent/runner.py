@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +58,7 @@ class AgentRun:
         secret = json.dumps(request.secret if request.secret else "", ensure_ascii=False, separators=(",", ":"))
         self._code, self._name = code, name
         self._options = (options or RunOptions()).with_settings(**settings).with_settings(
-            app_address=address, env=(("secret", secret),), on_output=self._on_output)
+            app_address=address, env=(("secret", secret),), on_output=_weak_output(self))
         self._instance: Instance | None = None  # made in run(), once the code is compiled
         self._cancelled = False
 
@@ -80,6 +81,8 @@ class AgentRun:
         return instance
 
     def _on_output(self, data: bytes) -> None:
+        if self._too_big and not self._head_parsed:
+            return
         if self._head_parsed:
             self._body_chunk(data)
             return
@@ -88,8 +91,12 @@ class AgentRun:
             if len(self._buffer) < len(HEAD_MAGIC) and HEAD_MAGIC.startswith(bytes(self._buffer)):
                 return  # too short to tell yet
             self._streaming = self._buffer.startswith(HEAD_MAGIC)
-        if not self._streaming:
-            return  # style A or B: the answer is the whole output, parsed at the end
+        if not self._streaming:  # style A or B: the answer is the whole output, parsed at the end
+            if len(self._buffer) > self.max_body:  # too large an answer already: stop keeping it
+                self._too_big = True
+                self._buffer.clear()
+                self.cancel()
+            return
         newline = self._buffer.find(b"\n")
         if newline < 0:
             return
@@ -143,7 +150,7 @@ class AgentRun:
             self.chunks.put_nowait(INCOMPLETE if message else None)
         elif error is None:
             try:
-                if len(self._buffer) > self.max_body:
+                if self._too_big or len(self._buffer) > self.max_body:
                     raise AnswerTooLarge(self.max_body)
                 response = parse_output(bytes(self._buffer))
             except BadAgentAnswer as exc:
@@ -161,6 +168,18 @@ class AgentRun:
         if not self.head.done():
             self.head.set_exception(AgentFailed(message, error.kind))
         return AgentResult(None, message, error.kind, [LogRecord("error", message)], 0.0, False)
+
+
+def _weak_output(run: AgentRun):
+    """``run._on_output`` through a weak reference: the instance (and its options) must not hold
+    the AgentRun that holds it, or a finished run waits for the cycle collector."""
+    ref = weakref.ref(run)
+
+    def on_output(data: bytes) -> None:
+        target = ref()
+        if target is not None:
+            target._on_output(data)
+    return on_output
 
 
 class AgentFailed(Exception):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -47,6 +48,11 @@ class RunResult:
     def ok(self) -> bool:
         return self.error is None
 
+
+# An unhandled rejection with one of these reasons, when the guest's memory has grown to at least
+# this share of the limit, is reported as the memory limit (see _failure_from_report).
+_OOM_REJECTIONS = ("Uncaught (in promise) null", "Uncaught (in promise) InternalError: out of memory")
+OOM_NEAR_LIMIT = 0.75
 
 _live = 0  # sandboxes alive in this process (pool and on-demand); MAX_SANDBOXES caps it
 _live_lock = threading.Lock()
@@ -164,8 +170,9 @@ class Instance:
             self._done = True
             st.stopping.set()
             st.resources.close_all()
+        st.finish_logs()
         if error is not None:
-            st.add_log("error", error.describe())
+            st.add_log("error", error.describe(), final=True)
         fuel = self.fuel_consumed() if self.limits.fuel is not None else None
         result = RunResult(bytes(st.output), st.logs, error, time.monotonic() - self._started, fuel)
         self._release(st)
@@ -243,8 +250,10 @@ class Instance:
             sandbox = self._new_sandbox()
         except wasmtime.Trap as exc:
             raise self._trap_error(exc, st) from None
+        except wasmtime.ExitTrap as exc:  # proc_exit in the start function
+            raise _exit_error(exc) from None
         except wasmtime.WasmtimeError as exc:
-            reason = str(exc).splitlines()[0]
+            reason = _error_cause(exc)
             raise GuestLoadError(f"cannot instantiate {self.module.name} with a {format_size(self.limits.memory)} "
                                  f"memory limit: {reason}") from exc
         if sandbox.memory() is None:
@@ -289,12 +298,18 @@ class Instance:
         self._poll_started = time.monotonic()
         try:
             return sandbox.call_i32(func) if returns else sandbox.call_void(func) or 0
+        except wasmtime.ExitTrap as exc:
+            if st.host_stop is not None:  # a host call stopped the guest, and said why
+                raise st.host_stop from None
+            if exc.code == 0 and returns:
+                return 1  # WASI proc_exit(0) in wapo_poll: the guest finished
+            raise _exit_error(exc) from None
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
             if st.host_stop is not None:  # a host call stopped the guest, and said why
                 raise st.host_stop from None
             if isinstance(exc, wasmtime.Trap):
                 raise self._trap_error(exc, st) from None
-            raise GuestTrap(f"the guest failed: {str(exc).splitlines()[0]}") from None
+            raise GuestTrap(f"the guest failed: {_error_cause(exc)}") from None
         finally:
             current.state = previous
 
@@ -371,6 +386,12 @@ class Instance:
         head, _, stack = report.text.partition("\n")
         kind = report.kind
         if kind == ReportKind.UNHANDLED_REJECTION:
+            used = self._state.memory.size() if self._state and self._state.memory else 0
+            if head in _OOM_REJECTIONS and used >= self.limits.memory * OOM_NEAR_LIMIT:
+                # with the heap full the engine cannot even make the error object and rejects with
+                # null (QuickJS's JS_ThrowError2): that is the memory limit, not the script's null
+                return LimitExceeded("memory", format_size(used), format_size(self.limits.memory), stack=stack,
+                                     hint="out of memory inside a promise; --memory-limit raises it")
             return UnhandledRejection(head, stack=stack)
         if kind == ReportKind.BURST_LIMIT:
             ran = time.monotonic() - self._poll_started
@@ -402,6 +423,21 @@ def _trap_cause(trap: wasmtime.Trap) -> str:
     if "Caused by:" in lines:
         return " ".join(lines[lines.index("Caused by:") + 1:]) or "trap"
     return lines[-1] if lines else "trap"
+
+
+def _error_cause(exc: wasmtime.WasmtimeError) -> str:
+    """wasmtime's error text is a header, a backtrace, then ``Caused by:`` and numbered causes:
+    the causes, joined, say why (e.g. ``failed to call `get-random-bytes`: requested len ...``)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if "Caused by:" in lines:
+        causes = [re.sub(r"^\d+:\s*", "", line) for line in lines[lines.index("Caused by:") + 1:]]
+        if causes:
+            return ": ".join(causes)
+    return lines[0] if lines else type(exc).__name__
+
+
+def _exit_error(exc: wasmtime.ExitTrap) -> RunError:
+    return GuestError(f"the guest exited with status {exc.code} (WASI proc_exit)")
 
 
 def _wasm_frames(trap: wasmtime.Trap, limit: int = 12) -> str:

@@ -1,7 +1,10 @@
 """The node ("worker") key: an ed25519 key kept in the data directory.
 
 There is no TEE here, so the key is only as safe as the data directory; it
-signs for guests (``sign``) and seeds their derived secrets (``derive_secret``).
+seeds what guests get from it, always per app (docs/design.md, "Hardening (issue 13)"): their
+derived secrets (``derive_secret``) and their signing key (``sign`` / ``worker_pubkey``), an
+ed25519 key derived from the node key and the app address, so no app can sign for another one or
+for the node itself.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from ..paths import default_data_dir
 
 KEY_FILE = "node_key"
+MAX_CACHED_APP_KEYS = 256
 
 
 class NodeKey:
@@ -28,6 +32,7 @@ class NodeKey:
         self._seed = seed
         self._key = Ed25519PrivateKey.from_private_bytes(seed)
         self.public = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self._app_keys: dict[bytes, NodeKey] = {}
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> "NodeKey":
@@ -40,7 +45,21 @@ class NodeKey:
         return cls(seed)
 
     def sign(self, message: bytes) -> bytes:
+        """Sign with the node's own key (never on behalf of a guest: guests get ``app_key``)."""
         return self._key.sign(message)
+
+    def app_key(self, app_address: bytes) -> "NodeKey":
+        """The signing key of one app on this node: an ed25519 key whose seed is derived from the
+        node key and the app address (what the ``sign`` ocall signs with and ``worker_pubkey``
+        returns). Stable per (node, app); two apps never share one."""
+        key = self._app_keys.get(app_address)
+        if key is None:
+            seed = hmac.new(self._seed, b"wapo-app-signing-key\0" + app_address, hashlib.sha512).digest()[:32]
+            key = NodeKey(seed)
+            if len(self._app_keys) >= MAX_CACHED_APP_KEYS:
+                self._app_keys.pop(next(iter(self._app_keys)))
+            self._app_keys[app_address] = key
+        return key
 
     def derive_secret(self, app_address: bytes, path: bytes) -> bytes:
         """64 bytes that depend on this node, the app and the path, and on nothing a guest controls alone."""

@@ -8,6 +8,13 @@ from dataclasses import dataclass, replace
 MIB = 1024 * 1024
 MAX_MEMORY = 4 * 1024 * MIB  # wasm32 address space
 
+# Logs kept per run (docs/design.md, "Hardening (issue 13)"): at most MAX_LOG_LINES lines and
+# MAX_LOG_BYTES bytes of messages; a line longer than MAX_LOG_LINE is cut. Past the cap, lines are
+# dropped and one final line says how many (lines and bytes).
+MAX_LOG_LINES = 1000
+MAX_LOG_BYTES = 1 * MIB
+MAX_LOG_LINE = 64 * 1024
+
 _SIZE_UNITS = {
     "": 1, "b": 1,
     "k": 1000, "kb": 1000, "kib": 1024,
@@ -50,6 +57,8 @@ class Limits:
     burst: float = 1.0
     fuel: int | None = None
     max_resources: int = 8192
+    max_log_lines: int = MAX_LOG_LINES  # log lines kept per run (more are counted, then dropped)
+    max_log_bytes: int = MAX_LOG_BYTES  # bytes of log messages kept per run
 
     def __post_init__(self) -> None:
         if not 2 * MIB <= self.memory <= MAX_MEMORY:
@@ -60,6 +69,8 @@ class Limits:
             raise ValueError("burst limit must be > 0")
         if self.fuel is not None and self.fuel <= 0:
             raise ValueError("fuel must be a positive number of units")
+        if self.max_log_lines < 1 or self.max_log_bytes < 1:
+            raise ValueError("the log caps must be >= 1")
 
     def with_(self, **changes: object) -> "Limits":
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -69,7 +69,7 @@ def get_return(st: GuestState, task: int, ptr: int, length: int, _2: int, _3: in
 
 @handles(Call.MARK_TASK_READY, inline=True)
 def mark_task_ready(st: GuestState, task: int, target: int, *_: int) -> int:
-    st.queue_task(i32(target))
+    st.queue_task(i32(target), from_guest=True)
     return 0
 
 
@@ -247,12 +247,13 @@ def app_address(st: GuestState, task: int, *_: int) -> bytes:
 
 @handles(Call.SIGN, inline=True)
 def sign(st: GuestState, task: int, ptr: int, length: int, *_: int) -> bytes:
-    return scale.vec_u8(st.node_key().sign(st.memory.read(ptr, length)))
+    # the app's own key (derived from the node key and the app address), never the node's
+    return scale.vec_u8(st.node_key().app_key(st.app_address).sign(st.memory.read(ptr, length)))
 
 
 @handles(Call.WORKER_PUBKEY, inline=True)
 def worker_pubkey(st: GuestState, task: int, *_: int) -> bytes:
-    return st.node_key().public
+    return st.node_key().app_key(st.app_address).public  # the key ``sign`` signs with
 
 
 @handles(Call.SGX_QUOTE, inline=True)

@@ -19,7 +19,19 @@ import wasmtime
 
 from . import _capi
 
-_NO_LIMIT = -1
+# What one Store may hold besides its memory bytes (the pooled engine's slots allow the same: one
+# instance, one memory, one table). A table element costs the host memory outside the guest's
+# memory limit (a funcref is a pointer plus bookkeeping), so a table may have at most one element
+# per TABLE_ELEMENT_COST bytes of the memory limit, and never more than MAX_TABLE_ELEMENTS.
+MAX_INSTANCES = 1
+MAX_TABLES = 1
+MAX_MEMORIES = 1
+TABLE_ELEMENT_COST = 16
+MAX_TABLE_ELEMENTS = 1 << 20
+
+
+def table_elements_limit(memory_limit: int) -> int:
+    return min(memory_limit // TABLE_ELEMENT_COST, MAX_TABLE_ELEMENTS)
 
 
 class Crossings:
@@ -63,7 +75,8 @@ class Sandbox:
         self._ctx = _capi.store_context(self._store)
         try:
             self._set_wasi(args, list(env), inherit_stdio)
-            _capi.store_limiter(self._store, memory_limit, _NO_LIMIT, _NO_LIMIT, _NO_LIMIT, _NO_LIMIT)
+            _capi.store_limiter(self._store, memory_limit, table_elements_limit(memory_limit), MAX_INSTANCES,
+                                MAX_TABLES, MAX_MEMORIES)
             if fuel is not None:
                 self._check(_capi.context_set_fuel(self._ctx, fuel))
         except BaseException:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from .abi import ErrorCode, OcallError, ReportKind
 from .keys import NodeKey, node_key
-from .limits import format_size
+from .limits import MAX_LOG_LINE, format_size
 from .options import RunOptions
 from .resources import InputChannels, ResourceTable
 
@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 MAX_OUTPUT = 64 * 1024 * 1024
 T = TypeVar("T")
+# distinct task ids queued by mark_task_ready at once (more: ResourceLimited); the host's own
+# wake-ups are bounded by the resources (one waiter each) and always get in
+MAX_READY_TASKS = 16384
 
 
 @dataclass
@@ -60,7 +63,8 @@ class GuestState:
         self._tasks_lock = threading.Lock()  # the task and waker queues: the loop wakes, the guest pops
         self.sandbox: Sandbox | None = None  # set at instantiation, cleared when dropped
         self.memory: GuestMemory = None  # type: ignore[assignment]  # set at instantiation
-        self.resources = ResourceTable(self.wake, options.limits.max_resources)
+        # the table wakes the guest through a weak reference: no cycle through the resources
+        self.resources = ResourceTable(_weak_wake(self), options.limits.max_resources)
         self.inputs = InputChannels()
         self.pending_return: bytes | None = None
         self.ready_tasks: dict[int, None] = {0: None}
@@ -71,6 +75,9 @@ class GuestState:
         self.trace = False
         self.output = bytearray()
         self.logs: list[LogRecord] = []
+        self.log_bytes = 0  # bytes of the messages in ``logs``
+        self.logs_dropped = 0  # lines past the cap (limits.max_log_lines / max_log_bytes)
+        self.log_bytes_dropped = 0
         self.report: GuestReport | None = None
         self.host_faults = 0
         self.run_deadline: float | None = None  # time.monotonic() when the time limit ends the run
@@ -125,8 +132,10 @@ class GuestState:
                 self.woken.append(waker)
         self.queue_task(task)
 
-    def queue_task(self, task: int) -> None:
+    def queue_task(self, task: int, *, from_guest: bool = False) -> None:
         with self._tasks_lock:
+            if from_guest and len(self.ready_tasks) >= MAX_READY_TASKS and task not in self.ready_tasks:
+                raise OcallError(ErrorCode.RESOURCE_LIMITED, f"{MAX_READY_TASKS} tasks already marked ready")
             self.ready_tasks[task] = None
             self.poll_requested = True
         if self.on_loop_thread():  # during a step the driver looks at poll_requested afterwards
@@ -158,11 +167,36 @@ class GuestState:
         return self.inputs.create(kind, self.resources)
 
     # results
-    def add_log(self, level: str, message: str) -> None:
+    def add_log(self, level: str, message: str, *, final: bool = False) -> None:
+        """Keep a log line, within the run's caps: a line longer than ``MAX_LOG_LINE`` bytes is cut;
+        past ``limits.max_log_lines`` lines or ``limits.max_log_bytes`` bytes the rest are only
+        counted (``finish_logs`` adds one line saying how many). ``final`` lines (the host's own
+        account of how the run ended) are kept past the cap. ``on_log`` sees every line (cut)."""
+        data = message.encode("utf-8", "replace")
+        size = original = len(data)
+        if size > MAX_LOG_LINE:
+            message = f"{data[:MAX_LOG_LINE].decode('utf-8', 'ignore')}... [line cut: {size - MAX_LOG_LINE} more bytes]"
+            size = MAX_LOG_LINE + 40
+        del data
         record = LogRecord(level, message)
-        self.logs.append(record)
+        limits = self.limits
+        if not final and (self.logs_dropped or len(self.logs) >= limits.max_log_lines
+                          or self.log_bytes + size > limits.max_log_bytes):
+            self.logs_dropped += 1
+            self.log_bytes_dropped += original
+        else:
+            self.logs.append(record)
+            self.log_bytes += size
         if self.options.on_log is not None:
             self._on_loop_soon(self.options.on_log, record)
+
+    def finish_logs(self) -> None:
+        """The run is over: say how many log lines the caps dropped (one line, if any were)."""
+        if self.logs_dropped:
+            dropped, self.logs_dropped = self.logs_dropped, 0
+            self.add_log("warn", f"{dropped} log line(s) ({format_size(self.log_bytes_dropped)}) dropped: a run "
+                                 f"keeps at most {self.limits.max_log_lines} lines and "
+                                 f"{format_size(self.limits.max_log_bytes)} of logs", final=True)
 
     def emit_output(self, data: bytes) -> None:
         if self.options.on_output is not None:  # streamed to the caller as it is produced
@@ -201,6 +235,16 @@ class GuestState:
 
     def node_key(self) -> NodeKey:
         return node_key(self.options.data_dir)
+
+
+def _weak_wake(st: GuestState) -> Callable[[int, int], None]:
+    ref = weakref.ref(st)
+
+    def wake(task: int, waker: int) -> None:
+        state = ref()
+        if state is not None:
+            state.wake(task, waker)
+    return wake
 
 
 class _Current(threading.local):

@@ -26,6 +26,7 @@ from ..abi import ErrorCode, OcallError
 from ..resources import Resource
 
 DEFAULT_BUFFER = 256 * 1024
+MAX_WAITERS = 1024  # distinct (task, waker) pairs watching one request for its caller going away
 
 
 class BodyAborted(Exception):
@@ -55,7 +56,7 @@ class IoStream(Resource):
         self._out_error: str | None = None
         self._out_event = asyncio.Event()
         self._host_gone = False
-        self._gone_waiters: list[tuple[int, int]] = []
+        self._gone_waiters: dict[tuple[int, int], None] = {}  # each (task, waker) once, at most MAX_WAITERS
         self.closed = False
         self.bytes_written = 0
         if request_body is not None:
@@ -151,13 +152,15 @@ class IoStream(Resource):
         """Pending until the host gives up on this exchange (its client went away): ``host_abort``."""
         if self._host_gone:
             return
-        self._gone_waiters.append((task, waker))
+        if len(self._gone_waiters) >= MAX_WAITERS and (task, waker) not in self._gone_waiters:
+            raise OcallError(ErrorCode.RESOURCE_LIMITED, f"{MAX_WAITERS} wakers already wait for this request")
+        self._gone_waiters[(task, waker)] = None
         raise OcallError(ErrorCode.PENDING)
 
     def host_abort(self) -> None:
         """The host stops reading the response (and sending the request body)."""
         if not self._host_gone:
-            waiters, self._gone_waiters = self._gone_waiters, []
+            waiters, self._gone_waiters = list(self._gone_waiters), {}
             for waiter in waiters:
                 if self._wake is not None:
                     self._wake(*waiter)
@@ -179,7 +182,7 @@ class IoStream(Resource):
             return
         self.closed = True
         self._read_waiter = self._write_waiter = None
-        self._gone_waiters = []
+        self._gone_waiters = {}
         if self._feeder is not None and not self._feeder.done():
             self._feeder.cancel()
         self._room.set()

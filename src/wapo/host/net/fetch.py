@@ -54,6 +54,8 @@ log = logging.getLogger("wapo.host.http")
 
 RESPONSE_HIGH_WATER = 1024 * 1024  # bytes queued for the guest before we stop reading the socket
 REQUEST_HIGH_WATER = 1024 * 1024  # bytes of request body queued before the guest is asked to wait
+# a guest that keeps writing after it was asked to wait is refused past this many queued bytes
+REQUEST_MAX_QUEUED = 8 * REQUEST_HIGH_WATER
 READ_MAX = 256 * 1024  # bytes handed to the guest per read() at most
 USER_AGENT = "wapo-fetch/0.1"
 REDIRECT_CODES = frozenset((301, 302, 303, 307, 308))
@@ -230,6 +232,9 @@ class FetchResource(Resource):
             raise OcallError(ErrorCode.INVALID_PARAMETER, "the request body was already ended")
         if self.error is not None or self.finished or not self._sending_stream:
             return 2
+        if chunk and self._req_queued >= REQUEST_MAX_QUEUED:
+            raise OcallError(ErrorCode.RESOURCE_LIMITED, f"more than {REQUEST_MAX_QUEUED} bytes of request body "
+                                                         "queued: wait (watch the upload) when asked to")
         if chunk:
             self._req_chunks.append(chunk)
             self._req_queued += len(chunk)
