@@ -110,9 +110,14 @@ class GuestState:
         while not done.wait(1.0):
             if self.loop.is_closed():
                 raise OcallError(ErrorCode.IO_ERROR, "the host is shutting down")
-        if box[1] is not None:
-            raise box[1]
-        return box[0]
+        value, error = box
+        box.clear()  # the exception's traceback holds this frame: no cycle through box
+        if error is not None:
+            try:
+                raise error
+            finally:
+                del error
+        return value
 
     def _on_loop_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Call ``fn(*args)`` on the loop's thread, in order, without waiting (output, log lines)."""

@@ -130,13 +130,20 @@ class GuestThreads:
                 while step is None:
                     self._cond.wait()
                     step = self._next()
+            fn, step.fn = step.fn, None  # type: ignore[assignment]  # nothing of the run stays here
             try:
                 if step.future.set_running_or_notify_cancel():
                     try:
-                        step.future.set_result(step.fn())
+                        result = fn()
+                        fn = None
+                        step.future.set_result(result)
+                        result = None
                     except BaseException as exc:  # the awaiting side gets it
+                        fn = None
                         step.future.set_exception(exc)
+                        del exc
             finally:
+                fn = None
                 with self._cond:
                     left = self._running[step.tenant] - 1
                     if left:
@@ -144,6 +151,7 @@ class GuestThreads:
                     else:
                         del self._running[step.tenant]
                     self._cond.notify_all()
+                step = None  # type: ignore[assignment]  # an idle thread holds no finished run
 
     def stats(self) -> dict[str, int]:
         with self._cond:
