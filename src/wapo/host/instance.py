@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import math
 import re
 import threading
@@ -95,6 +96,7 @@ class Instance:
         self._threads = guest_threads()
         self._tenant = self.options.tenant or module.name
         self._in_step: concurrent.futures.Future | None = None  # a step running on a guest thread
+        self._fuel: int | None = None  # fuel used, read when the last step ends
 
     # --- host API for input (queries, requests, tests) ---------------------------
     def send_input(self, kind: int, message: bytes) -> None:
@@ -162,7 +164,6 @@ class Instance:
         st.run_deadline = self._started + self.limits.time if self.limits.time else None
         error: RunError | None = None
         try:
-            await self._step(lambda: self._instantiate(st))
             error = await self._drive(st)
         except RunError as exc:
             error = exc
@@ -173,7 +174,7 @@ class Instance:
         st.finish_logs()
         if error is not None:
             st.add_log("error", error.describe(), final=True)
-        fuel = self.fuel_consumed() if self.limits.fuel is not None else None
+        fuel = self._fuel if self.limits.fuel is not None else None
         result = RunResult(bytes(st.output), st.logs, error, time.monotonic() - self._started, fuel)
         self._release(st)
         return result
@@ -191,14 +192,17 @@ class Instance:
             if future.done():
                 self._in_step = None
 
-    def _release(self, st: GuestState) -> None:
-        """Drop the sandbox: at once if no step is running in it, else when that step returns
-        (a Store must not be dropped under a running guest). The drop itself (the pool's reset of
-        the slot) goes to a guest thread."""
+    def _release(self, st: GuestState, here: bool = False) -> None:
+        """Drop the sandbox: ``here`` (from the guest's own step), at once if no step is running in
+        it, else when that step returns (a Store must not be dropped under a running guest). From
+        the loop, the drop itself (the pool's reset of the slot) goes to a guest thread."""
         st.memory = None  # type: ignore[assignment]
         st.sandbox = None
         sandbox, self._sandbox, self._poll = self._sandbox, None, None
         if sandbox is None:
+            return
+        if here:
+            _drop(sandbox)
             return
         step = self._in_step
         if step is not None and not step.done():
@@ -314,21 +318,43 @@ class Instance:
             current.state = previous
 
     async def _drive(self, st: GuestState) -> RunError | None:
-        poll = self._poll
-        assert poll is not None
+        """Poll until the guest is done. One step per poll; the first also instantiates and the last
+        also drops the Store, so a run that finishes in one poll costs one hand-off to a thread."""
+        first = True
         while True:
             st.begin_step()
-            status = await self._step(lambda: self._enter(poll, st))
-            if st.host_faults:
-                return GuestTrap(f"the host failed {st.host_faults} ocall(s); see the host log")
-            if st.report is not None:
-                return self._failure_from_report(st.report)
-            if status == 1:
-                return None
-            if status != 0:
-                return GuestError(f"wapo_poll returned {status} (0 = pending, 1 = finished)")
+            status, error = await self._step(functools.partial(self._poll_step, st, first))
+            first = False
+            if status is None:
+                return error
             if not st.poll_requested:
                 await self._wait_for_wake(st)
+
+    def _poll_step(self, st: GuestState, first: bool) -> tuple[int | None, RunError | None]:
+        """One guest step: (0, None) while pending; (None, error or None) when the run is over, in
+        which case the sandbox is already dropped (here, on the step's thread)."""
+        try:
+            if first:
+                self._instantiate(st)
+            assert self._poll is not None
+            status = self._enter(self._poll, st)
+            error = self._outcome(st, status)
+        except RunError as exc:
+            status, error = None, exc
+        if status is not None and status == 0 and error is None:
+            return 0, None
+        self._fuel = self.fuel_consumed() if self.limits.fuel is not None else None
+        self._release(st, here=True)
+        return None, error
+
+    def _outcome(self, st: GuestState, status: int) -> RunError | None:
+        if st.host_faults:
+            return GuestTrap(f"the host failed {st.host_faults} ocall(s); see the host log")
+        if st.report is not None:
+            return self._failure_from_report(st.report)
+        if status in (0, 1):
+            return None
+        return GuestError(f"wapo_poll returned {status} (0 = pending, 1 = finished)")
 
     async def _wait_for_wake(self, st: GuestState) -> None:
         if not self.limits.time:
@@ -407,11 +433,9 @@ class Instance:
         return GuestError(head, stack=stack)
 
     def fuel_consumed(self) -> int:
+        if self._fuel is not None:  # the sandbox is gone: what it used at its end
+            return self._fuel
         return self._state.fuel_consumed() if self._state is not None else 0
-        try:
-            return self.limits.fuel - self._sandbox.get_fuel()
-        except wasmtime.WasmtimeError:
-            return 0
 
 
 def _trap_cause(trap: wasmtime.Trap) -> str:

@@ -20,6 +20,7 @@ import asyncio
 import concurrent.futures
 import logging
 import os
+import queue
 import threading
 from collections import deque
 from typing import Callable, TypeVar
@@ -69,7 +70,8 @@ class GuestThreads:
             raise ValueError("GuestThreads needs at least one thread (0 threads means: no GuestThreads)")
         self.threads = threads
         self.per_tenant = max(1, per_tenant if per_tenant is not None else threads // 4 or 1)
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()  # one per chance of a runnable step
         self._queues: dict[str, deque[_Step]] = {}
         self._order: deque[str] = deque()       # tenants with waiting steps, next first
         self._running: dict[str, int] = {}
@@ -90,16 +92,16 @@ class GuestThreads:
     def submit(self, tenant: str, fn: Callable[[], T]) -> concurrent.futures.Future:
         """Queue ``fn`` as a step of ``tenant``; its future resolves on the worker thread."""
         step = _Step(fn, tenant)
-        with self._cond:
+        with self._lock:
             if not self._workers:
                 self._start()
-            queue = self._queues.get(tenant)
-            if queue is None:
-                queue = self._queues[tenant] = deque()
+            waiting = self._queues.get(tenant)
+            if waiting is None:
+                waiting = self._queues[tenant] = deque()
                 self._order.append(tenant)
-            queue.append(step)
+            waiting.append(step)
             self.handoffs += 1
-            self._cond.notify()
+        self._tokens.put(None)  # wakes one idle thread (a SimpleQueue: cheaper than a Condition)
         return step.future
 
     async def run(self, tenant: str, fn: Callable[[], T]) -> T:
@@ -125,11 +127,11 @@ class GuestThreads:
 
     def _work(self) -> None:
         while True:
-            with self._cond:
+            self._tokens.get()
+            with self._lock:
                 step = self._next()
-                while step is None:
-                    self._cond.wait()
-                    step = self._next()
+            if step is None:
+                continue  # every waiting tenant is at its share: a step that ends hands a token on
             fn, step.fn = step.fn, None  # type: ignore[assignment]  # nothing of the run stays here
             try:
                 if step.future.set_running_or_notify_cancel():
@@ -144,17 +146,19 @@ class GuestThreads:
                         del exc
             finally:
                 fn = None
-                with self._cond:
+                with self._lock:
                     left = self._running[step.tenant] - 1
                     if left:
                         self._running[step.tenant] = left
                     else:
                         del self._running[step.tenant]
-                    self._cond.notify_all()
+                    waiting = bool(self._queues)
+                if waiting:
+                    self._tokens.put(None)  # a step held back by its tenant's share may run now
                 step = None  # type: ignore[assignment]  # an idle thread holds no finished run
 
     def stats(self) -> dict[str, int]:
-        with self._cond:
+        with self._lock:
             return {"threads": self.threads, "per_tenant": self.per_tenant, "running": sum(self._running.values()),
                     "waiting": sum(len(q) for q in self._queues.values())}
 

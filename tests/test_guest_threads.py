@@ -1,0 +1,93 @@
+"""GuestThreads: steps on worker threads, round-robin over tenants, a per-tenant share."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+
+import pytest
+
+from wapo.host.threads import GuestThreads, threads_from_env
+
+
+def test_a_tenant_holds_at_most_its_share_while_others_run() -> None:
+    pool = GuestThreads(4, per_tenant=2)
+    gate = threading.Event()
+    lock = threading.Lock()
+    running = {"a": 0, "max_a": 0}
+
+    def hog() -> str:
+        with lock:
+            running["a"] += 1
+            running["max_a"] = max(running["max_a"], running["a"])
+        gate.wait(10)
+        with lock:
+            running["a"] -= 1
+        return "a"
+
+    hogs = [pool.submit("a", hog) for _ in range(6)]
+    other = pool.submit("b", lambda: "b")
+    assert other.result(timeout=10) == "b"  # while a's steps wait behind its share
+    assert running["max_a"] == 2 and not any(f.done() for f in hogs)
+    gate.set()
+    assert [f.result(timeout=10) for f in hogs] == ["a"] * 6
+    assert running["max_a"] == 2
+    assert pool.stats()["running"] == 0 and pool.stats()["waiting"] == 0
+
+
+def test_tenants_take_turns() -> None:
+    pool = GuestThreads(1)
+    gate = threading.Event()
+    order: list[str] = []
+    first = pool.submit("a", lambda: gate.wait(10))  # holds the only thread
+    time.sleep(0.05)
+    steps = [pool.submit("a", lambda i=i: order.append(f"a{i}")) for i in range(3)]
+    steps.append(pool.submit("b", lambda: order.append("b")))
+    gate.set()
+    for f in [first, *steps]:
+        f.result(timeout=10)
+    assert order.index("b") < order.index("a2"), order  # b did not wait for all of a's steps
+
+
+def test_errors_reach_the_awaiting_side_and_cancelled_steps_do_not_run() -> None:
+    pool = GuestThreads(1)
+    gate = threading.Event()
+    ran = []
+    blocker = pool.submit("a", lambda: gate.wait(10))
+    cancelled = pool.submit("a", lambda: ran.append("cancelled"))
+    assert cancelled.cancel()
+    failing = pool.submit("b", lambda: 1 / 0)
+    gate.set()
+    blocker.result(timeout=10)
+    with pytest.raises(ZeroDivisionError):
+        failing.result(timeout=10)
+    assert pool.submit("a", lambda: "after").result(timeout=10) == "after"
+    assert ran == []
+
+
+def test_run_awaits_a_step() -> None:
+    pool = GuestThreads(2)
+
+    async def main() -> tuple[str, bool]:
+        loop_thread = threading.get_ident()
+        name = await pool.run("t", lambda: threading.current_thread().name)
+        other = await pool.run("t", lambda: threading.get_ident() != loop_thread)
+        return name, other
+
+    name, other = asyncio.run(main())
+    assert name.startswith("wapo-guest-") and other
+
+
+@pytest.mark.parametrize("text, expected", [("", 4 * (os.cpu_count() or 1)), ("0", 0), ("3", 3)])
+def test_the_environment_setting(monkeypatch, text, expected) -> None:
+    monkeypatch.setenv("WAPO_GUEST_THREADS", text)
+    assert threads_from_env() == expected
+
+
+@pytest.mark.parametrize("text", ["-1", "many", "2000"])
+def test_a_bad_environment_setting_names_the_variable(monkeypatch, text) -> None:
+    monkeypatch.setenv("WAPO_GUEST_THREADS", text)
+    with pytest.raises(ValueError, match="WAPO_GUEST_THREADS"):
+        threads_from_env()
