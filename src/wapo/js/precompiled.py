@@ -65,12 +65,16 @@ def _eligible(code: str) -> bool:
     return MIN_CODE <= len(code) <= MAX_CODE and precompile_enabled()
 
 
-def _cached(key: str) -> tuple[bool, MemoryImage | None]:
+def _cached(code: str, name: str, entry: str) -> tuple[str | None, MemoryImage | None]:
+    """(the image's key, the image if it is made); no key when the code gets no image at all."""
+    if not _eligible(code):
+        return None, None
+    key = _key(code, name, entry)
     with _lock:
         if key in _images:
             _images.move_to_end(key)
-            return True, _images[key]
-    return False, None
+            return None, _images[key]
+    return key, None
 
 
 def _remember(key: str, image: MemoryImage | None) -> MemoryImage | None:
@@ -88,11 +92,8 @@ def _remember(key: str, image: MemoryImage | None) -> MemoryImage | None:
 def agent_image(code: str, name: str, entry: str) -> MemoryImage | None:
     """The image with ``code`` compiled for prelude entry ``entry``, made here on first use (the
     blocking form, for tools and tests); None if precompiling is off or the code does not compile."""
-    if not _eligible(code):
-        return None
-    key = _key(code, name, entry)
-    found, image = _cached(key)
-    if found:
+    key, image = _cached(code, name, entry)
+    if key is None:
         return image
     try:
         image = _capture(code, name, entry, INIT_TIME_LIMIT)
@@ -104,11 +105,8 @@ def agent_image(code: str, name: str, entry: str) -> MemoryImage | None:
 async def image_for_run(code: str, name: str, entry: str, limits: Limits, tenant: str) -> MemoryImage | None:
     """``agent_image`` for a run: compiled on a guest thread (a step of ``tenant``) within the run's
     burst limit, once for concurrent callers. ``LimitExceeded`` when the compile overran it."""
-    if not _eligible(code):
-        return None
-    key = _key(code, name, entry)
-    found, image = _cached(key)
-    if found:
+    key, image = _cached(code, name, entry)
+    if key is None:
         return image
     deadline = limits.burst if not limits.time else min(limits.burst, limits.time)
     if _too_slow.get(key, -1.0) >= deadline:
