@@ -186,8 +186,7 @@ class ManagedApp:
             if not done:
                 run_task.cancel()
         if self._supervisor is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+            await _ended(self._supervisor)
         self.state = "stopped"
 
     async def wait_running(self, timeout: float) -> Instance:
@@ -234,8 +233,7 @@ class ManagedApp:
                     error = result.error.kind if result.error else None
             else:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                await _ended(task)
                 instance.discard()
                 error = "stopped"
             self.live -= 1
@@ -371,8 +369,16 @@ class AppManager:
     async def close(self) -> None:
         if self._poller is not None:
             self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
+            await _ended(self._poller)
         await asyncio.gather(*(managed.stop() for managed in self.apps.values()), return_exceptions=True)
         if self._background:
             await asyncio.wait(list(self._background), timeout=5)
+
+
+async def _ended(task: asyncio.Task) -> None:
+    """Wait until ``task`` (often one we cancelled) is over, whatever it ended with. Unlike
+    ``suppress(CancelledError): await task`` this never swallows a cancellation of the waiter
+    itself: a stop cancelled half-way (the gateway shutting down) does not hang its canceller."""
+    await asyncio.wait([task])
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s ended with an error", task.get_name(), exc_info=task.exception())
