@@ -19,8 +19,10 @@ directory: writers take the lock with ``BEGIN IMMEDIATE`` and wait up to
 from __future__ import annotations
 
 import os
+import random
 import sqlite3
 import threading
+import time
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
@@ -169,7 +171,7 @@ class Store(CodeMixin, VaultMixin, LogMixin):
             conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
                                    check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = self._journal_mode_wal(conn)
             if mode.lower() != "wal":
                 conn.close()
                 raise StoreError(f"{self.path}: cannot use WAL mode (got {mode!r}); is it on a network filesystem?")
@@ -180,6 +182,21 @@ class Store(CodeMixin, VaultMixin, LogMixin):
         with self._conns_lock:
             self._conns.append(conn)
         return conn
+
+    def _journal_mode_wal(self, conn: sqlite3.Connection) -> str:
+        """``PRAGMA journal_mode = WAL``, retried for up to ``busy_timeout`` while the database is locked.
+
+        Why: switching a new database (rollback journal) to WAL needs an exclusive lock, and SQLite
+        answers "database is locked" at once, without the busy handler, when another process opens
+        it at the same moment (several `wapo publish` on a fresh data directory)."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.005 + random.random() * 0.02)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
