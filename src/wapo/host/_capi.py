@@ -41,9 +41,23 @@ NO_FINALIZER = ctypes.cast(0, ctypes.CFUNCTYPE(None, c_void_p))
 
 BOUND: list[str] = []  # the names bound below (bench/run.py counts calls to them)
 
+# The same library seen as a PyDLL: its functions keep the GIL while they run. A call that takes a
+# microsecond (a Store's context, an export, the memory's size) is cheaper holding the GIL than
+# dropping it and taking it back, which on a guest thread waits for the event loop's thread to let
+# go (docs/design.md, the threading model). Calls that run guest code or do real work (instantiate,
+# call, the Store drop, memory growth) release it, as ctypes does by default.
+_KEEP_GIL = ctypes.PyDLL(ffi.dll._name, handle=ffi.dll._handle)
+_QUICK = {
+    "wasmtime_store_new", "wasmtime_store_context", "wasmtime_store_limiter", "wasmtime_context_set_wasi",
+    "wasmtime_context_set_epoch_deadline", "wasmtime_context_set_fuel", "wasmtime_context_get_fuel",
+    "wasi_config_new", "wasi_config_delete", "wasi_config_set_argv", "wasi_config_set_env",
+    "wasi_config_inherit_stdout", "wasi_config_inherit_stderr", "wasmtime_instance_export_get",
+    "wasmtime_memory_data", "wasmtime_memory_data_size", "wasmtime_trap_new",
+}
+
 
 def _bind(name: str, restype, *argtypes):
-    func = ffi.dll[name]
+    func = (_KEEP_GIL if name in _QUICK else ffi.dll)[name]
     func.restype = restype
     func.argtypes = list(argtypes)
     BOUND.append(name.removeprefix("wasmtime_") if name.startswith("wasmtime_") else name)

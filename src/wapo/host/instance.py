@@ -191,6 +191,8 @@ class Instance:
         finally:
             if future.done():
                 self._in_step = None
+                if self._state is not None:
+                    self._state.run_deferred()
 
     def _release(self, st: GuestState, here: bool = False) -> None:
         """Drop the sandbox: ``here`` (from the guest's own step), at once if no step is running in

@@ -61,6 +61,7 @@ class GuestState:
         self.loop: asyncio.AbstractEventLoop = asyncio.get_event_loop()
         self.loop_thread = threading.get_ident()  # the thread that owns every asyncio object here
         self._tasks_lock = threading.Lock()  # the task and waker queues: the loop wakes, the guest pops
+        self._deferred: list[tuple[Callable[..., Any], tuple]] = []  # output and log callbacks of a step
         self.sandbox: Sandbox | None = None  # set at instantiation, cleared when dropped
         self.memory: GuestMemory = None  # type: ignore[assignment]  # set at instantiation
         # the table wakes the guest through a weak reference: no cycle through the resources
@@ -120,14 +121,19 @@ class GuestState:
         return value
 
     def _on_loop_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Call ``fn(*args)`` on the loop's thread, in order, without waiting (output, log lines)."""
+        """Call ``fn(*args)`` on the loop's thread, in order, without waiting (output, log lines):
+        from a guest thread, when the step ends (``run_deferred``): one wake-up of the loop per
+        step, not one per line, and the step's result comes after what it wrote."""
         if self.on_loop_thread():
             fn(*args)
         else:
-            try:
-                self.loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:
-                pass  # the loop is closed: nobody is listening any more
+            self._deferred.append((fn, args))
+
+    def run_deferred(self) -> None:
+        """On the loop's thread, after a step: what the guest wrote during it, in order."""
+        deferred, self._deferred = self._deferred, []
+        for fn, args in deferred:
+            fn(*args)
 
     # tasks and wakers
     def wake(self, task: int, waker: int) -> None:
