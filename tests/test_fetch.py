@@ -382,7 +382,9 @@ def test_a_thousand_aborted_fetches_leave_nothing_open(server):
     code = f"const BASE = 'http://127.0.0.1:{server.port}';\n" + """
         const sleep = (ms) => new Promise(r => setTimeout(r, ms));
         await sleep(1);  // the guest's own timer resource exists from here on
+        // log, then wait: the host sees the line when the step ends, in both thread modes
         console.log('before');
+        await sleep(1);
         for (let i = 0; i < 1000; i++) {
             const c = new AbortController();
             const kind = i % 3;
@@ -396,6 +398,7 @@ def test_a_thousand_aborted_fetches_leave_nothing_open(server):
         }
         await sleep(200);
         console.log('after');
+        await sleep(1);
     """
     inst = js_instance(code, limits=Limits(time=50), module=True, network=NetworkPolicy(allow=ALLOW),
                        on_log=lambda rec: seen.append((rec.message, len(inst._state.resources), open_counts())))
@@ -422,6 +425,7 @@ def test_fifty_megabytes_stream_through_a_small_guest(server):
         let n = 0, chunks = 0;
         for (;;) {{ const {{value, done}} = await reader.read(); if (done) break; n += value.length; chunks++; }}
         console.log('done');
+        await new Promise(r => setTimeout(r, 1));  // the line is seen at the end of this step
         scriptOutput = JSON.stringify([n, chunks]);
     """
     inst = js_instance(code, limits=Limits(memory=32 * 1024 * 1024, time=40), module=True,

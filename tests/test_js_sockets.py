@@ -319,6 +319,7 @@ def test_large_transfer_bounded_memory_and_throughput(peers):
         await socket.closed;
         const ms = performance.now() - t0;
         console.log('done');
+        await new Promise(r => setTimeout(r, 1));  // the line is seen at the end of this step
         scriptOutput = JSON.stringify({{n, bad, ms}});
     """
     inst = js_instance(code, limits=Limits(memory=32 * 1024 * 1024, time=60), module=True,
@@ -339,7 +340,9 @@ def test_resources_are_freed(peers):
     code = "const PORTS = " + json.dumps(peers.ports) + ";\n" + """
         const sleep = (ms) => new Promise(r => setTimeout(r, ms));
         await sleep(1);
+        // log, then wait: the host sees the line when the step ends, in both thread modes
         console.log('before');
+        await sleep(1);
         for (let i = 0; i < 200; i++) {
             const s = WapoSockets.connect(`127.0.0.1:${PORTS.echo}`);
             if (i % 3 === 0) { await s.close(); continue; }
@@ -350,6 +353,7 @@ def test_resources_are_freed(peers):
         }
         await sleep(50);
         console.log('after');
+        await sleep(1);
     """
     inst = js_instance(code, limits=Limits(time=30), module=True, network=NetworkPolicy(allow=ALLOW),
                        on_log=lambda rec: seen.append(len(inst._state.resources)))
