@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .._version import __version__
 from . import build_cmd, call_cmd, deploy_cmd, exec_cmd, logs_cmd, publish_cmd, secrets_cmd, serve_cmd
 
 COMMANDS = {
@@ -17,6 +18,7 @@ COMMANDS = {
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wapo", description="A serverless runtime for JavaScript agents on a WebAssembly host.")
+    parser.add_argument("--version", action="version", version=f"wapo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
         module.add_parser(sub)

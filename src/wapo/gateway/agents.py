@@ -14,6 +14,7 @@ from aiohttp import web
 from ..agent import AgentFailed, AgentRequest, AgentRun
 from ..host import RunOptions
 from ..store import InvalidCID, VaultForbidden, VaultNotFound, parse_cid
+from .accesslog import FAILURE
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, HOP_BY_HOP, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER,
                       RUNS, STORE, error_response, read_body)
@@ -153,8 +154,14 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
             metrics.errors.labels(kind).inc()
             status = {"answer_too_large": 502, "capacity": 503}.get(kind, 500)
             detail = {"detail": str(exc)} if config.debug else {}
-            return error_response(status, "the agent failed" if status == 500 else str(exc).splitlines()[0], request_id,
-                                  **detail)
+            request[FAILURE] = (str(exc).splitlines() or [kind])[0]
+            if status != 500:
+                return error_response(status, str(exc).splitlines()[0], request_id, **detail)
+            logs = f"/logs/all/ipfs/{cid}?requestId={request_id}"
+            message = (f"the agent failed; its error and console output are at {logs} "
+                       f"(request id {request_id})" + ("" if config.debug else "; `wapo serve --debug` shows the "
+                                                       "error in the answer"))
+            return error_response(status, message, request_id, logs=logs, **detail)
         if run.streaming:
             # style C: send the body as the agent produces it (server-sent events arrive one by one)
             response = web.StreamResponse(status=head.status)
