@@ -158,7 +158,7 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
             if status != 500:
                 return error_response(status, str(exc).splitlines()[0], request_id, **detail)
             logs = f"/logs/all/ipfs/{cid}?requestId={request_id}"
-            message = (f"the agent failed; its error and console output are at {logs} "
+            message = (f"the agent failed; its error and console output: GET {logs} "
                        f"(request id {request_id})" + ("" if config.debug else "; `wapo serve --debug` shows the "
                                                        "error in the answer"))
             return error_response(status, message, request_id, logs=logs, **detail)
