@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -71,11 +72,20 @@ def _request(args: argparse.Namespace, parser_error) -> AgentRequest:
                         secret=secret, url=url)
 
 
-def _load(args: argparse.Namespace) -> tuple[str, str, str]:
-    """(code, name, app id) of a file, or of a CID in the store."""
+def _load(args: argparse.Namespace) -> tuple[str, str, str, bytes | None]:
+    """(code, name, app id, source map) of a file (bundled if it needs it), a project folder, or a
+    CID in the store."""
+    from . import bundling
+    from ..store.sourcemaps import SourceMaps
     path = Path(args.target)
     if path.exists():
-        return path.read_text(encoding="utf-8"), path.name, ""
+        if bundling.needs_bundle(path):
+            try:
+                built = bundling.bundle(path, name=path.stem + ".bundle.js")
+            except bundling.BundleError as exc:
+                raise SystemExit(f"wapo call: {exc}") from None
+            return built.code.decode("utf-8"), built.name, "", built.source_map
+        return path.read_text(encoding="utf-8"), path.name, "", None
     try:
         cid = parse_cid(args.target).v0
     except InvalidCID as exc:
@@ -84,7 +94,19 @@ def _load(args: argparse.Namespace) -> tuple[str, str, str]:
         code = store.get_code(cid)
     if code is None:
         raise SystemExit(f"wapo call: {cid} is not in {data_dir(args)} (publish it with `wapo publish`)")
-    return code.decode("utf-8"), f"{cid}.js", cid
+    return code.decode("utf-8"), f"{cid}.js", cid, SourceMaps(data_dir(args)).get(cid)
+
+
+def stack_mapper(source_map: bytes | None, name: str):
+    """A function giving error text its original positions through ``source_map`` (or as it is)."""
+    from ..agent.sourcemap import SourceMap, SourceMapError, map_stack
+    if source_map is None:
+        return lambda text: text
+    try:
+        decoded = SourceMap(source_map)
+    except SourceMapError:
+        return lambda text: text
+    return lambda text: map_stack(text, decoded, name)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,13 +117,15 @@ def run(args: argparse.Namespace) -> int:
         network = network_from(args)
     except ValueError as exc:
         error(str(exc))
-    code, name, app_id = _load(args)
+    code, name, app_id, source_map = _load(args)
+    mapped = stack_mapper(source_map, name)
     result = asyncio.run(call_agent(code, request, limits=limits, name=name, app_id=app_id,
                                     data_dir=data_dir(args), network=network))
     for record in result.logs:
-        print_log(record)
+        print_log(record if record.level != "error" else replace(record, message=mapped(record.message)))
     if result.response is None:
-        print(f"HTTP/1.1 500 Internal Server Error\n\nthe agent failed: {result.error}", file=sys.stderr)
+        print(f"HTTP/1.1 500 Internal Server Error\n\nthe agent failed: {mapped(result.error or '')}",
+              file=sys.stderr)
         return 1
     response = result.response
     out = sys.stdout.buffer

@@ -17,7 +17,7 @@ from ..store import InvalidCID, VaultForbidden, VaultNotFound, parse_cid
 from .accesslog import FAILURE
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, HOP_BY_HOP, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER,
-                      RUNS, STORE, error_response, read_body)
+                      RUNS, STACKS, STORE, error_response, read_body)
 from .ipfs import CodeNotFound, fetch_from_gateways
 
 log = logging.getLogger("wapo.gateway")
@@ -152,6 +152,7 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
             result = await task
             kind = result.error_kind or exc.kind
             metrics.errors.labels(kind).inc()
+            exc = AgentFailed(app[STACKS].map(cid, str(exc)), exc.kind)
             status = {"answer_too_large": 502, "capacity": 503}.get(kind, 500)
             detail = {"detail": str(exc)} if config.debug else {}
             request[FAILURE] = (str(exc).splitlines() or [kind])[0]
@@ -216,7 +217,9 @@ async def _store_run_logs(app: web.Application, cid: str, request_id: str, entri
     metrics = app[METRICS]
     try:
         result = await task
-        entries += [(rec.level, rec.message, rec.time) for rec in result.logs]
+        mapper = app[STACKS]
+        entries += [(rec.level, mapper.map(cid, rec.message) if rec.level == "error" else rec.message, rec.time)
+                    for rec in result.logs]
     except Exception:
         log.exception("agent run %s failed in the host", request_id)
     finally:

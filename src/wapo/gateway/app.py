@@ -18,7 +18,8 @@ from .agents import DISCONNECT_GRACE, handle_agent
 from .apps import proxy as apps_proxy, routes as app_routes
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, RUNS,
-                      STORE, VAULT_RATE, error_response, new_request_id)
+                      STACKS, STORE, VAULT_RATE, error_response, new_request_id)
+from .stacks import StackMapper
 from .logs import get_logs
 from .logwriter import LogWriter
 from .metrics import Metrics
@@ -100,6 +101,7 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
     app[BACKGROUND] = set()
     app[NETWORK] = config.network()
     app[VAULT_RATE] = RateLimiter(config.vault_rate_limit)
+    app[STACKS] = StackMapper(config.data_dir)
     if config.ws_max_message is not None:
         set_max_message_size(config.ws_max_message)
 

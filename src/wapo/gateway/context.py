@@ -24,6 +24,7 @@ NETWORK = web.AppKey("network", object)
 CODE_CACHE = web.AppKey("code_cache", dict)
 RUNS = web.AppKey("runs", dict)  # CID -> runs of it in progress (the per-CID cap)
 VAULT_RATE = web.AppKey("vault_rate", RateLimiter)
+STACKS = web.AppKey("stacks", object)  # a gateway.stacks.StackMapper: agents' errors through their source maps
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te", "trailer",
               "proxy-authenticate", "proxy-authorization"}
 
