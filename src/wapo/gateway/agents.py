@@ -17,7 +17,7 @@ from ..store import InvalidCID, VaultForbidden, VaultNotFound, parse_cid
 from .accesslog import FAILURE
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, HOP_BY_HOP, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER,
-                      RUNS, STACKS, STORE, error_response, read_body)
+                      RUNS, RUN_OBSERVER, STACKS, STORE, error_response, read_body)
 from .ipfs import CodeNotFound, fetch_from_gateways
 
 log = logging.getLogger("wapo.gateway")
@@ -62,10 +62,16 @@ def agent_url(request: web.Request, config: GatewayConfig, path: str, query: lis
 
 
 async def handle_agent(request: web.Request) -> web.StreamResponse:
+    return await serve_agent(request, request.match_info["cid"], "/" + request.match_info.get("path", ""))
+
+
+async def serve_agent(request: web.Request, cid_text: str, path: str) -> web.StreamResponse:
+    """Run the agent of ``cid_text`` for ``request``, the agent seeing ``path`` (``wapo dev`` serves
+    its current build at ``/`` through this)."""
     app, request_id = request.app, request[REQUEST_ID]
     config, store = app[CONFIG], app[STORE]
     try:
-        cid = cid_v0(request.match_info["cid"])
+        cid = cid_v0(cid_text)
     except InvalidCID as exc:
         return error_response(400, f"malformed CID: {exc}", request_id)
     try:
@@ -96,7 +102,6 @@ async def handle_agent(request: web.Request) -> web.StreamResponse:
         return error_response(413, f"request body over {config.max_request_body} bytes", request_id)
 
     query = [(k, v) for k, v in request.query.items() if k != "key"]
-    path = "/" + request.match_info.get("path", "")
     agent_request = AgentRequest(
         method=request.method, path=path, query=query,
         headers=[(k, v) for k, v in request.headers.items()], body=body, secret=secret,
@@ -160,8 +165,8 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
                 return error_response(status, str(exc).splitlines()[0], request_id, **detail)
             logs = f"/logs/all/ipfs/{cid}?requestId={request_id}"
             message = (f"the agent failed; its error and console output: GET {logs} "
-                       f"(request id {request_id})" + ("" if config.debug else "; `wapo serve --debug` shows the "
-                                                       "error in the answer"))
+                       f"(request id {request_id})" + ("" if config.debug else "; --debug (wapo serve, wapo dev) shows "
+                                                       "the error in the answer"))
             return error_response(status, message, request_id, logs=logs, **detail)
         if run.streaming:
             # style C: send the body as the agent produces it (server-sent events arrive one by one)
@@ -215,6 +220,7 @@ async def _finish_soon(task: asyncio.Task):
 async def _store_run_logs(app: web.Application, cid: str, request_id: str, entries: list,
                           task: asyncio.Task, started: float) -> None:
     metrics = app[METRICS]
+    result = None
     try:
         result = await task
         mapper = app[STACKS]
@@ -229,6 +235,9 @@ async def _store_run_logs(app: web.Application, cid: str, request_id: str, entri
         metrics.run_seconds.observe(duration)
     entries.append(("END", f"Request: Duration: {duration * 1000:.0f} ms", time.time()))
     await app[LOGS].write(cid, request_id, entries)
+    observer = app.get(RUN_OBSERVER)
+    if observer is not None:
+        observer(cid, request_id, result, entries)
 
 
 class _DisconnectWatch:
