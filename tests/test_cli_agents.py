@@ -84,7 +84,7 @@ def test_publish_prints_the_cid_last(tmp_path, data_dir):
         assert store.get_code(HELLO_CID) == b"hello world\n"
         assert store.get_code(cidv1(HELLO_CID)) == b"hello world\n"
     # publishing twice gives the same CID
-    again = run_wapo("publish", str(hello), data_dir=data_dir)
+    again = run_wapo("publish", "--force", str(hello), data_dir=data_dir)
     assert again.returncode == 0 and again.stdout.strip().splitlines()[-1] == HELLO_CID
 
 
