@@ -9,6 +9,7 @@ else one wapo installs with npm into ``<cache>/esbuild/<version>/`` (``$WAPO_CAC
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -22,6 +23,18 @@ from pathlib import Path
 from ..paths import cache_dir
 
 ESBUILD_VERSION = "0.28.2"
+# Node built-ins for bundles: npm polyfills (pinned) and wapo's own shims (cli/node/*.js). Each is
+# resolvable as `x` and `node:x`; free `Buffer`, `process` and `global` come from cli/node/globals.js.
+POLYFILLS = {"buffer": "6.0.3", "events": "3.3.0", "path-browserify": "1.0.1", "querystring-es3": "0.2.1",
+             "string_decoder": "1.3.0", "readable-stream": "4.8.0"}
+BUILTIN_PACKAGES = {"buffer": "buffer", "events": "events", "path": "path-browserify", "path/posix": "path-browserify",
+                    "string_decoder": "string_decoder",
+                    "stream": "readable-stream"}
+BUILTIN_SHIMS = {"querystring": "querystring.js", "crypto": "crypto.js", "util": "util.js", "url": "url.js", "assert": "assert.js",
+                 "assert/strict": "assert.js", "process": "process.js"}
+SHIM_DIR = Path(__file__).resolve().parent / "node"
+UNAVAILABLE = ("fs", "net", "tls", "http", "https", "child_process", "os", "dns", "worker_threads", "zlib",
+               "cluster", "dgram", "http2", "readline", "vm", "v8", "module", "perf_hooks", "async_hooks")
 INSTALL_TIMEOUT = 600
 BUILD_TIMEOUT = 120
 TS_SUFFIXES = {".ts", ".tsx", ".mts", ".cts", ".jsx"}
@@ -101,19 +114,30 @@ def _run_version(esbuild: Path) -> str | None:
 
 
 def managed_dir() -> Path:
-    return cache_dir() / "esbuild" / ESBUILD_VERSION
+    """esbuild and the polyfills, keyed by their pinned versions."""
+    key = hashlib.sha256(json.dumps([ESBUILD_VERSION, POLYFILLS], sort_keys=True).encode()).hexdigest()[:8]
+    return cache_dir() / "esbuild" / f"{ESBUILD_VERSION}-{key}"
 
 
-def find_esbuild(root: Path | None = None) -> Path:
-    """The project's esbuild if it has one, else wapo's pinned one (installed with npm on first use)."""
-    if root is not None:
-        local = root / "node_modules" / ".bin" / "esbuild"
-        if local.exists() and _run_version(local):
-            return local
-    folder = managed_dir()
+def _installed(folder: Path) -> bool:
     esbuild = folder / "node_modules" / ".bin" / "esbuild"
-    if esbuild.exists() and _run_version(esbuild) == ESBUILD_VERSION:
-        return esbuild
+    if not (folder / ".wapo-installed").exists() or _run_version(esbuild) != ESBUILD_VERSION:
+        return False
+    for package, version in POLYFILLS.items():
+        try:
+            found = json.loads((folder / "node_modules" / package / "package.json").read_text()).get("version")
+        except (OSError, ValueError):
+            return False
+        if found != version:
+            return False
+    return True
+
+
+def ensure_toolchain() -> Path:
+    """The wapo-managed folder with esbuild and the polyfills, installed with npm on first use."""
+    folder = managed_dir()
+    if _installed(folder):
+        return folder
     npm = shutil.which("npm")
     if npm is None or shutil.which("node") is None:
         raise BundleError("bundling needs esbuild, which wapo installs with npm, but node/npm are not on PATH: "
@@ -122,29 +146,76 @@ def find_esbuild(root: Path | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if esbuild.exists() and _run_version(esbuild) == ESBUILD_VERSION:
-            return esbuild
+        if _installed(folder):
+            return folder
+        (folder / ".wapo-installed").unlink(missing_ok=True)
         (folder / "package.json").write_text(json.dumps(
-            {"name": "wapo-esbuild", "private": True, "dependencies": {"esbuild": ESBUILD_VERSION}}) + "\n")
-        print(f"wapo: installing esbuild {ESBUILD_VERSION} with npm into {folder} (once)", flush=True,
-              file=sys.stderr)
+            {"name": "wapo-esbuild", "private": True,
+             "dependencies": {"esbuild": ESBUILD_VERSION, **POLYFILLS}}, indent=2) + "\n")
+        print(f"wapo: installing esbuild {ESBUILD_VERSION} and the Node built-in polyfills with npm into "
+              f"{folder} (once)", flush=True, file=sys.stderr)
         cmd = [npm, "install", "--no-audit", "--no-fund"]
         try:
             out = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=INSTALL_TIMEOUT)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BundleError(f"`npm install esbuild@{ESBUILD_VERSION}` in {folder} failed: {exc}") from None
-        if out.returncode != 0 or _run_version(esbuild) != ESBUILD_VERSION:
-            raise BundleError(f"`npm install esbuild@{ESBUILD_VERSION}` in {folder} failed "
+            raise BundleError(f"`npm install` of esbuild {ESBUILD_VERSION} in {folder} failed: {exc}") from None
+        (folder / ".wapo-installed").write_text("")
+        if out.returncode != 0 or not _installed(folder):
+            (folder / ".wapo-installed").unlink(missing_ok=True)
+            raise BundleError(f"`npm install` of esbuild {ESBUILD_VERSION} in {folder} failed "
                               f"(rc={out.returncode}):\n{out.stderr[-2000:]}")
-    return esbuild
+    return folder
+
+
+def _entry_file(package_dir: Path) -> Path:
+    try:
+        main = json.loads((package_dir / "package.json").read_text()).get("main") or "index.js"
+    except (OSError, ValueError):
+        main = "index.js"
+    path = package_dir / main
+    return path if path.suffix else path.with_suffix(".js")
+
+
+def builtin_flags(toolchain: Path) -> list[str]:
+    """esbuild flags resolving Node built-ins (``x`` and ``node:x``) to the polyfills and shims."""
+    flags = []
+    targets = {name: _entry_file(toolchain / "node_modules" / package) for name, package in BUILTIN_PACKAGES.items()}
+    targets.update({name: SHIM_DIR / shim for name, shim in BUILTIN_SHIMS.items()})
+    for name, target in sorted(targets.items()):
+        flags += [f"--alias:{name}={target}", f"--alias:node:{name}={target}"]
+    for package in POLYFILLS:  # the shims import their polyfill by name
+        if package not in targets:
+            flags.append(f"--alias:{package}={_entry_file(toolchain / 'node_modules' / package)}")
+    flags.append(f"--inject:{SHIM_DIR / 'globals.js'}")
+    return flags
+
+
+def find_esbuild(root: Path | None = None) -> tuple[Path, Path | None]:
+    """(esbuild, the managed toolchain or None): the project's esbuild if it has one, else wapo's
+    pinned one. The managed toolchain (polyfills for Node built-ins) is installed when npm is there."""
+    local = root / "node_modules" / ".bin" / "esbuild" if root is not None else None
+    if local is not None and local.exists() and _run_version(local):
+        try:
+            return local, ensure_toolchain()
+        except BundleError:
+            return local, None  # no npm: bundle without the Node built-ins
+    toolchain = ensure_toolchain()
+    return toolchain / "node_modules" / ".bin" / "esbuild", toolchain
 
 
 def _relative_sources(map_data: bytes, outdir: Path, root: Path) -> bytes:
     """Make the map's sources relative to the project root (``src/index.ts``), not to the temp dir."""
     data = json.loads(map_data)
     sources = []
+    managed = managed_dir().resolve() / "node_modules"
     for source in data.get("sources", []):
         absolute = (outdir / source).resolve()
+        if absolute.is_relative_to(SHIM_DIR):
+            sources.append(f"wapo:node/{absolute.relative_to(SHIM_DIR).as_posix()}")
+            continue
+        if absolute.is_relative_to(managed):
+            sources.append(f"npm:{absolute.relative_to(managed).as_posix()}")
+            continue
         try:
             sources.append(absolute.relative_to(root.resolve()).as_posix())
         except ValueError:
@@ -154,6 +225,16 @@ def _relative_sources(map_data: bytes, outdir: Path, root: Path) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
+def _hint(stderr: str) -> str:
+    missing = set(re.findall(r'Could not resolve "(?:node:)?([\w/]+)"', stderr))
+    unavailable = sorted(m for m in missing if m.split("/")[0] in UNAVAILABLE)
+    if not unavailable:
+        return ""
+    provided = ", ".join(sorted({*BUILTIN_PACKAGES, *BUILTIN_SHIMS}))
+    return (f"\n(agents run in a sandbox without {', '.join(unavailable)}: wapo provides the Node built-ins "
+            f"{provided}; use fetch for HTTP and the vault's secrets instead of files)")
+
+
 def bundle(target: Path, *, name: str = "agent.js") -> Bundle:
     """Bundle ``target`` (a project folder or an entry file) into one ES module and its map."""
     target = target.resolve()
@@ -161,18 +242,20 @@ def bundle(target: Path, *, name: str = "agent.js") -> Bundle:
     if not entry.is_file():
         raise BundleError(f"{entry} does not exist")
     root = target if target.is_dir() else project_root(entry)
-    esbuild = find_esbuild(root)
+    esbuild, toolchain = find_esbuild(root)
     with tempfile.TemporaryDirectory(prefix="wapo-bundle-") as tmp:
         outfile = Path(tmp) / name
         cmd = [str(esbuild), str(entry), "--bundle", "--format=esm", "--platform=browser", "--target=es2022",
                "--sourcemap=external", f"--outfile={outfile}", "--log-level=warning",
                "--main-fields=browser,module,main", "--conditions=worker,browser"]
+        if toolchain is not None:
+            cmd += builtin_flags(toolchain)
         try:
             out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise BundleError(f"esbuild failed to run: {exc}") from None
         if out.returncode != 0 or not outfile.exists():
-            raise BundleError(f"esbuild could not bundle {entry}:\n{out.stderr.strip()[-4000:]}")
+            raise BundleError(f"esbuild could not bundle {entry}:\n{out.stderr.strip()[-4000:]}{_hint(out.stderr)}")
         code = outfile.read_bytes()
         code = re.sub(rb"\n//# sourceMappingURL=[^\n]*\n?$", b"\n", code)
         map_path = outfile.with_name(outfile.name + ".map")
