@@ -24,7 +24,7 @@ from ..paths import cache_dir
 
 ESBUILD_VERSION = "0.28.2"
 # Node built-ins for bundles: npm polyfills (pinned) and wapo's own shims (cli/node/*.js). Each is
-# resolvable as `x` and `node:x`; free `Buffer`, `process` and `global` come from cli/node/globals.js.
+# resolvable as `x` and `node:x`; a free `Buffer`, `process` or `global` is injected from cli/node/inject/.
 POLYFILLS = {"buffer": "6.0.3", "events": "3.3.0", "path-browserify": "1.0.1", "querystring-es3": "0.2.1",
              "string_decoder": "1.3.0", "readable-stream": "4.8.0"}
 BUILTIN_PACKAGES = {"buffer": "buffer", "events": "events", "path": "path-browserify", "path/posix": "path-browserify",
@@ -186,8 +186,15 @@ def builtin_flags(toolchain: Path) -> list[str]:
     for package in POLYFILLS:  # the shims import their polyfill by name
         if package not in targets:
             flags.append(f"--alias:{package}={_entry_file(toolchain / 'node_modules' / package)}")
-    flags.append(f"--inject:{SHIM_DIR / 'globals.js'}")
     return flags
+
+
+INJECTABLE = ("Buffer", "process", "global")
+
+
+def free_globals(code: bytes) -> list[str]:
+    """The Node globals a bundle refers to (not as a property): each is then injected."""
+    return [name for name in INJECTABLE if re.search(rb"(?<![.\w$])" + name.encode() + rb"\b", code)]
 
 
 def find_esbuild(root: Path | None = None) -> tuple[Path, Path | None]:
@@ -225,6 +232,15 @@ def _relative_sources(map_data: bytes, outdir: Path, root: Path) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
+def _esbuild(cmd: list[str], root: Path, entry: Path, outfile: Path) -> None:
+    try:
+        out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BundleError(f"esbuild failed to run: {exc}") from None
+    if out.returncode != 0 or not outfile.exists():
+        raise BundleError(f"esbuild could not bundle {entry}:\n{out.stderr.strip()[-4000:]}{_hint(out.stderr)}")
+
+
 def _hint(stderr: str) -> str:
     missing = set(re.findall(r'Could not resolve "(?:node:)?([\w/]+)"', stderr))
     unavailable = sorted(m for m in missing if m.split("/")[0] in UNAVAILABLE)
@@ -250,13 +266,14 @@ def bundle(target: Path, *, name: str = "agent.js") -> Bundle:
                "--main-fields=browser,module,main", "--conditions=worker,browser"]
         if toolchain is not None:
             cmd += builtin_flags(toolchain)
-        try:
-            out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise BundleError(f"esbuild failed to run: {exc}") from None
-        if out.returncode != 0 or not outfile.exists():
-            raise BundleError(f"esbuild could not bundle {entry}:\n{out.stderr.strip()[-4000:]}{_hint(out.stderr)}")
+        _esbuild(cmd, root, entry, outfile)
         code = outfile.read_bytes()
+        # free Buffer/process/global: bundle again with them injected (only then: buffer is 50 KB)
+        injected = free_globals(code) if toolchain is not None else []
+        if injected:
+            _esbuild(cmd + [f"--inject:{SHIM_DIR / 'inject' / (name + '.js')}" for name in injected], root, entry,
+                     outfile)
+            code = outfile.read_bytes()
         code = re.sub(rb"\n//# sourceMappingURL=[^\n]*\n?$", b"\n", code)
         map_path = outfile.with_name(outfile.name + ".map")
         source_map = _relative_sources(map_path.read_bytes(), Path(tmp), root) if map_path.exists() else None
