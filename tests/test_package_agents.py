@@ -57,12 +57,14 @@ def on_wapo(agent: Path) -> dict:
     return json.loads(result.response.body)
 
 
-def test_jose_hs256_sign_and_verify(packages, tmp_path):
+def test_jose_hs256_and_es256_sign_and_verify(packages, tmp_path):
     agent = project_with(packages, tmp_path, "jose_jwt.mjs")
     got = on_wapo(agent)
     assert got == on_node(agent)
     assert got["payload"]["sub"] == "user-1" and got["protectedHeader"] == {"alg": "HS256", "typ": "JWT"}
     assert got["failures"] == [["ERR_JWS_SIGNATURE_VERIFICATION_FAILED", True], ["ERR_JWT_EXPIRED", "exp"]]
+    assert got["es256"] == [{"alg": "ES256"}, {"sub": "es", "iat": 1767225600}, "EC", "P-256", 3,
+                            "ERR_JWS_SIGNATURE_VERIFICATION_FAILED"]
 
 
 def test_zod_parses_and_rejects(packages, tmp_path):

@@ -355,7 +355,10 @@ class Instance:
             return 0, None
         self._fuel = self.fuel_consumed() if self.limits.fuel is not None else None
         if self._sandbox is not None:
-            self._memory_peak = self._sandbox.memory_base_and_size()[1]
+            try:
+                self._memory_peak = self._sandbox.memory_base_and_size()[1]
+            except RuntimeError:  # it never got a memory (instantiation failed)
+                pass
         self._release(st, here=True)
         return None, error
 
