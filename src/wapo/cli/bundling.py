@@ -263,7 +263,7 @@ def bundle(target: Path, *, name: str = "agent.js") -> Bundle:
         outfile = Path(tmp) / name
         cmd = [str(esbuild), str(entry), "--bundle", "--format=esm", "--platform=browser", "--target=es2022",
                "--sourcemap=external", f"--outfile={outfile}", "--log-level=warning",
-               "--main-fields=browser,module,main", "--conditions=worker,browser"]
+               "--main-fields=browser,module,main", "--conditions=worker,browser", "--keep-names"]
         if toolchain is not None:
             cmd += builtin_flags(toolchain)
         _esbuild(cmd, root, entry, outfile)
