@@ -4,7 +4,7 @@
 // symbol K; the algorithms below work on those records.
 // Not provided: BYOB readers (getReader({mode: 'byob'}) throws a TypeError;
 // `type: 'bytes'` sources are supported with a default reader),
-// TextEncoderStream/TextDecoderStream, CompressionStream.
+// CompressionStream (TextEncoderStream/TextDecoderStream are in textstreams.js).
 // Other prelude modules reach the internals through `host.internal("streams")`.
 
 const { isObject, records, tag } = host.internal("shared");
