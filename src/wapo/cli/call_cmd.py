@@ -81,7 +81,7 @@ def _load(args: argparse.Namespace) -> tuple[str, str, str, bytes | None]:
     if path.exists():
         if bundling.needs_bundle(path):
             try:
-                built = bundling.bundle(path, name=path.stem + ".bundle.js")
+                built = bundling.bundle(path, name=(path.stem or path.resolve().name or "agent") + ".bundle.js")
             except bundling.BundleError as exc:
                 raise SystemExit(f"wapo call: {exc}") from None
             return built.code.decode("utf-8"), built.name, "", built.source_map
