@@ -137,3 +137,14 @@ def test_example_style_b_bundled_with_the_pinned_packages():
     result = call(bundle, AgentRequest(url="http://localhost/?name=b", query=[("name", "b")]))
     assert result.error is None, result.error
     assert json.loads(result.response.body) == {"hello": "b", "style": "B"}
+
+
+def test_every_config_key_is_documented():
+    """docs/config.md is the reference of the config file: a new GatewayConfig field must be in it."""
+    from dataclasses import fields
+    from wapo.gateway.config import GatewayConfig
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "config.md").read_text()
+    as_tables = {"limits": "[limits]", "max_limits": "[max_limits]", "cid_limits": "[cid.", "apps": "[app.",
+                 "sni_host": "sni_port"}  # sni_host is the HOST of sni_port = "HOST:PORT"
+    missing = [f.name for f in fields(GatewayConfig) if as_tables.get(f.name, f"`{f.name}`") not in doc]
+    assert not missing, f"document these GatewayConfig fields in docs/config.md: {missing}"
