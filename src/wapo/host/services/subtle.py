@@ -1,5 +1,5 @@
 """WebCrypto beyond HMAC, done by the host with ``cryptography``: ECDSA (P-256/384/521), Ed25519,
-RSASSA-PKCS1-v1_5, RSA-PSS, RSA-OAEP, AES-GCM/CBC/CTR, PBKDF2, HKDF, ECDH and X25519.
+RSASSA-PKCS1-v1_5, RSA-PSS, RSA-OAEP, AES-GCM/CBC/CTR/KW, PBKDF2, HKDF, ECDH and X25519.
 
 The guest (prelude/crypto.js) keeps a key as bytes in one normal form (``raw`` for secret keys,
 PKCS#8 DER for private keys, SPKI DER for public keys) and sends it with every operation, so
@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from .registry import ServiceError, service
 
@@ -34,7 +35,7 @@ CURVE_NAMES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
 CURVE_BYTES = {"P-256": 32, "P-384": 48, "P-521": 66}
 RSA_ALGS = ("RSASSA-PKCS1-v1_5", "RSA-PSS", "RSA-OAEP")
 EC_ALGS = ("ECDSA", "ECDH")
-AES_ALGS = ("AES-GCM", "AES-CBC", "AES-CTR")
+AES_ALGS = ("AES-GCM", "AES-CBC", "AES-CTR", "AES-KW")
 KDF_ALGS = ("PBKDF2", "HKDF")
 MAX_RSA_BITS = 8192
 MAX_PBKDF2_ITERATIONS = 10_000_000  # a guest's burst limit bounds it anyway: this only refuses absurd ones
@@ -399,6 +400,13 @@ def _aes(head: dict, blobs: list[bytes], encrypt: bool) -> bytes:
         c = Cipher(algorithms.AES(key), modes.CTR(counter))
         op = c.encryptor() if encrypt else c.decryptor()
         return op.update(data) + op.finalize()
+    if name == "AES-KW":  # only reached through wrapKey/unwrapKey (the guest checks the usages)
+        if len(data) % 8 or len(data) < (16 if encrypt else 24):
+            raise _err("OperationError", "AES-KW wraps whole 8-byte blocks, at least 16 bytes")
+        try:
+            return aes_key_wrap(key, data) if encrypt else aes_key_unwrap(key, data)
+        except InvalidUnwrap:
+            raise _err("OperationError", "AES-KW unwrapping failed (wrong key or data)") from None
     raise _err("InvalidAccessError", f"{'encrypt' if encrypt else 'decrypt'}: {name} keys do not do that")
 
 

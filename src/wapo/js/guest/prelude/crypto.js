@@ -3,7 +3,7 @@
 // (SHA-1/256/384/512), HMAC (here, over the host's "hmac" service), and, done by
 // the host with `cryptography` (service "subtle", wapo/host/services/subtle.py):
 // ECDSA (P-256/384/521), Ed25519, RSASSA-PKCS1-v1_5, RSA-PSS, RSA-OAEP,
-// AES-GCM/CBC/CTR, PBKDF2, HKDF, ECDH and X25519; formats raw, spki, pkcs8, jwk;
+// AES-GCM/CBC/CTR/KW, PBKDF2, HKDF, ECDH and X25519; formats raw, spki, pkcs8, jwk;
 // deriveKey, wrapKey and unwrapKey are built on those. Anything else rejects
 // with a NotSupportedError DOMException.
 // Randomness comes from the host OS (host service "random"), never Math.random.
@@ -196,6 +196,7 @@ const USAGES = {
   "AES-GCM": { secret: ["encrypt", "decrypt", "wrapKey", "unwrapKey"] },
   "AES-CBC": { secret: ["encrypt", "decrypt", "wrapKey", "unwrapKey"] },
   "AES-CTR": { secret: ["encrypt", "decrypt", "wrapKey", "unwrapKey"] },
+  "AES-KW": { secret: ["wrapKey", "unwrapKey"] },
   PBKDF2: { secret: ["deriveKey", "deriveBits"] },
   HKDF: { secret: ["deriveKey", "deriveBits"] },
 };
@@ -290,6 +291,8 @@ function cryptParams(algorithm, name, op) {
   } else if (name === "AES-CTR") {
     blobs.push(bufferSource(algorithm.counter, op, "counter"));
     params.length = Number(algorithm.length);
+  } else if (name === "AES-KW") {
+    // no parameters
   } else if (name === "RSA-OAEP") {
     if (algorithm.label !== undefined) {
       params.hasLabel = true;
@@ -340,7 +343,7 @@ function deriveBitsOf(algorithm, baseKey, length, usage, op) {
 
 function derivedKeyLength(algorithm, op) {
   const name = algorithmName(algorithm, op);
-  if (name === "AES-GCM" || name === "AES-CBC" || name === "AES-CTR") {
+  if (name === "AES-GCM" || name === "AES-CBC" || name === "AES-CTR" || name === "AES-KW") {
     const length = Number(algorithm.length);
     if (![128, 192, 256].includes(length)) throw domException(`${op}: AES length must be 128, 192 or 256`, "OperationError");
     return length;
