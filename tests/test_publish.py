@@ -160,3 +160,16 @@ def test_bundling_without_node_says_what_to_install(tmp_path):
                          capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 2
     assert "node/npm are not on PATH" in out.stderr and "install Node.js" in out.stderr
+
+
+@needs_npm
+def test_exec_runs_typescript_with_mapped_errors(tmp_path):
+    script = tmp_path / "s.ts"
+    script.write_text('const n: number = Number(scriptArgs[0]);\n'
+                      'function fail(x: number): never {\n  throw new Error("ts exec " + x);\n}\n'
+                      'if (n > 5) fail(n);\n(globalThis as any).scriptOutput = `n*2=${n * 2}`;\n')
+    ok = wapo(tmp_path, "exec", str(script), "4")
+    assert ok.returncode == 0 and ok.stdout == "n*2=8", ok.stderr
+    failed = wapo(tmp_path, "exec", str(script), "9")
+    assert failed.returncode == 1 and "ts exec 9" in failed.stderr
+    assert re.search(r"at fail \(s\.bundle\.js:\d+:\d+ -> s\.ts:3:\d+\)", failed.stderr), failed.stderr

@@ -278,3 +278,15 @@ def bundle(target: Path, *, name: str = "agent.js") -> Bundle:
         map_path = outfile.with_name(outfile.name + ".map")
         source_map = _relative_sources(map_path.read_bytes(), Path(tmp), root) if map_path.exists() else None
     return Bundle(code, source_map, name, entry, root, _run_version(esbuild) or "?")
+
+
+def stack_mapper(source_map: bytes | None, name: str):
+    """A function giving error text its original positions through ``source_map`` (or as it is)."""
+    from ..agent.sourcemap import SourceMap, SourceMapError, map_stack
+    if source_map is None:
+        return lambda text: text
+    try:
+        decoded = SourceMap(source_map)
+    except SourceMapError:
+        return lambda text: text
+    return lambda text: map_stack(text, decoded, name)

@@ -13,6 +13,7 @@ from urllib.parse import quote, urlencode
 
 from ..agent import AgentRequest, call_agent
 from ..store import InvalidCID, parse_cid
+from . import bundling
 from .flags import data_dir, data_dir_argument, open_store
 from .exec_cmd import print_log
 from .flags import limit_arguments, limits_from, network_from
@@ -75,7 +76,6 @@ def _request(args: argparse.Namespace, parser_error) -> AgentRequest:
 def _load(args: argparse.Namespace) -> tuple[str, str, str, bytes | None]:
     """(code, name, app id, source map) of a file (bundled if it needs it), a project folder, or a
     CID in the store."""
-    from . import bundling
     from ..store.sourcemaps import SourceMaps
     path = Path(args.target)
     if path.exists():
@@ -97,18 +97,6 @@ def _load(args: argparse.Namespace) -> tuple[str, str, str, bytes | None]:
     return code.decode("utf-8"), f"{cid}.js", cid, SourceMaps(data_dir(args)).get(cid)
 
 
-def stack_mapper(source_map: bytes | None, name: str):
-    """A function giving error text its original positions through ``source_map`` (or as it is)."""
-    from ..agent.sourcemap import SourceMap, SourceMapError, map_stack
-    if source_map is None:
-        return lambda text: text
-    try:
-        decoded = SourceMap(source_map)
-    except SourceMapError:
-        return lambda text: text
-    return lambda text: map_stack(text, decoded, name)
-
-
 def run(args: argparse.Namespace) -> int:
     error = args.parser.error
     request = _request(args, error)
@@ -118,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         error(str(exc))
     code, name, app_id, source_map = _load(args)
-    mapped = stack_mapper(source_map, name)
+    mapped = bundling.stack_mapper(source_map, name)
     result = asyncio.run(call_agent(code, request, limits=limits, name=name, app_id=app_id,
                                     data_dir=data_dir(args), network=network))
     for record in result.logs:

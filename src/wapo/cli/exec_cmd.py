@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..host import GuestModule, Instance, Limits, LogRecord, RunResult, WapoError
+from . import bundling
 from .flags import limit_arguments, limits_from, listen_arguments, network_from
 
 WASM_MAGIC = b"\0asm"
@@ -134,6 +136,17 @@ async def _run(path: Path, data: bytes, script_args: list[str], limits: Limits,
     except UnicodeDecodeError as exc:
         raise WapoError(f"{path} is neither a wasm module nor UTF-8 JavaScript") from exc
     module = args.module or path.suffix == ".mjs"
-    instance = js_instance(code, script_args, limits=limits, module=module, name=path.name, on_log=print_log,
+    name, on_log = path.name, print_log
+    if path.suffix in bundling.TS_SUFFIXES:  # TypeScript: bundled (esbuild), errors mapped back to the .ts
+        try:
+            built = bundling.bundle(path, name=path.stem + ".bundle.js")
+        except bundling.BundleError as exc:
+            raise WapoError(str(exc)) from None
+        code, name, module = built.code.decode("utf-8"), built.name, True
+        mapped = bundling.stack_mapper(built.source_map, built.name)
+
+        def on_log(record: LogRecord) -> None:
+            print_log(record if record.level != "error" else replace(record, message=mapped(record.message)))
+    instance = js_instance(code, script_args, limits=limits, module=module, name=name, on_log=on_log,
                            network=args.network)
     return await instance.run()
