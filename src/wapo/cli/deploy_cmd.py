@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .flags import data_dir, data_dir_argument
+from .flags import data_dir, data_dir_argument, database_url
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..store.apps import AppRecordError, AppRecords
+    if database_url(args):
+        print("wapo deploy: long-running apps are not shared through --database yet (each node keeps its own "
+              "apps in its --data-dir; docs/cluster.md, \"What is not done\"): deploy without --database on "
+              "the node that should run the app", file=sys.stderr)
+        return 2
     records = AppRecords(data_dir(args))
     if args.list:
         for record in records.load().values():

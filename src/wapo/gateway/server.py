@@ -336,6 +336,10 @@ def _worker(config: GatewayConfig) -> None:
 def prepare_data_dir(config: GatewayConfig) -> None:
     """Create what every process must share before there are several: the database schema, the
     vault key and the node key (each worker creating its own would give each other secrets)."""
+    if config.database_url:  # a cluster: the schema is migrated once, keys come from the cluster key
+        from .storage import open_gateway_store
+        open_gateway_store(config).close()
+        return
     data_dir = Path(config.data_dir or default_data_dir())
     Store(data_dir).close()  # the schema and vault.key
     node_key(data_dir)
