@@ -23,6 +23,7 @@ from wapo.store import (CIDMismatch, ClusterKey, ClusterKeyMismatch, InvalidCID,
                         Store, StoreError, VaultForbidden, VaultKeyError, VaultNotFound, cidv1, compute_cid,
                         format_text, open_store)
 from wapo.store.db import DB_NAME, SCHEMA_VERSION
+from wapo.store.pg import PG_SCHEMA_VERSION
 
 HELLO = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
 OTHER = compute_cid(b"other agent")
@@ -194,6 +195,34 @@ def test_cluster_key_checked_by_postgres(pg_url, tmp_path):
         open_store(pg_url)
 
 
+def test_postgres_vault_cache_drops_changed_rows(pg_url):
+    """Another writer changes a vault row behind this store's back: the trigger's NOTIFY makes the
+    cache drop it, so the next read sees the change (here: a swapped ciphertext that fails)."""
+    from cryptography.exceptions import InvalidTag
+
+    key = ClusterKey(os.urandom(32))
+    with open_store(pg_url, cluster_key=key, vault_cache=True) as s:
+        assert s._vault_cache is not None and s._vault_cache.live
+        a, _ = s.create_vault(HELLO, {"who": "a"})
+        b, _ = s.create_vault(HELLO, {"who": "b"})
+        assert s.secrets_for(HELLO, b) == {"who": "b"}
+        assert s._vault_cache.get(b) is not None  # cached now
+        pg_query(pg_url, "UPDATE vaults SET merged = (SELECT merged FROM vaults WHERE key = %s) "
+                         "WHERE key = %s RETURNING key", (a, b))
+        deadline = time.monotonic() + 5
+        while s._vault_cache.get(b) is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(InvalidTag):
+            s.secrets_for(HELLO, b)
+        assert s.secrets_for(HELLO, a) == {"who": "a"} and s._vault_cache.get(a) is not None
+        pg_query(pg_url, "DELETE FROM vaults WHERE key = %s RETURNING key", (a,))
+        deadline = time.monotonic() + 5
+        while s._vault_cache.get(a) is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(VaultNotFound):
+            s.secrets_for(HELLO, a)
+
+
 # ------------------------------------------------------------ logs
 
 def test_logs_paging_and_filter(store):
@@ -302,7 +331,8 @@ def test_persistence_across_reopen(store_at):
         assert s.secrets_for(cid, key) == {"k": "v"}
         assert [(r.message, r.node) for r in s.query_logs(cid)] == [("kept", "n1")]
         assert s.query_logs(cid)[0].as_dict()["node"] == "n1"
-        assert s.schema_version == SCHEMA_VERSION and s.readiness()[0]
+        assert s.schema_version == (SCHEMA_VERSION if store_at.backend == "sqlite" else PG_SCHEMA_VERSION)
+        assert s.readiness()[0]
         if store_at.backend == "sqlite":
             assert s.integrity_check() == "ok"
             assert s._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -384,7 +414,7 @@ def test_processes_migrating_a_fresh_postgres_at_once(pg_url):
         p.join(timeout=30)
     assert results == ["ok"] * 4
     rows = pg_query(pg_url, "SELECT version, node FROM wapo_migrations ORDER BY version")
-    assert [v for v, _ in rows] == list(range(1, SCHEMA_VERSION + 1))
+    assert [v for v, _ in rows] == list(range(1, PG_SCHEMA_VERSION + 1))
     assert len({node for _, node in rows}) == 1  # all applied by one process
     assert pg_query(pg_url, "SELECT COUNT(*) FROM code") == [(1,)]
 

@@ -17,7 +17,8 @@ def open_gateway_store(config: GatewayConfig) -> AnyStore:
     retention = LogRetention(max_per_cid=config.log_max_per_cid, max_age=config.log_max_age or None)
     if config.database_url:
         key = ClusterKey.load(config.cluster_key_file) if config.cluster_key_file else None
-        store = open_store(config.database_url, cluster_key=key, node=config.node, log_retention=retention)
+        store = open_store(config.database_url, cluster_key=key, node=config.node, log_retention=retention,
+                           vault_cache=True)
         use_cluster_seed(key.node_seed if key is not None else None)
         return store
     use_cluster_seed(None)

@@ -25,11 +25,13 @@ class MissingClusterKey(ClusterKeyError):
 
 
 def open_store(target: str | os.PathLike[str], *, cluster_key: ClusterKey | None = None, node: str = "",
-               log_retention: LogRetention | None = None) -> AnyStore:
+               log_retention: LogRetention | None = None, vault_cache: bool = False) -> AnyStore:
     """The store at ``target``: a PostgreSQL URL or a data directory.
 
     A URL without ``cluster_key`` is refused (MissingClusterKey): keys made per node would seal
-    vaults and derive secrets that the other nodes cannot reproduce."""
+    vaults and derive secrets that the other nodes cannot reproduce. ``vault_cache`` (PostgreSQL
+    only; long-running processes such as the gateway) keeps vault rows, dropped on every change
+    through LISTEN/NOTIFY."""
     from .pg import is_database_url
     if is_database_url(target):
         if cluster_key is None:
@@ -38,5 +40,5 @@ def open_store(target: str | os.PathLike[str], *, cluster_key: ClusterKey | None
                 "KEYFILE`, copy it to each node and pass --cluster-key KEYFILE (or WAPO_CLUSTER_KEY_FILE, or "
                 "[cluster] key_file in the config file)")
         from .pg import PgStore
-        return PgStore(str(target), cluster_key, node=node, log_retention=log_retention)
+        return PgStore(str(target), cluster_key, node=node, log_retention=log_retention, vault_cache=vault_cache)
     return Store(Path(target), log_retention=log_retention, node=node)

@@ -202,11 +202,15 @@ class VaultMixin:
 
     _NO_TOKEN = object()
 
+    def _vault_row(self, conn: Any, key: str) -> tuple | None:
+        """``(cid, merged, token_hash)`` of vault ``key`` (a shared backend may answer from a cache)."""
+        return conn.execute("SELECT cid, merged, token_hash FROM vaults WHERE key = ?", (key,)).fetchone()
+
     def _merged(self, conn: Any, key: str, *, token: Any = _NO_TOKEN) -> tuple[str, dict[str, Any]]:
         """The CID and merged data of vault ``key``; with ``token=``, only if it is the vault's token."""
         if not isinstance(key, str) or not _KEY_RE.match(key):
             raise VaultNotFound("no such vault")
-        row = conn.execute("SELECT cid, merged, token_hash FROM vaults WHERE key = ?", (key,)).fetchone()
+        row = self._vault_row(conn, key)
         if row is None:
             raise VaultNotFound("no such vault")
         if token is not self._NO_TOKEN and (
