@@ -19,6 +19,7 @@ nodes starting together migrate once (each applied version is a row of ``wapo_mi
 from __future__ import annotations
 
 import hmac
+import json
 import re
 import threading
 import time
@@ -197,6 +198,9 @@ class PgStore(CodeMixin, VaultMixin, LogMixin):
 
         def configure(conn: Any) -> None:
             conn.execute(f"SET statement_timeout = {statement_ms}")
+            # log batches are single statements outside a transaction and commit without waiting
+            # for the WAL flush; every other write is a transaction that asks for it (_write)
+            conn.execute("SET synchronous_commit = off")
 
         self._pool = ConnectionPool(
             url, min_size=min_size, max_size=max_size, timeout=timeout, open=False, configure=configure,
@@ -255,9 +259,10 @@ class PgStore(CodeMixin, VaultMixin, LogMixin):
 
     @contextmanager
     def _write(self) -> Iterator[_Tx]:
-        """A transaction on one pooled connection, committed when the block exits."""
+        """A transaction on one pooled connection, committed durably (WAL flushed) when the block exits."""
         with self._connection() as conn:
             with conn.transaction():
+                conn.execute("SET LOCAL synchronous_commit = on")
                 yield _Tx(conn)
 
     # -------------------------------------------------------------- schema and key
@@ -335,26 +340,25 @@ class PgStore(CodeMixin, VaultMixin, LogMixin):
 
     @contextmanager
     def _log_write(self) -> Iterator[_Tx]:
-        """Log lines are committed without waiting for the server's WAL flush
-        (``synchronous_commit = off``, this transaction only): a node that dies loses nothing
-        acknowledged (the server has it), only a crash of the database server itself may lose
-        its last fraction of a second of log lines, as SQLite's ``synchronous=NORMAL`` does on a
-        power loss. Measured: 2.7 ms -> 0.6 ms per batch here. Code and vaults keep the full wait."""
-        with self._write() as conn:
-            conn.execute("SET LOCAL synchronous_commit = off")
-            yield conn
+        """A log batch is one INSERT (atomic by itself), sent outside a transaction: one round trip.
+        It commits without waiting for the server's WAL flush (the connections' default,
+        ``synchronous_commit = off``): a node that dies loses nothing acknowledged (the server has
+        it); only a crash of the database server itself may lose its last fraction of a second of
+        log lines, as SQLite's ``synchronous=NORMAL`` may on a power loss. Measured per batch here:
+        2.7 ms with BEGIN/INSERT/COMMIT and the flush, 0.6 ms without the flush. Code, vaults and
+        the other writes go through :meth:`_write`, which waits for it."""
+        with self._connection() as conn:
+            yield _Tx(conn)
 
     def _insert_logs(self, conn: _Tx, rows: list[tuple]) -> list[int]:
-        """The whole batch in one statement (six arrays, unnested): one round trip, whatever its size."""
-        columns: list[list] = [[], [], [], [], [], []]
-        for row in rows:
-            for i, value in enumerate(row):
-                columns[i].append(value)
-        columns[4] = [m.replace("\x00", "\ufffd") for m in columns[4]]  # PostgreSQL text cannot hold NUL
+        """The whole batch in one statement, its rows as one JSON parameter: one round trip whatever
+        its size (measured: half the client CPU of six array parameters, 80 vs 140 us a batch)."""
+        if any("\x00" in row[4] for row in rows):  # PostgreSQL text cannot hold NUL
+            rows = [row[:4] + (row[4].replace("\x00", "\ufffd"),) + row[5:] for row in rows]
         ids = [r[0] for r in conn.execute(
-            "INSERT INTO logs (cid, request_id, time, level, message, node) SELECT * FROM "
-            "unnest(?::text[], ?::text[], ?::float8[], ?::text[], ?::text[], ?::text[]) RETURNING id",
-            columns).fetchall()]
+            "INSERT INTO logs (cid, request_id, time, level, message, node) SELECT r->>0, r->>1, "
+            "(r->>2)::float8, r->>3, r->>4, r->>5 FROM json_array_elements(?::json) r RETURNING id",
+            (json.dumps(rows, ensure_ascii=False),)).fetchall()]
         return sorted(ids)  # identity values are drawn in row order
 
     def _retention_turn(self, conn: _Tx) -> bool:
