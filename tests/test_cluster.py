@@ -303,3 +303,67 @@ def test_database_down_cached_agents_answer_logs_wait_and_come_back(tmp_path, pg
         assert http("GET", f"{server.base}/ipfs/{cid}?key={vault_key}", timeout=30)[0] == 200
     finally:
         relay.cut()
+
+
+# ------------------------------------------------------------ long-running apps: one owner each
+
+HEADERS_APP = """
+WapoServer.serve(async (req) => new Response(
+  JSON.stringify({path: new URL(req.url).pathname, body: await req.text(), headers: [...req.headers.keys()]}),
+  {headers: {'content-type': 'application/json'}}));
+"""
+
+
+def app_owner(nodes: list[Server], app_id: str, deadline: float) -> tuple[str, dict]:
+    """Poll through every node until the app answers on all of them; (owner name, answers)."""
+    answers: dict = {}
+    while time.monotonic() < deadline:
+        answers = {n.base: http("GET", f"{n.base}/app/{app_id}/hello", timeout=30) for n in nodes}
+        if all(status == 200 for status, _, _ in answers.values()):
+            owners = {headers.get("x-wapo-app-node") for _, headers, _ in answers.values()}
+            assert len(owners) == 1, answers
+            return owners.pop(), answers
+        time.sleep(0.2)
+    raise AssertionError(f"app {app_id} did not answer through every node: {answers}")
+
+
+def test_an_app_runs_on_one_node_answers_through_all_and_survives_its_owner(tmp_path, pg_url, cluster_key, nodes):
+    from wapo.gateway.apps.cluster import TAKEOVER_BOUND
+    started = start_nodes(3, tmp_path, pg_url, cluster_key)
+    nodes += started
+    by_name = {f"node{i + 1}": n for i, n in enumerate(started)}
+    source = tmp_path / "headers.js"
+    source.write_text(HEADERS_APP)
+    deployed = wapo("deploy", str(source), "--id", "hdr", "--database", pg_url, "--cluster-key", str(cluster_key))
+    assert deployed.returncode == 0, deployed.stderr
+
+    owner, answers = app_owner(started, "hdr", time.monotonic() + 60)
+    assert owner in by_name
+    for base, (status, headers, body) in answers.items():
+        answer = json.loads(body)
+        assert answer["path"] == "/hello"
+        assert "x-wapo-cluster-token" not in answer["headers"]  # the app never sees the cluster's token
+        assert headers["x-wapo-node"] == {n.base: name for name, n in by_name.items()}[base]
+    # it runs on exactly one node: only the owner lists it, and one lease is held
+    running = [name for name, n in by_name.items() if "hdr" in {a["id"] for a in json.loads(http("GET", f"{n.base}/apps")[2])["apps"]}]
+    assert running == [owner]
+    assert pg_rows(pg_url, "SELECT app_id, node FROM app_leases") == [("hdr", owner)]
+    # a body streamed in through another node
+    other = next(n for name, n in by_name.items() if name != owner)
+    status, headers, body = http("POST", f"{other.base}/app/hdr/post", b"x" * 300_000)
+    assert status == 200 and json.loads(body)["body"] == "x" * 300_000 and headers["x-wapo-app-node"] == owner
+    # the internal route wants the cluster key
+    status, _, body = http("GET", f"{by_name[owner].base}/_cluster/app/hdr/hello")
+    assert status == 403 and "cluster key" in json.loads(body)["error"]
+
+    # SIGKILL the owner: requests through the survivors fail fast, then succeed after the takeover
+    by_name[owner].kill9()
+    killed = time.monotonic()
+    survivors = [n for name, n in by_name.items() if name != owner]
+    status, _, _ = http("GET", f"{survivors[0].base}/app/hdr/hello", timeout=30)
+    assert status in (200, 502, 503)
+    new_owner, _ = app_owner(survivors, "hdr", killed + TAKEOVER_BOUND + 20)
+    took = time.monotonic() - killed
+    assert new_owner in by_name and new_owner != owner
+    assert took <= 10, f"takeover took {took:.1f} s"
+    print(f"takeover after SIGKILL: {took:.2f} s (bound {TAKEOVER_BOUND:g} s + the app's start)")

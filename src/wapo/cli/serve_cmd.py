@@ -58,6 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     data_dir_argument(p)  # and --database URL, --cluster-key KEYFILE
     p.add_argument("--node-name", default=None, metavar="NAME",
                    help="this node's name in the X-Wapo-Node header and its runs' logs (default HOST:PORT)")
+    p.add_argument("--node-url", default=None, metavar="URL",
+                   help="with --database: where the other nodes reach this one to forward requests to the apps "
+                        "it runs (default http://HOST:PORT)")
 
 
 def config_from(args: argparse.Namespace) -> GatewayConfig:
@@ -101,6 +104,8 @@ def config_from(args: argparse.Namespace) -> GatewayConfig:
     changes["cluster_key_file"] = cluster_key_file(args, config.cluster_key_file)
     if args.node_name:
         changes["node_name"] = args.node_name
+    if args.node_url:
+        changes["node_url"] = args.node_url
     config = config.with_(**changes)
     config.check()
     config.network()  # the policy must be valid (e.g. an SNI host that can be bound) before serving

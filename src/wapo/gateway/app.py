@@ -131,6 +131,10 @@ def make_app(config: GatewayConfig, store: AnyStore | None = None) -> web.Applic
     runs_apps = app_routes.install(app)
     if not runs_apps:  # a --workers child: the first process runs the apps, this one forwards to it
         apps_proxy.install_forwarding(app, apps_proxy.socket_path(config))
-    for method, path, handler in app_routes.ROUTES:
+    routes = app_routes.ROUTES
+    if runs_apps and config.database_url:  # a cluster: one node runs each app, the others forward to it
+        from .apps import cluster as apps_cluster
+        routes = apps_cluster.install(app)
+    for method, path, handler in routes:
         app.router.add_route(method, path, handler if runs_apps else apps_proxy.forward)
     return app

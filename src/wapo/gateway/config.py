@@ -62,11 +62,30 @@ class GatewayConfig:
     database_url: str | None = None  # postgresql://...; None: SQLite in data_dir
     cluster_key_file: Path | None = None  # needed with database_url
     node_name: str | None = None  # X-Wapo-Node and the logs' node (None: host:port)
+    node_url: str | None = None  # where the other nodes reach this one (None: http://host:port)
 
     @property
     def node(self) -> str:
         """This node's name: ``node_name`` or ``host:port``."""
         return self.node_name or f"{self.host}:{self.port}"
+
+    @property
+    def advertised_url(self) -> str:
+        """The base URL other nodes forward app requests to."""
+        if self.node_url:
+            return self.node_url.rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            import socket
+            host = socket.gethostname()
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    def cluster_key(self):
+        """The cluster key of ``cluster_key_file`` (ClusterKeyError if unusable)."""
+        from ..store import ClusterKey, MissingClusterKey
+        if self.cluster_key_file is None:
+            raise MissingClusterKey("a database URL needs --cluster-key KEYFILE (see `wapo cluster init`)")
+        return ClusterKey.load(self.cluster_key_file)
 
     def network(self):
         """The network policy of every run (fetch and sockets); ValueError if a setting is invalid."""
@@ -260,6 +279,7 @@ def _cluster_keys(data: dict, path: Path) -> dict:
         if section.get(key):
             value = section[key]
             changes[field_name] = (path.parent / value).resolve() if field_name == "cluster_key_file" else value
-    if "node_name" in data:
-        changes["node_name"] = str(data["node_name"])
+    for key in ("node_name", "node_url"):
+        if key in data:
+            changes[key] = str(data[key])
     return changes

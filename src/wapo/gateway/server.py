@@ -318,12 +318,23 @@ def deploy_config_apps(config: GatewayConfig) -> None:
     if not config.apps:
         return
     from ..store.apps import AppRecordError, AppRecords
-    records = AppRecords(config.data_dir or default_data_dir())
-    for entry in config.apps:
-        try:
-            records.deploy(entry.file, entry.id, on_demand=entry.on_demand, listen=entry.listen)
-        except AppRecordError as exc:
-            sys.exit(f"wapo serve: config app {entry.id!r}: {exc}")
+    store = None
+    if config.database_url:  # a cluster: into the database, where every node sees them
+        from ..store.pgapps import PgAppRecords
+        from .storage import open_gateway_store
+        store = open_gateway_store(config)
+        records = PgAppRecords(store)
+    else:
+        records = AppRecords(config.data_dir or default_data_dir())
+    try:
+        for entry in config.apps:
+            try:
+                records.deploy(entry.file, entry.id, on_demand=entry.on_demand, listen=entry.listen)
+            except AppRecordError as exc:
+                sys.exit(f"wapo serve: config app {entry.id!r}: {exc}")
+    finally:
+        if store is not None:
+            store.close()
 
 
 def _worker(config: GatewayConfig) -> None:

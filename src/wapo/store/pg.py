@@ -39,7 +39,7 @@ from .vaults import VaultMixin
 
 __all__ = ["PgStore", "PG_SCHEMA_VERSION", "is_database_url", "redact_url"]
 
-PG_SCHEMA_VERSION = 3
+PG_SCHEMA_VERSION = 4
 
 # Migration i (1-based) brings the schema from version i-1 to i: a string of statements separated
 # by ";", or a list of statements (when one holds a ";" of its own, as a function body does).
@@ -98,6 +98,28 @@ _MIGRATIONS: list[str | list[str]] = [
         "CREATE TRIGGER vaults_truncated AFTER TRUNCATE ON vaults FOR EACH STATEMENT "
         "EXECUTE FUNCTION wapo_vault_changed()",
     ],
+    # 4: long-running apps, shared by the nodes; each owned by one node at a time (pgapps.py)
+    """
+    CREATE TABLE apps (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        file TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        on_demand BOOLEAN NOT NULL,
+        listen INTEGER,
+        stopped BOOLEAN NOT NULL,
+        deployed_at DOUBLE PRECISION NOT NULL,
+        code BYTEA NOT NULL
+    );
+    CREATE SEQUENCE apps_version;
+    CREATE TABLE app_leases (
+        app_id TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        instance TEXT NOT NULL,
+        url TEXT NOT NULL,
+        expires DOUBLE PRECISION NOT NULL
+    )
+    """,
 ]
 assert len(_MIGRATIONS) == PG_SCHEMA_VERSION
 
