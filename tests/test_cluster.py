@@ -308,10 +308,35 @@ def test_database_down_cached_agents_answer_logs_wait_and_come_back(tmp_path, pg
 # ------------------------------------------------------------ long-running apps: one owner each
 
 HEADERS_APP = """
-WapoServer.serve(async (req) => new Response(
-  JSON.stringify({path: new URL(req.url).pathname, body: await req.text(), headers: [...req.headers.keys()]}),
-  {headers: {'content-type': 'application/json'}}));
+WapoServer.serveQueries(async ({ path, payload }) =>
+  JSON.stringify({ query: path, payload: new TextDecoder().decode(payload) }));
+WapoServer.serve(async (req) => {
+  const url = new URL(req.url);
+  if (url.pathname === '/ws') {
+    const { socket, response } = WapoServer.upgradeWebSocket(req);
+    socket.onmessage = (e) => socket.send('echo:' + e.data);
+    return response;
+  }
+  return new Response(
+    JSON.stringify({path: url.pathname, body: await req.text(), headers: [...req.headers.keys()]}),
+    {headers: {'content-type': 'application/json'}});
+});
 """
+
+
+def websocket_echo(url: str, text: str) -> str:
+    import asyncio
+
+    import aiohttp
+
+    async def exchange() -> str:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(url) as ws:
+                await ws.send_str(text)
+                message = await asyncio.wait_for(ws.receive(), 30)
+                return message.data
+
+    return asyncio.run(exchange())
 
 
 def app_owner(nodes: list[Server], app_id: str, deadline: float) -> tuple[str, dict]:
@@ -352,6 +377,10 @@ def test_an_app_runs_on_one_node_answers_through_all_and_survives_its_owner(tmp_
     other = next(n for name, n in by_name.items() if name != owner)
     status, headers, body = http("POST", f"{other.base}/app/hdr/post", b"x" * 300_000)
     assert status == 200 and json.loads(body)["body"] == "x" * 300_000 and headers["x-wapo-app-node"] == owner
+    # a query and a WebSocket, through a node that does not run the app
+    status, headers, body = http("POST", f"{other.base}/app/hdr/query/q1", b"payload")
+    assert status == 200 and json.loads(body) == {"query": "q1", "payload": "payload"}, body
+    assert websocket_echo(f"{other.base.replace('http', 'ws')}/app/hdr/ws", "hi") == "echo:hi"
     # the internal route wants the cluster key
     status, _, body = http("GET", f"{by_name[owner].base}/_cluster/app/hdr/hello")
     assert status == 403 and "cluster key" in json.loads(body)["error"]
