@@ -312,6 +312,7 @@ WapoServer.serveQueries(async ({ path, payload }) =>
   JSON.stringify({ query: path, payload: new TextDecoder().decode(payload) }));
 WapoServer.serve(async (req) => {
   const url = new URL(req.url);
+  if (url.pathname === '/slow') await new Promise((r) => setTimeout(r, 5000));
   if (url.pathname === '/ws') {
     const { socket, response } = WapoServer.upgradeWebSocket(req);
     socket.onmessage = (e) => socket.send('echo:' + e.data);
@@ -385,10 +386,17 @@ def test_an_app_runs_on_one_node_answers_through_all_and_survives_its_owner(tmp_
     status, _, body = http("GET", f"{by_name[owner].base}/_cluster/app/hdr/hello")
     assert status == 403 and "cluster key" in json.loads(body)["error"]
 
-    # SIGKILL the owner: requests through the survivors fail fast, then succeed after the takeover
+    # SIGKILL the owner: a request in flight to it fails with 502/503, later ones fail fast, then
+    # succeed after the takeover
+    survivors = [n for name, n in by_name.items() if name != owner]
+    in_flight: list = []
+    slow = threading.Thread(target=lambda: in_flight.append(http("GET", f"{survivors[0].base}/app/hdr/slow")))
+    slow.start()
+    time.sleep(1.0)
     by_name[owner].kill9()
     killed = time.monotonic()
-    survivors = [n for name, n in by_name.items() if name != owner]
+    slow.join(60)
+    assert in_flight and in_flight[0][0] in (502, 503), in_flight
     status, _, _ = http("GET", f"{survivors[0].base}/app/hdr/hello", timeout=30)
     assert status in (200, 502, 503)
     new_owner, _ = app_owner(survivors, "hdr", killed + TAKEOVER_BOUND + 20)
