@@ -521,3 +521,19 @@ def test_sigkill_loses_nothing_acknowledged(store_at, tmp_path):
                 assert got[0].id == int(last_id)
         # and the database still takes writes
         s.append_log(HELLO, "after", "info", "alive")
+
+
+def test_the_embedded_store_never_loads_the_postgresql_driver(tmp_path):
+    """`wapo serve` with no flags must work with no server: the SQLite path imports no psycopg."""
+    code = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from wapo.gateway.app import make_app
+        from wapo.gateway.config import GatewayConfig
+        app = make_app(GatewayConfig(data_dir=Path({str(tmp_path / 'data')!r})))
+        print(sorted(m for m in sys.modules if m.startswith("psycopg")))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("WAPO_DATABASE")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
