@@ -148,6 +148,10 @@ def _pg_sql(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
+class _BrokenConnection(StoreUnavailable):
+    """A pooled connection failed (the server went away or restarted): another may work."""
+
+
 class _Result:
     """What the mixins read from a statement: rows fetched at once, and the row count."""
 
@@ -258,7 +262,7 @@ class PgStore(CodeMixin, VaultMixin, LogMixin):
                                    f"{self._timeout:g}s (no connection available)") from None
         except self._psycopg.OperationalError as exc:
             self._check_pool()
-            raise StoreUnavailable(f"the database {redact_url(self.url)} is unavailable: {_reason(exc)}") from None
+            raise _BrokenConnection(f"the database {redact_url(self.url)} is unavailable: {_reason(exc)}") from None
 
     def _check_pool(self) -> None:
         """After a connection failed: drop the idle connections that are broken too (in the background)."""
@@ -266,14 +270,15 @@ class PgStore(CodeMixin, VaultMixin, LogMixin):
             threading.Thread(target=self._pool.check, daemon=True, name="wapo-pg-check").start()
 
     def _read(self, sql: str, args: Any) -> _Result:
-        for attempt in (1, 2):
-            try:
-                with self._connection() as conn:
-                    return _Tx(conn).execute(sql, args)
-            except StoreUnavailable:
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        """One statement; tried again once if the connection it got was broken (a restarted
+        server leaves the pool's idle connections dead), not after a timeout."""
+        try:
+            with self._connection() as conn:
+                return _Tx(conn).execute(sql, args)
+        except _BrokenConnection:
+            pass
+        with self._connection() as conn:
+            return _Tx(conn).execute(sql, args)
 
     def _conn(self) -> _Reader:
         """Statements outside a transaction (each borrows a pooled connection)."""
