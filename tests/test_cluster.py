@@ -406,3 +406,53 @@ def test_an_app_runs_on_one_node_answers_through_all_and_survives_its_owner(tmp_
     assert new_owner in by_name and new_owner != owner
     assert took <= 10, f"takeover took {took:.1f} s"
     print(f"takeover after SIGKILL: {took:.2f} s (bound {TAKEOVER_BOUND:g} s + the app's start)")
+
+
+def test_log_backlog_is_bounded_and_written_when_the_database_returns(tmp_path, pg_url):
+    """The gateway's log writer on a store whose database goes away: writes return at once, at most
+    max_buffered lines are kept (the oldest runs dropped and counted), the rest land on return."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    from wapo.gateway.logwriter import LogWriter
+    from wapo.store import ClusterKey, open_store
+
+    real = urlsplit(PG_URL)
+    relay = Relay((real.hostname or "127.0.0.1", real.port or 5432))
+    relay.start()
+    relayed = pg_url.replace(f"{real.hostname}:{real.port or 5432}", f"127.0.0.1:{relay.port}")
+    key = ClusterKey(os.urandom(32))
+    store = open_store(relayed, cluster_key=key, node="w")
+    cid = store.put_code(b"logged agent")
+
+    async def scenario() -> LogWriter:
+        writer = LogWriter(store, max_buffered=30, retry_every=0.2)
+        await writer.write(cid, "before", [("START", "Request: GET /"), ("END", "done")])
+        relay.cut()
+        t0 = time.monotonic()
+        await writer.write(cid, "first-down", [("info", "x")])  # finds the database gone (bounded wait)
+        assert time.monotonic() - t0 < 15
+        t0 = time.monotonic()
+        for i in range(20):  # 20 runs of 3 lines: only the newest 30 lines can be kept
+            await writer.write(cid, f"down-{i}", [("START", "s"), ("info", f"line {i}"), ("END", "e")])
+        assert time.monotonic() - t0 < 1.0  # no wait on the database while it is away
+        assert writer.buffered_lines <= 30 and writer.dropped_lines >= 30
+        relay.start()
+        deadline = time.monotonic() + 30
+        while writer.buffered_lines and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert writer.buffered_lines == 0
+        await writer.write(cid, "after", [("info", "back")])
+        await writer.close()
+        return writer
+
+    try:
+        writer = asyncio.run(scenario())
+    finally:
+        relay.cut()
+        store.close()
+    with open_store(pg_url, cluster_key=key) as s:
+        ids = {r.request_id for r in s.query_logs(cid, limit=100)}
+    assert {"before", "after", "down-19", "down-10"} <= ids  # the newest runs of the outage were kept
+    assert "down-0" not in ids  # the oldest were dropped, and counted
+    assert writer.dropped_lines + 30 >= 20 * 3

@@ -537,3 +537,22 @@ def test_the_embedded_store_never_loads_the_postgresql_driver(tmp_path):
                           env={k: v for k, v in os.environ.items() if not k.startswith("WAPO_DATABASE")})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_postgres_retention_is_applied_by_one_node_at_a_time(pg_url):
+    """While one node prunes (it holds the retention lock), another skips its turn instead of
+    pruning the same rows at once; afterwards it prunes normally."""
+    import psycopg
+
+    key = ClusterKey(os.urandom(32))
+    retention = LogRetention(max_per_cid=2, max_age=None, prune_every=1_000_000)
+    with open_store(pg_url, cluster_key=key, node="a", log_retention=retention) as a, \
+            open_store(pg_url, cluster_key=key, node="b", log_retention=retention) as b:
+        a.append_logs(HELLO, "r", [("info", f"m{i}") for i in range(5)])
+        with psycopg.connect(pg_url, autocommit=True) as other:  # another node, mid-prune
+            with other.transaction():
+                other.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/wapo-retention'))")
+                assert b.prune_logs() == 0
+                assert len(b.query_logs(HELLO)) == 5
+        assert b.prune_logs() == 3
+        assert [r.message for r in a.query_logs(HELLO)] == ["m4", "m3"]
