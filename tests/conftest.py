@@ -58,3 +58,47 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+# --- the store's backends: embedded SQLite, and a shared PostgreSQL (issue 14) -------------------
+# PostgreSQL runs at 127.0.0.1:5432 on the project's machines (trust auth, database `test`); each
+# test gets a schema of its own, selected through the URL's search_path, and drops it afterwards.
+PG_URL = os.environ.get("WAPO_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_url():
+    """The URL of a fresh PostgreSQL schema for this test (dropped afterwards)."""
+    import psycopg
+
+    schema = "wapo_t_" + os.urandom(6).hex()
+    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_at(request, tmp_path):
+    """Opens stores of one backend at one place: ``store_at(**kwargs)``, again to reopen it.
+
+    Attributes: ``backend`` ("sqlite" or "postgres"), ``target`` (the data directory or the URL),
+    ``key`` (the cluster key, postgres only)."""
+    from wapo.store import ClusterKey, open_store
+
+    if request.param == "sqlite":
+        target, key = tmp_path / "data", None
+    else:
+        target, key = request.getfixturevalue("pg_url"), ClusterKey(os.urandom(32))
+    opened = []
+
+    def make(**kwargs):
+        store = open_store(target, cluster_key=key, **kwargs)
+        opened.append(store)
+        return store
+
+    make.backend, make.target, make.key = request.param, target, key
+    yield make
+    for store in opened:
+        store.close()

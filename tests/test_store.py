@@ -1,4 +1,7 @@
-"""The store layer: code blobs, vaults (encrypted at rest), logs, durability and threads."""
+"""The store layer: code blobs, vaults (encrypted at rest), logs, durability and threads.
+
+Every test that does not look at SQLite's own files runs on both backends (``store_at`` in
+conftest.py: the embedded SQLite and a PostgreSQL schema of its own)."""
 
 from __future__ import annotations
 
@@ -16,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from wapo.store import (CIDMismatch, InvalidCID, LogRetention, Store, StoreError, VaultForbidden,
-                        VaultKeyError, VaultNotFound, cidv1, compute_cid, format_text)
-from wapo.store.db import DB_NAME
+from wapo.store import (CIDMismatch, ClusterKey, ClusterKeyMismatch, InvalidCID, LogRetention, MissingClusterKey,
+                        Store, StoreError, VaultForbidden, VaultKeyError, VaultNotFound, cidv1, compute_cid,
+                        format_text, open_store)
+from wapo.store.db import DB_NAME, SCHEMA_VERSION
+from wapo.store.pg import PG_SCHEMA_VERSION
 
 HELLO = "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"
 OTHER = compute_cid(b"other agent")
@@ -26,10 +31,15 @@ HEX16 = re.compile(r"[0-9a-f]{16}\Z")
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "data")
-    yield s
-    s.close()
+def store(store_at):
+    return store_at()
+
+
+def pg_query(url: str, sql: str, args: tuple = ()) -> list[tuple]:
+    """Read a PostgreSQL store's tables behind its back."""
+    import psycopg
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute(sql, args).fetchall()
 
 
 def raw_bytes(data_dir: Path) -> bytes:
@@ -127,6 +137,17 @@ def test_vault_encrypted_at_rest(tmp_path):
     assert b"sk-very-secret" not in blob and b"API_KEY" not in blob
 
 
+def test_vault_encrypted_at_rest_in_postgres(pg_url):
+    with open_store(pg_url, cluster_key=ClusterKey(os.urandom(32))) as s:
+        key, token = s.create_vault(HELLO, {"API_KEY": "sk-very-secret-plaintext-4242"})
+    rows = pg_query(pg_url, "SELECT key, data, merged, token_hash FROM vaults")
+    raw = b"".join(r[0].encode() + bytes(r[1]) + bytes(r[2]) + bytes(r[3]) for r in rows)
+    assert key.encode() in raw and b"sk-very-secret" not in raw and b"API_KEY" not in raw
+    assert token.encode() not in raw  # only its hash is kept
+    # the database keeps a check value of the cluster key, never the key
+    assert [name for (name,) in pg_query(pg_url, "SELECT name FROM meta")] == ["cluster_key_check"]
+
+
 def test_vault_ciphertext_bound_to_its_row(store):
     from cryptography.exceptions import InvalidTag
 
@@ -160,6 +181,46 @@ def test_vault_key_file(tmp_path):
     with pytest.raises(VaultKeyError, match="not the key"):
         Store(data_dir)
     assert len(key_file.read_bytes()) == 32
+
+
+def test_cluster_key_checked_by_postgres(pg_url, tmp_path):
+    key = ClusterKey(os.urandom(32), tmp_path / "cluster.key")
+    with open_store(pg_url, cluster_key=key) as s:
+        vault, token = s.create_vault(HELLO, {"k": "v"})
+    with open_store(pg_url, cluster_key=ClusterKey(key.secret)) as s:  # the same key from elsewhere
+        assert s.get_vault(vault, token)["data"] == {"k": "v"}
+    with pytest.raises(ClusterKeyMismatch, match="not the key the database .* was set up with"):
+        open_store(pg_url, cluster_key=ClusterKey(os.urandom(32), tmp_path / "other.key"))
+    with pytest.raises(MissingClusterKey, match="wapo cluster init"):
+        open_store(pg_url)
+
+
+def test_postgres_vault_cache_drops_changed_rows(pg_url):
+    """Another writer changes a vault row behind this store's back: the trigger's NOTIFY makes the
+    cache drop it, so the next read sees the change (here: a swapped ciphertext that fails)."""
+    from cryptography.exceptions import InvalidTag
+
+    key = ClusterKey(os.urandom(32))
+    with open_store(pg_url, cluster_key=key, vault_cache=True) as s:
+        assert s._vault_cache is not None and s._vault_cache.live
+        a, _ = s.create_vault(HELLO, {"who": "a"})
+        b, _ = s.create_vault(HELLO, {"who": "b"})
+        assert s.secrets_for(HELLO, b) == {"who": "b"}
+        assert s._vault_cache.get(b) is not None  # cached now
+        pg_query(pg_url, "UPDATE vaults SET merged = (SELECT merged FROM vaults WHERE key = %s) "
+                         "WHERE key = %s RETURNING key", (a, b))
+        deadline = time.monotonic() + 5
+        while s._vault_cache.get(b) is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(InvalidTag):
+            s.secrets_for(HELLO, b)
+        assert s.secrets_for(HELLO, a) == {"who": "a"} and s._vault_cache.get(a) is not None
+        pg_query(pg_url, "DELETE FROM vaults WHERE key = %s RETURNING key", (a,))
+        deadline = time.monotonic() + 5
+        while s._vault_cache.get(a) is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(VaultNotFound):
+            s.secrets_for(HELLO, a)
 
 
 # ------------------------------------------------------------ logs
@@ -202,8 +263,8 @@ def test_logs_validation(store):
     assert store.query_logs(HELLO)[0].message.endswith("[truncated]")
 
 
-def test_logs_retention_by_count(tmp_path):
-    with Store(tmp_path / "d", log_retention=LogRetention(max_per_cid=5, max_age=None, prune_every=1)) as s:
+def test_logs_retention_by_count(store_at):
+    with store_at(log_retention=LogRetention(max_per_cid=5, max_age=None, prune_every=1)) as s:
         for i in range(12):
             s.append_log(HELLO, "r", "info", f"m{i}")
             s.append_log(OTHER, "r", "info", f"o{i}")
@@ -211,9 +272,9 @@ def test_logs_retention_by_count(tmp_path):
         assert len(s.query_logs(OTHER)) == 5
 
 
-def test_logs_retention_cheap_on_write(tmp_path):
+def test_logs_retention_cheap_on_write(store_at):
     """Pruning runs every N writes, so a CID holds at most max + N - 1 records."""
-    with Store(tmp_path / "d", log_retention=LogRetention(max_per_cid=10, max_age=None, prune_every=4)) as s:
+    with store_at(log_retention=LogRetention(max_per_cid=10, max_age=None, prune_every=4)) as s:
         for i in range(40):
             s.append_log(HELLO, "r", "info", f"m{i}")
             assert len(s.query_logs(HELLO)) <= 13
@@ -221,9 +282,9 @@ def test_logs_retention_cheap_on_write(tmp_path):
         assert len(s.query_logs(HELLO)) == 10
 
 
-def test_logs_retention_by_age(tmp_path):
+def test_logs_retention_by_age(store_at):
     now = time.time()
-    with Store(tmp_path / "d", log_retention=LogRetention(max_per_cid=1000, max_age=3600, prune_every=1)) as s:
+    with store_at(log_retention=LogRetention(max_per_cid=1000, max_age=3600, prune_every=1)) as s:
         s.append_logs(HELLO, "old", [("info", "ancient", now - 7200), ("info", "older", now - 3700)])
         s.append_log(HELLO, "new", "info", "fresh")
         assert [r.message for r in s.query_logs(HELLO)] == ["fresh"]
@@ -259,39 +320,61 @@ def test_logs_text_format(store):
 
 # ------------------------------------------------------------ the database
 
-def test_persistence_across_reopen(tmp_path):
-    data_dir = tmp_path / "data"
-    with Store(data_dir) as s:
+def test_persistence_across_reopen(store_at):
+    with store_at(node="n1") as s:
         cid = s.put_code(b"persist me")
         key, token = s.create_vault(cid, {"k": "v"})
         s.append_log(cid, "r1", "info", "kept")
-    with Store(data_dir) as s:
+    with store_at() as s:
         assert s.get_code(cid) == b"persist me"
         assert s.get_vault(key, token)["data"] == {"k": "v"}
         assert s.secrets_for(cid, key) == {"k": "v"}
-        assert [r.message for r in s.query_logs(cid)] == ["kept"]
-        assert s.schema_version == 1 and s.integrity_check() == "ok"
-        assert s._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert [(r.message, r.node) for r in s.query_logs(cid)] == [("kept", "n1")]
+        assert s.query_logs(cid)[0].as_dict()["node"] == "n1"
+        assert s.schema_version == (SCHEMA_VERSION if store_at.backend == "sqlite" else PG_SCHEMA_VERSION)
+        assert s.readiness()[0]
+        if store_at.backend == "sqlite":
+            assert s.integrity_check() == "ok"
+            assert s._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     with pytest.raises(StoreError):
         s.get_code(cid)  # closed
 
 
-def test_newer_schema_is_refused(tmp_path):
+def test_sqlite_schema_1_is_migrated(tmp_path):
+    """A data directory made before issue 14 (schema 1: logs without a node) opens and keeps its logs."""
     data_dir = tmp_path / "data"
-    Store(data_dir).close()
+    data_dir.mkdir()
     conn = sqlite3.connect(data_dir / DB_NAME)
-    conn.execute("UPDATE schema_version SET version = 99")
-    conn.commit()
+    from wapo.store.db import _MIGRATIONS
+    conn.executescript(_MIGRATIONS[0] + "; CREATE TABLE schema_version (version INTEGER NOT NULL);"
+                       " INSERT INTO schema_version VALUES (1);"
+                       f" INSERT INTO logs (cid, request_id, time, level, message) VALUES ('{HELLO}', 'r', 1.0, 'info', 'old')")
     conn.close()
+    with Store(data_dir, node="n2") as s:
+        assert s.schema_version == 2
+        s.append_log(HELLO, "r2", "info", "new")
+        assert [(r.message, r.node) for r in s.query_logs(HELLO)] == [("new", "n2"), ("old", "")]
+
+
+def test_newer_schema_is_refused(store_at):
+    store_at().close()
+    if store_at.backend == "sqlite":
+        conn = sqlite3.connect(store_at.target / DB_NAME)
+        conn.execute("UPDATE schema_version SET version = 99")
+        conn.commit()
+        conn.close()
+    else:
+        pg_query(store_at.target, "INSERT INTO wapo_migrations VALUES (99, 0, 'future') RETURNING version")
     with pytest.raises(StoreError, match="schema version 99"):
-        Store(data_dir)
+        store_at()
 
 
-def _open_fresh_at(data_dir: str, when: float, out) -> None:
+def _open_fresh_at(target: str, key: bytes | None, when: float, out) -> None:
     while time.time() < when:  # start together, as far as the scheduler allows
         pass
     try:
-        with Store(Path(data_dir)) as s:
+        place = target if key is not None else Path(target)
+        with open_store(place, cluster_key=ClusterKey(key) if key else None, node=str(os.getpid())) as s:
             s.put_code(b"async function main(r) { return '{}'; }")
         out.put("ok")
     except Exception as exc:  # noqa: BLE001  (the test reports it)
@@ -306,7 +389,8 @@ def test_processes_opening_a_fresh_data_dir_at_once(tmp_path):
     for round_ in range(12):
         out = ctx.Queue()
         when = time.time() + 0.3
-        procs = [ctx.Process(target=_open_fresh_at, args=(str(tmp_path / f"d{round_}"), when, out)) for _ in range(4)]
+        procs = [ctx.Process(target=_open_fresh_at, args=(str(tmp_path / f"d{round_}"), None, when, out))
+                 for _ in range(4)]
         for p in procs:
             p.start()
         results = [out.get(timeout=60) for _ in procs]
@@ -315,8 +399,28 @@ def test_processes_opening_a_fresh_data_dir_at_once(tmp_path):
         assert results == ["ok"] * 4, f"round {round_}: {results}"
 
 
-def test_concurrent_writers(tmp_path):
-    s = Store(tmp_path / "data", log_retention=LogRetention(max_per_cid=100_000, prune_every=7))
+def test_processes_migrating_a_fresh_postgres_at_once(pg_url):
+    """Four processes open one fresh database together: the advisory lock lets one migrate, once."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    key = os.urandom(32)
+    out = ctx.Queue()
+    when = time.time() + 0.5
+    procs = [ctx.Process(target=_open_fresh_at, args=(pg_url, key, when, out)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert results == ["ok"] * 4
+    rows = pg_query(pg_url, "SELECT version, node FROM wapo_migrations ORDER BY version")
+    assert [v for v, _ in rows] == list(range(1, PG_SCHEMA_VERSION + 1))
+    assert len({node for _, node in rows}) == 1  # all applied by one process
+    assert pg_query(pg_url, "SELECT COUNT(*) FROM code") == [(1,)]
+
+
+def test_concurrent_writers(store_at):
+    s = store_at(log_retention=LogRetention(max_per_cid=100_000, prune_every=7))
     n = 40
     results: dict[int, list] = {}
     errors: list[BaseException] = []
@@ -347,14 +451,18 @@ def test_concurrent_writers(tmp_path):
             assert s.get_vault(key, token)["data"] == {"t": t, "i": i}
             assert [r.message for r in s.query_logs(cid)] == ["done", str(i), "Request: GET /"]
     assert s._conn().execute("SELECT COUNT(*) FROM logs").fetchone()[0] == 4 * n * 3
-    assert s.integrity_check() == "ok"
+    if store_at.backend == "sqlite":
+        assert s.integrity_check() == "ok"
     s.close()
 
 
 _WRITER = textwrap.dedent("""
     import os, sys
-    from wapo.store import Store, LogRetention
-    s = Store(sys.argv[1], log_retention=LogRetention(max_per_cid=1_000_000, prune_every=50))
+    from pathlib import Path
+    from wapo.store import ClusterKey, LogRetention, open_store
+    key = ClusterKey(bytes.fromhex(sys.argv[2])) if len(sys.argv) > 2 else None
+    s = open_store(sys.argv[1] if key else Path(sys.argv[1]), cluster_key=key,
+                   log_retention=LogRetention(max_per_cid=1_000_000, prune_every=50))
     print("ready", flush=True)
     i = 0
     while True:
@@ -369,11 +477,11 @@ _WRITER = textwrap.dedent("""
 """)
 
 
-def test_sigkill_loses_nothing_acknowledged(tmp_path):
-    data_dir = tmp_path / "data"
+def test_sigkill_loses_nothing_acknowledged(store_at, tmp_path):
     script = tmp_path / "writer.py"
     script.write_text(_WRITER)
-    with subprocess.Popen([sys.executable, str(script), str(data_dir)], stdout=subprocess.PIPE,
+    argv = [str(store_at.target)] + ([store_at.key.secret.hex()] if store_at.key else [])
+    with subprocess.Popen([sys.executable, str(script), *argv], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE) as proc:
         try:
             assert proc.stdout is not None and proc.stderr is not None
@@ -395,8 +503,9 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path):
     text = b"".join(lines) + rest
     acked = [line.decode().split() for line in text.split(b"\n")[:-1]]  # drop a torn last line
     assert len(acked) >= 30, f"writer too slow: {len(acked)} records"
-    with Store(data_dir) as s:
-        assert s.integrity_check() == "ok"
+    with store_at() as s:
+        if store_at.backend == "sqlite":
+            assert s.integrity_check() == "ok"
         for rec in acked:
             if rec[0] == "code":
                 code = s.get_code(rec[1])
@@ -412,3 +521,38 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path):
                 assert got[0].id == int(last_id)
         # and the database still takes writes
         s.append_log(HELLO, "after", "info", "alive")
+
+
+def test_the_embedded_store_never_loads_the_postgresql_driver(tmp_path):
+    """`wapo serve` with no flags must work with no server: the SQLite path imports no psycopg."""
+    code = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from wapo.gateway.app import make_app
+        from wapo.gateway.config import GatewayConfig
+        app = make_app(GatewayConfig(data_dir=Path({str(tmp_path / 'data')!r})))
+        print(sorted(m for m in sys.modules if m.startswith("psycopg")))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("WAPO_DATABASE")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_postgres_retention_is_applied_by_one_node_at_a_time(pg_url):
+    """While one node prunes (it holds the retention lock), another skips its turn instead of
+    pruning the same rows at once; afterwards it prunes normally."""
+    import psycopg
+
+    key = ClusterKey(os.urandom(32))
+    retention = LogRetention(max_per_cid=2, max_age=None, prune_every=1_000_000)
+    with open_store(pg_url, cluster_key=key, node="a", log_retention=retention) as a, \
+            open_store(pg_url, cluster_key=key, node="b", log_retention=retention) as b:
+        a.append_logs(HELLO, "r", [("info", f"m{i}") for i in range(5)])
+        with psycopg.connect(pg_url, autocommit=True) as other:  # another node, mid-prune
+            with other.transaction():
+                other.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/wapo-retention'))")
+                assert b.prune_logs() == 0
+                assert len(b.query_logs(HELLO)) == 5
+        assert b.prune_logs() == 3
+        assert [r.message for r in a.query_logs(HELLO)] == ["m4", "m3"]

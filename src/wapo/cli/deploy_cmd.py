@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .flags import data_dir, data_dir_argument
+from .flags import data_dir, data_dir_argument, database_url, open_store
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,8 +26,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..store.apps import AppRecordError, AppRecords
-    records = AppRecords(data_dir(args))
+    from ..store.apps import AppRecords
+    if database_url(args):  # a cluster: the app goes into the database; one node will run it
+        from ..store.pgapps import PgAppRecords
+        store = open_store(args)
+        try:
+            return _run(args, PgAppRecords(store))
+        finally:
+            store.close()
+    return _run(args, AppRecords(data_dir(args)))
+
+
+def _run(args: argparse.Namespace, records) -> int:
+    from ..store.apps import AppRecordError
     if args.list:
         for record in records.load().values():
             mode = "on-demand" if record.on_demand else "long-running"
@@ -51,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     mode = "on-demand" if record.on_demand else "long-running"
     print(json.dumps({"id": record.id, "kind": record.kind, "mode": mode, "sha256": record.sha256,
                       "listen": record.listen, "records": str(records.path)}))
-    print(f"deployed app {record.id} ({record.kind}, {mode}); a running `wapo serve` on this data directory "
-          f"starts it within a few seconds: /app/{record.id}/", file=sys.stderr)
+    where = "one node of the cluster" if database_url(args) else "a running `wapo serve` on this data directory"
+    print(f"deployed app {record.id} ({record.kind}, {mode}); {where} starts it within a few seconds: "
+          f"/app/{record.id}/", file=sys.stderr)
     return 0

@@ -32,8 +32,9 @@ class Build:
     bundled: bool
 
 
-def build_into(target: Path, store: Store) -> Build:
-    """Build ``target`` (folder, .ts, or .js) and publish it, with its source map, into ``store``."""
+def build_into(target: Path, store: Store, maps: Path) -> Build:
+    """Build ``target`` (folder, .ts, or .js) and publish it into ``store``, its source map into
+    the data directory ``maps``."""
     started = time.monotonic()
     source_map = None
     try:
@@ -53,7 +54,7 @@ def build_into(target: Path, store: Store) -> Build:
         raise BuildFailed(str(exc)) from None
     cid = store.put_code(data)
     if source_map is not None:
-        SourceMaps(store.data_dir).put(cid, source_map)
+        SourceMaps(maps).put(cid, source_map)
     return Build(cid, len(data), time.monotonic() - started, source_map is not None)
 
 

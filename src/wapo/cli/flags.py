@@ -4,30 +4,78 @@ is an argparse error that names the flag and what it expects)."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ..host import Limits
 from ..host.limits import parse_duration, parse_size
 from ..host.net.policy import HttpLimits, NetworkPolicy, check_ca_file, parse_cidr, parse_port_range, parse_sni_address
 from ..paths import default_data_dir
-from ..store import InvalidCID, Store, StoreError, parse_cid
+from ..store import AnyStore, ClusterKey, ClusterKeyError, InvalidCID, StoreError, parse_cid
+from ..store import open_store as open_store_at
+
+DATABASE_ENV = "WAPO_DATABASE_URL"
+CLUSTER_KEY_ENV = "WAPO_CLUSTER_KEY_FILE"
 
 
 def data_dir_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
                         help="where code, vaults, logs and the node key live "
                              "(default: $WAPO_DATA_DIR or ~/.local/share/wapo)")
+    database_arguments(parser)
+
+
+def database_arguments(parser: argparse.ArgumentParser) -> None:
+    """--database and --cluster-key: a shared PostgreSQL store instead of the data directory's SQLite."""
+    parser.add_argument("--database", default=None, metavar="URL",
+                        help="keep code, vaults and logs in this PostgreSQL database, shared by the nodes of a "
+                             f"cluster: postgresql://USER@HOST/DB (default: ${DATABASE_ENV}; none: SQLite in the "
+                             "data directory)")
+    parser.add_argument("--cluster-key", type=Path, default=None, metavar="KEYFILE",
+                        help="the cluster key (from `wapo cluster init`), the same file on every node; needed "
+                             f"with --database (default: ${CLUSTER_KEY_ENV})")
 
 
 def data_dir(args: argparse.Namespace) -> Path:
     return args.data_dir or default_data_dir()
 
 
-def open_store(args: argparse.Namespace) -> Store:
+def database_url(args: argparse.Namespace, configured: str | None = None) -> str | None:
+    """--database, else $WAPO_DATABASE_URL, else the config file's ``[database] url``."""
+    return getattr(args, "database", None) or os.environ.get(DATABASE_ENV) or configured or None
+
+
+def cluster_key_file(args: argparse.Namespace, configured: Path | None = None) -> Path | None:
+    """--cluster-key, else $WAPO_CLUSTER_KEY_FILE, else the config file's ``[cluster] key_file``."""
+    chosen = getattr(args, "cluster_key", None) or os.environ.get(CLUSTER_KEY_ENV) or configured
+    return Path(chosen) if chosen else None
+
+
+def load_cluster_key(args: argparse.Namespace) -> ClusterKey | None:
+    """The cluster key to use with --database (None without one); ClusterKeyError if unusable."""
+    url, key_file = database_url(args), cluster_key_file(args)
+    if url is None:
+        if getattr(args, "cluster_key", None) is not None:
+            raise ClusterKeyError("--cluster-key is used only with --database URL (the embedded SQLite store keeps "
+                                  "its keys in the data directory)")
+        return None
+    return ClusterKey.load(key_file) if key_file is not None else None
+
+
+def open_store(args: argparse.Namespace) -> AnyStore:
+    """The store the flags name: --database (with --cluster-key) or the data directory.
+
+    With a database, guests run by this process derive their secrets from the cluster key too."""
     try:
-        return Store(data_dir(args))
-    except StoreError as exc:
+        key = load_cluster_key(args)
+        url = database_url(args)
+        store = open_store_at(url or data_dir(args), cluster_key=key)
+    except (StoreError, ClusterKeyError) as exc:
         raise SystemExit(f"wapo: {exc}") from None
+    if url is not None and key is not None:
+        from ..host.keys import use_cluster_seed
+        use_cluster_seed(key.node_seed)
+    return store
 
 
 def size_arg(text: str) -> int:

@@ -6,13 +6,15 @@ import argparse
 import sys
 
 from .._version import __version__
-from . import build_cmd, call_cmd, deploy_cmd, dev_cmd, exec_cmd, init_cmd, logs_cmd, publish_cmd, secrets_cmd, serve_cmd
+from . import (build_cmd, call_cmd, cluster_cmd, deploy_cmd, dev_cmd, exec_cmd, init_cmd, logs_cmd, publish_cmd,
+               secrets_cmd, serve_cmd)
 
 COMMANDS = {
     "serve": serve_cmd, "publish": publish_cmd, "call": call_cmd, "secrets": secrets_cmd, "logs": logs_cmd,
     "exec": exec_cmd, "build": build_cmd,
     "deploy": deploy_cmd,
     "init": init_cmd, "dev": dev_cmd,
+    "cluster": cluster_cmd,
 }
 
 

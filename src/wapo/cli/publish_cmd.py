@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..store import cidv1
 from ..store.sourcemaps import SourceMaps
-from .flags import data_dir_argument, open_store
+from .flags import data_dir, data_dir_argument, open_store
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         cid = store.put_code(data)
         if source_map is not None:
-            SourceMaps(store.data_dir).put(cid, source_map)
+            SourceMaps(data_dir(args)).put(cid, source_map)  # files beside this node's data
     print(f"published {target} ({len(data)} bytes); CIDv1 {cidv1(cid)}; serve it at /ipfs/{cid}")
     print(cid)
     return 0

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..gateway.config import GatewayConfig, load_config, parse_per_minute
-from .flags import data_dir, data_dir_argument
+from .flags import cluster_key_file, data_dir, data_dir_argument, database_url
 from .flags import duration_arg, listen_arguments, listen_settings, size_arg
 
 
@@ -56,7 +56,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shutdown-grace", type=duration_arg, default=None, metavar="DURATION",
                    help="on SIGTERM, what requests in flight have to finish (default 10s)")
     listen_arguments(p)  # --sni-port without HOST listens on the gateway's --host
-    data_dir_argument(p)
+    data_dir_argument(p)  # and --database URL, --cluster-key KEYFILE
+    p.add_argument("--node-name", default=None, metavar="NAME",
+                   help="this node's name in the X-Wapo-Node header and its runs' logs (default HOST:PORT)")
+    p.add_argument("--node-url", default=None, metavar="URL",
+                   help="with --database: where the other nodes reach this one to forward requests to the apps "
+                        "it runs (default http://HOST:PORT)")
 
 
 def config_from(args: argparse.Namespace) -> GatewayConfig:
@@ -98,6 +103,12 @@ def config_from(args: argparse.Namespace) -> GatewayConfig:
     if args.ws_max_message is not None:
         changes["ws_max_message"] = args.ws_max_message
     changes["data_dir"] = args.data_dir or config.data_dir or data_dir(args)
+    changes["database_url"] = database_url(args, config.database_url)
+    changes["cluster_key_file"] = cluster_key_file(args, config.cluster_key_file)
+    if args.node_name:
+        changes["node_name"] = args.node_name
+    if args.node_url:
+        changes["node_url"] = args.node_url
     config = config.with_(**changes)
     config.check()
     config.network()  # the policy must be valid (e.g. an SNI host that can be bound) before serving
@@ -114,17 +125,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"wapo serve: {exc}", file=sys.stderr)
         return 2
     wapojs_module()  # build or load the guest before listening, not on the first request
-    from ..store import Store, StoreError
+    from ..gateway.storage import open_gateway_store
+    from ..store import ClusterKeyError, StoreError
     try:
-        with Store(config.data_dir) as store:  # the gateway's data directory, wherever it was configured
+        with open_gateway_store(config) as store:  # the data directory, or the cluster's database
             sample = store.put_code(SAMPLE_AGENT.encode())
-    except StoreError as exc:
+            where = store.description
+    except (StoreError, ClusterKeyError) as exc:
         print(f"wapo serve: {exc}", file=sys.stderr)
         return 1
     base = f"http://{config.host if ':' not in config.host else f'[{config.host}]'}:{config.port}"
 
     def ready() -> None:
-        print(f"wapo gateway on {base} (data in {config.data_dir}, {config.workers} worker(s))", flush=True)
+        print(f"wapo gateway on {base} (data in {where}, {config.workers} worker(s), node {config.node})", flush=True)
         print(f"sample agent: {base}/ipfs/{sample}?name=you", flush=True)
 
     try:

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from ..host.net.websocket import set_max_message_size
 from ..paths import default_data_dir
-from ..store import LogRetention, Store
+from ..store import AnyStore, StoreUnavailable
 from .accesslog import write_line
 from .agents import DISCONNECT_GRACE, handle_agent
 from .apps import proxy as apps_proxy, routes as app_routes
@@ -24,9 +24,13 @@ from .logs import get_logs
 from .logwriter import LogWriter
 from .metrics import Metrics
 from .ratelimit import RateLimiter
+from .storage import open_gateway_store
 from .vaults import create_vault, get_vault
 
 log = logging.getLogger("wapo.gateway")
+
+NODE_HEADER = "X-Wapo-Node"
+READY_TIMEOUT = 3.0
 
 __all__ = ["REQUEST_ID_HEADER", "make_app", "new_request_id"]
 
@@ -58,6 +62,11 @@ async def _answer(request: web.Request, handler, request_id: str, metrics: Metri
             exc.headers[REQUEST_ID_HEADER] = request_id
             raise
         return _json_error(exc, request_id)  # aiohttp's own errors (404, 405, 413...) answer JSON like ours
+    except StoreUnavailable as exc:  # the shared database is down or slow: say so, never hang
+        metrics.requests.labels(route, "503").inc()
+        response = error_response(503, f"the database is unavailable, try again shortly: {exc}", request_id)
+        response.headers["Retry-After"] = "1"
+        return response
     except Exception:
         log.exception("unhandled error in %s", request.path)
         metrics.requests.labels(route, "500").inc()
@@ -82,18 +91,34 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to take traffic: the database answers (within READY_TIMEOUT) and its schema is current."""
+    store = request.app[STORE]
+    try:
+        ok, detail = await asyncio.wait_for(asyncio.to_thread(store.readiness), READY_TIMEOUT)
+    except asyncio.TimeoutError:
+        ok, detail = False, f"the database did not answer within {READY_TIMEOUT:g}s"
+    return web.json_response({"ok": ok, "detail": detail, "node": request.app[CONFIG].node},
+                             status=200 if ok else 503)
+
+
+async def add_node_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer says which node gave it (X-Wapo-Node), streamed ones and errors included."""
+    response.headers[NODE_HEADER] = request.app[CONFIG].node
+
+
 async def metrics_endpoint(request: web.Request) -> web.Response:
     body, content_type = request.app[METRICS].render()
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
-def make_app(config: GatewayConfig, store: Store | None = None) -> web.Application:
+def make_app(config: GatewayConfig, store: AnyStore | None = None) -> web.Application:
     data_dir = config.data_dir or default_data_dir()
     config = config.with_(data_dir=Path(data_dir))
     app = web.Application(middlewares=[request_id_middleware], client_max_size=config.max_request_body)
     app[CONFIG] = config
-    app[STORE] = store or Store(config.data_dir, log_retention=LogRetention(
-        max_per_cid=config.log_max_per_cid, max_age=config.log_max_age or None))
+    app[STORE] = store or open_gateway_store(config)
+    app.on_response_prepare.append(add_node_header)
     app[METRICS] = Metrics()
     app[LOGS] = LogWriter(app[STORE])
     app[CODE_CACHE] = {}
@@ -117,11 +142,16 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
     app.router.add_get("/vaults/{key}/{token}", get_vault)
     app.router.add_get("/logs/all/ipfs/{cid}", get_logs)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_endpoint)
     # long-running apps: /app/<id>/..., /apps (wapo.gateway.apps)
     runs_apps = app_routes.install(app)
     if not runs_apps:  # a --workers child: the first process runs the apps, this one forwards to it
         apps_proxy.install_forwarding(app, apps_proxy.socket_path(config))
-    for method, path, handler in app_routes.ROUTES:
+    routes = app_routes.ROUTES
+    if runs_apps and config.database_url:  # a cluster: one node runs each app, the others forward to it
+        from .apps import cluster as apps_cluster
+        routes = apps_cluster.install(app)
+    for method, path, handler in routes:
         app.router.add_route(method, path, handler if runs_apps else apps_proxy.forward)
     return app

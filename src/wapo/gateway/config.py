@@ -59,6 +59,34 @@ class GatewayConfig:
     guest_threads: int | None = None
     max_runs_per_cid: int = 100  # runs of one agent at once; more answer 503 with Retry-After
     access_log: bool = True  # one line per request on stdout (`--quiet` / access_log = false: none)
+    # a cluster (issue 14, docs/cluster.md): a shared PostgreSQL store, its key, this node's name
+    database_url: str | None = None  # postgresql://...; None: SQLite in data_dir
+    cluster_key_file: Path | None = None  # needed with database_url
+    node_name: str | None = None  # X-Wapo-Node and the logs' node (None: host:port)
+    node_url: str | None = None  # where the other nodes reach this one (None: http://host:port)
+
+    @property
+    def node(self) -> str:
+        """This node's name: ``node_name`` or ``host:port``."""
+        return self.node_name or f"{self.host}:{self.port}"
+
+    @property
+    def advertised_url(self) -> str:
+        """The base URL other nodes forward app requests to."""
+        if self.node_url:
+            return self.node_url.rstrip("/")
+        host = self.host
+        if host in ("0.0.0.0", "::", ""):
+            import socket
+            host = socket.gethostname()
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    def cluster_key(self):
+        """The cluster key of ``cluster_key_file`` (ClusterKeyError if unusable)."""
+        from ..store import ClusterKey, MissingClusterKey
+        if self.cluster_key_file is None:
+            raise MissingClusterKey("a database URL needs --cluster-key KEYFILE (see `wapo cluster init`)")
+        return ClusterKey.load(self.cluster_key_file)
 
     def network(self):
         """The network policy of every run (fetch and sockets); ValueError if a setting is invalid."""
@@ -209,6 +237,7 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
         changes["max_limits"] = _limits(data["max_limits"], base.max_limits)
     if "app" in data:
         changes["apps"] = _apps(data["app"], Path(path).parent, path)
+    changes.update(_cluster_keys(data, Path(path)))
     if "cid" in data:
         from ..store import parse_cid
         limits = changes.get("limits", base.limits)
@@ -236,3 +265,22 @@ def _apps(tables: object, base: Path, path: Path) -> tuple[AppEntry, ...]:
         entries.append(AppEntry(id=str(app_id), file=(base / table["file"]).resolve(), listen=listen,
                                 on_demand=on_demand))
     return tuple(entries)
+
+
+def _cluster_keys(data: dict, path: Path) -> dict:
+    """``[database] url = "postgresql://..."``, ``[cluster] key_file = "cluster.key"`` (relative to
+    the config file) and ``node_name``."""
+    changes: dict = {}
+    for table, key, field_name in (("database", "url", "database_url"), ("cluster", "key_file", "cluster_key_file")):
+        section = data.get(table)
+        if section is None:
+            continue
+        if not isinstance(section, dict) or not isinstance(section.get(key, ""), str):
+            raise ValueError(f"config {path}: [{table}] {key} = \"...\" is expected")
+        if section.get(key):
+            value = section[key]
+            changes[field_name] = (path.parent / value).resolve() if field_name == "cluster_key_file" else value
+    for key in ("node_name", "node_url"):
+        if key in data:
+            changes[key] = str(data[key])
+    return changes

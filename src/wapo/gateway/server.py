@@ -318,12 +318,23 @@ def deploy_config_apps(config: GatewayConfig) -> None:
     if not config.apps:
         return
     from ..store.apps import AppRecordError, AppRecords
-    records = AppRecords(config.data_dir or default_data_dir())
-    for entry in config.apps:
-        try:
-            records.deploy(entry.file, entry.id, on_demand=entry.on_demand, listen=entry.listen)
-        except AppRecordError as exc:
-            sys.exit(f"wapo serve: config app {entry.id!r}: {exc}")
+    store = None
+    if config.database_url:  # a cluster: into the database, where every node sees them
+        from ..store.pgapps import PgAppRecords
+        from .storage import open_gateway_store
+        store = open_gateway_store(config)
+        records = PgAppRecords(store)
+    else:
+        records = AppRecords(config.data_dir or default_data_dir())
+    try:
+        for entry in config.apps:
+            try:
+                records.deploy(entry.file, entry.id, on_demand=entry.on_demand, listen=entry.listen)
+            except AppRecordError as exc:
+                sys.exit(f"wapo serve: config app {entry.id!r}: {exc}")
+    finally:
+        if store is not None:
+            store.close()
 
 
 def _worker(config: GatewayConfig) -> None:
@@ -336,6 +347,10 @@ def _worker(config: GatewayConfig) -> None:
 def prepare_data_dir(config: GatewayConfig) -> None:
     """Create what every process must share before there are several: the database schema, the
     vault key and the node key (each worker creating its own would give each other secrets)."""
+    if config.database_url:  # a cluster: the schema is migrated once, keys come from the cluster key
+        from .storage import open_gateway_store
+        open_gateway_store(config).close()
+        return
     data_dir = Path(config.data_dir or default_data_dir())
     Store(data_dir).close()  # the schema and vault.key
     node_key(data_dir)

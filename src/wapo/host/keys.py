@@ -90,6 +90,25 @@ def _create_key_file(path: Path) -> None:
         os.unlink(tmp)
 
 
-@lru_cache(maxsize=8)
+_cluster_node_key: NodeKey | None = None
+
+
+def use_cluster_seed(seed: bytes | None) -> None:
+    """Make every guest of this process derive from ``seed`` (the cluster key's node seed) instead
+    of the data directory's ``node_key``; None goes back to the file.
+
+    Why: nodes sharing a database must give an app the same ``deriveSecret`` and ``sign`` key
+    whichever node runs it (docs/cluster.md)."""
+    global _cluster_node_key
+    _cluster_node_key = None if seed is None else NodeKey(seed)
+
+
 def node_key(data_dir: Path | None = None) -> NodeKey:
+    if _cluster_node_key is not None:
+        return _cluster_node_key
+    return _file_node_key(data_dir)
+
+
+@lru_cache(maxsize=8)
+def _file_node_key(data_dir: Path | None = None) -> NodeKey:
     return NodeKey.load_or_create(data_dir or default_data_dir())

@@ -55,6 +55,32 @@ class AppRecord:
     deployed_at: float = 0.0
 
 
+def new_record(source: Path, app_id: str | None = None, *, on_demand: bool = False,
+               listen: int | None = None) -> tuple[AppRecord, bytes]:
+    """The record of deploying ``source`` (and its code); AppRecordError if it cannot be deployed."""
+    source = Path(source)
+    try:
+        code = source.read_bytes()
+    except OSError as exc:
+        raise AppRecordError(f"cannot read {source}: {exc.strerror}") from None
+    app_id = check_app_id(app_id or default_app_id(source))
+    if code[:4] == b"\0asm":
+        kind, ext = "wasm", ".wasm"
+    elif source.suffix == ".wat":
+        kind, ext = "wasm", ".wat"
+    else:
+        kind, ext = "js", ".js"
+        try:
+            code.decode("utf-8")
+        except UnicodeDecodeError:
+            raise AppRecordError(f"{source} is neither a wasm module nor UTF-8 JavaScript") from None
+    if listen is not None and not 1 <= listen <= 65535:
+        raise AppRecordError(f"--listen {listen}: a port is 1..65535")
+    record = AppRecord(id=app_id, kind=kind, file=app_id + ext, sha256=hashlib.sha256(code).hexdigest(),
+                       on_demand=on_demand, listen=listen, stopped=False, deployed_at=time.time())
+    return record, code
+
+
 class AppRecords:
     """``<data>/apps/apps.json``: {"apps": {id: AppRecord fields}}; code in ``<data>/apps/<id>.<ext>``.
 
@@ -103,26 +129,7 @@ class AppRecords:
 
     def deploy(self, source: Path, app_id: str | None = None, *, on_demand: bool = False,
                listen: int | None = None) -> AppRecord:
-        source = Path(source)
-        try:
-            code = source.read_bytes()
-        except OSError as exc:
-            raise AppRecordError(f"cannot read {source}: {exc.strerror}") from None
-        app_id = check_app_id(app_id or default_app_id(source))
-        if code[:4] == b"\0asm":
-            kind, ext = "wasm", ".wasm"
-        elif source.suffix == ".wat":
-            kind, ext = "wasm", ".wat"
-        else:
-            kind, ext = "js", ".js"
-            try:
-                code.decode("utf-8")
-            except UnicodeDecodeError:
-                raise AppRecordError(f"{source} is neither a wasm module nor UTF-8 JavaScript") from None
-        if listen is not None and not 1 <= listen <= 65535:
-            raise AppRecordError(f"--listen {listen}: a port is 1..65535")
-        record = AppRecord(id=app_id, kind=kind, file=app_id + ext, sha256=hashlib.sha256(code).hexdigest(),
-                           on_demand=on_demand, listen=listen, stopped=False, deployed_at=time.time())
+        record, code = new_record(source, app_id, on_demand=on_demand, listen=listen)
         with self._locked():
             records = self.load()
             old = records.get(app_id)

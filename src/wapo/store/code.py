@@ -7,10 +7,9 @@ make us run other code than the CID names.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from contextlib import AbstractContextManager
-from typing import Callable
+from typing import Any, Callable
 
 from .cid import compute_cid, parse_cid
 
@@ -24,8 +23,8 @@ class CIDMismatch(ValueError):
 class CodeMixin:
     """Store methods for code blobs (mixed into :class:`wapo.store.Store`)."""
 
-    _conn: Callable[[], sqlite3.Connection]
-    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _conn: Callable[[], Any]
+    _write: Callable[[], AbstractContextManager[Any]]
 
     def put_code(self, data: bytes, expected_cid: str | None = None) -> str:
         """Store ``data`` (once) and return its CIDv0.
@@ -41,7 +40,7 @@ class CodeMixin:
         if expected_cid is not None and parse_cid(expected_cid).v0 != cid:
             raise CIDMismatch(f"content hashes to {cid}, not {expected_cid}")
         with self._write() as conn:
-            conn.execute("INSERT OR IGNORE INTO code (cid, size, data, created) VALUES (?, ?, ?, ?)",
+            conn.execute("INSERT INTO code (cid, size, data, created) VALUES (?, ?, ?, ?) ON CONFLICT (cid) DO NOTHING",
                          (cid, len(data), data, time.time()))
         return cid
 

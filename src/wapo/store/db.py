@@ -35,10 +35,11 @@ from .code import CodeMixin
 from .logs import LogMixin, LogRetention
 from .vaults import VaultKeyError, VaultMixin, load_vault_key
 
-__all__ = ["Store", "StoreError", "SCHEMA_VERSION", "DB_NAME", "make_private_dir", "create_private_file"]
+__all__ = ["Store", "StoreError", "StoreUnavailable", "SCHEMA_VERSION", "DB_NAME", "make_private_dir",
+           "create_private_file"]
 
 DB_NAME = "wapo.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Migration i (1-based) brings the schema from version i-1 to i.
 _MIGRATIONS: list[str] = [
@@ -74,12 +75,21 @@ _MIGRATIONS: list[str] = [
         value BLOB NOT NULL
     );
     """,
+    # 2: the node that ran each run (issue 14: several nodes may share one PostgreSQL store)
+    """
+    ALTER TABLE logs ADD COLUMN node TEXT NOT NULL DEFAULT ''
+    """,
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
 class StoreError(RuntimeError):
     """The data directory or database cannot be used."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached right now (a shared server is down or too slow): callers
+    answer 503 and try again later, rather than wait."""
 
 
 def make_private_dir(path: str | os.PathLike[str]) -> None:
@@ -128,12 +138,13 @@ class Store(CodeMixin, VaultMixin, LogMixin):
     """
 
     def __init__(self, data_dir: str | os.PathLike[str], *, synchronous: str = "NORMAL",
-                 busy_timeout: float = 30.0, log_retention: LogRetention | None = None) -> None:
+                 busy_timeout: float = 30.0, log_retention: LogRetention | None = None, node: str = "") -> None:
         if synchronous.upper() not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError("synchronous must be NORMAL, FULL or EXTRA (OFF would lose acknowledged writes)")
         self.data_dir = Path(data_dir)
         self.path = self.data_dir / DB_NAME
         self.retention = log_retention or LogRetention()
+        self.node = node  # written into each log record (the name of the gateway node)
         self._synchronous = synchronous.upper()
         self._busy_timeout = busy_timeout
         self._local = threading.local()
@@ -248,6 +259,21 @@ class Store(CodeMixin, VaultMixin, LogMixin):
         except InvalidTag:
             raise VaultKeyError(f"{self.data_dir / 'vault.key'} is not the key this database was created with: "
                                 "refusing to start (restore the original key file)") from None
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, why): the database answers and its schema is the one this code expects."""
+        try:
+            version = self.schema_version
+        except (sqlite3.Error, StoreError) as exc:
+            return False, f"database error: {exc}"
+        if version != SCHEMA_VERSION:
+            return False, f"schema version {version}, expected {SCHEMA_VERSION}"
+        return True, f"sqlite {self.path}, schema {version}"
+
+    @property
+    def description(self) -> str:
+        """Where the data is, for messages."""
+        return str(self.data_dir)
 
     @property
     def schema_version(self) -> int:

@@ -15,7 +15,6 @@ a CID may briefly hold up to ``prune_every - 1`` records over its quota.
 from __future__ import annotations
 
 import re
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -49,11 +48,12 @@ class LogRecord:
     time: float
     level: str
     message: str
+    node: str = ""  # the gateway node that wrote it ("" on a single node)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (time as an ISO 8601 UTC string)."""
         return {"id": self.id, "cid": self.cid, "request_id": self.request_id, "time": iso_time(self.time),
-                "level": self.level, "message": self.message}
+                "level": self.level, "message": self.message, "node": self.node}
 
 
 @dataclass
@@ -111,12 +111,29 @@ def _check_int(name: str, value: Any, high: int) -> int:
 class LogMixin:
     """Store methods for logs (mixed into :class:`wapo.store.Store`)."""
 
-    _conn: Callable[[], sqlite3.Connection]
-    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _conn: Callable[[], Any]
+    _write: Callable[[], AbstractContextManager[Any]]
     retention: LogRetention
     _log_lock: threading.Lock
     _log_writes: Counter[str]
     _log_total: int
+    node: str
+
+    def _insert_logs(self, conn: Any, rows: list[tuple]) -> list[int]:
+        """Insert rows ``(cid, request_id, time, level, message, node)``; their ids in order.
+
+        SQLite runs in-process, so one statement per row costs no round trip (a server backend
+        overrides this with one statement for the batch)."""
+        return [conn.execute("INSERT INTO logs (cid, request_id, time, level, message, node)"
+                             " VALUES (?, ?, ?, ?, ?, ?)", row).lastrowid for row in rows]
+
+    def _log_write(self) -> AbstractContextManager[Any]:
+        """The transaction log lines are written in (a server backend may make it cheaper)."""
+        return self._write()
+
+    def _retention_turn(self, conn: Any) -> bool:
+        """Whether this process may prune now (a shared backend lets one node at a time)."""
+        return True
 
     def append_log(self, cid: str, request_id: str, level: str, message: str, time: float | None = None) -> int:
         """Append one record; returns its id (ids grow with insertion order)."""
@@ -144,14 +161,12 @@ class LogMixin:
                     message = str(message)
                 if len(message) > MAX_MESSAGE:
                     message = message[:MAX_MESSAGE] + " ...[truncated]"
-                rows.append((key, request_id, now if t is None else float(t), normalize_level(level), message))
+                rows.append((key, request_id, now if t is None else float(t), normalize_level(level), message,
+                             self.node))
         if not rows:
             return []
-        ids = []
-        with self._write() as conn:
-            for row in rows:
-                ids.append(conn.execute(
-                    "INSERT INTO logs (cid, request_id, time, level, message) VALUES (?, ?, ?, ?, ?)", row).lastrowid)
+        with self._log_write() as conn:
+            ids = self._insert_logs(conn, rows)
         written: Counter[str] = Counter(row[0] for row in rows)
         for key, n in written.items():
             self._after_log_write(key, n)
@@ -178,6 +193,8 @@ class LogMixin:
         if not keep or keep < 0:
             return 0
         with self._write() as conn:
+            if not self._retention_turn(conn):
+                return 0
             return conn.execute(
                 "DELETE FROM logs WHERE cid = ? AND id <= "
                 "(SELECT id FROM logs WHERE cid = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
@@ -188,6 +205,8 @@ class LogMixin:
             return 0
         cutoff = (_now() if now is None else now) - self.retention.max_age
         with self._write() as conn:
+            if not self._retention_turn(conn):
+                return 0
             return conn.execute("DELETE FROM logs WHERE time < ?", (cutoff,)).rowcount
 
     def prune_logs(self, now: float | None = None) -> int:
@@ -207,7 +226,7 @@ class LogMixin:
         _check_int("page", page, MAX_PAGE)
         _check_int("limit", limit, MAX_LIMIT)
         key = log_key(cid)
-        sql = "SELECT id, cid, request_id, time, level, message FROM logs WHERE cid = ?"
+        sql = "SELECT id, cid, request_id, time, level, message, node FROM logs WHERE cid = ?"
         args: list[Any] = [key]
         if request_id is not None:
             sql += " AND request_id = ?"

@@ -31,7 +31,6 @@ import json
 import os
 import re
 import secrets
-import sqlite3
 import stat
 import time
 import warnings
@@ -144,8 +143,8 @@ def _aad(key: str, cid: str, field: str) -> bytes:
 class VaultMixin:
     """Store methods for vaults (mixed into :class:`wapo.store.Store`)."""
 
-    _conn: Callable[[], sqlite3.Connection]
-    _write: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _conn: Callable[[], Any]
+    _write: Callable[[], AbstractContextManager[Any]]
     _aead: AESGCM
 
     def _seal(self, obj: Any, key: str, cid: str, field: str) -> bytes:
@@ -192,23 +191,26 @@ class VaultMixin:
                     if parent_cid != cid:
                         raise VaultForbidden(f"vault {inherit} belongs to another CID")
                     merged = deep_merge(parent_merged, data)
-                try:
-                    conn.execute(
-                        "INSERT INTO vaults (key, cid, token_hash, inherit, data, merged, created)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (key, cid, _token_hash(token), inherit, self._seal(data, key, cid, "data"),
-                         self._seal(merged, key, cid, "merged"), time.time()))
-                except sqlite3.IntegrityError:
-                    continue  # 64-bit key collision: draw again
+                inserted = conn.execute(
+                    "INSERT INTO vaults (key, cid, token_hash, inherit, data, merged, created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                    (key, cid, _token_hash(token), inherit, self._seal(data, key, cid, "data"),
+                     self._seal(merged, key, cid, "merged"), time.time())).rowcount
+            if inserted != 1:
+                continue  # 64-bit key collision: draw again
             return key, token
 
     _NO_TOKEN = object()
 
-    def _merged(self, conn: sqlite3.Connection, key: str, *, token: Any = _NO_TOKEN) -> tuple[str, dict[str, Any]]:
+    def _vault_row(self, conn: Any, key: str) -> tuple | None:
+        """``(cid, merged, token_hash)`` of vault ``key`` (a shared backend may answer from a cache)."""
+        return conn.execute("SELECT cid, merged, token_hash FROM vaults WHERE key = ?", (key,)).fetchone()
+
+    def _merged(self, conn: Any, key: str, *, token: Any = _NO_TOKEN) -> tuple[str, dict[str, Any]]:
         """The CID and merged data of vault ``key``; with ``token=``, only if it is the vault's token."""
         if not isinstance(key, str) or not _KEY_RE.match(key):
             raise VaultNotFound("no such vault")
-        row = conn.execute("SELECT cid, merged, token_hash FROM vaults WHERE key = ?", (key,)).fetchone()
+        row = self._vault_row(conn, key)
         if row is None:
             raise VaultNotFound("no such vault")
         if token is not self._NO_TOKEN and (

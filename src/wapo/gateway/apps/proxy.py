@@ -83,9 +83,11 @@ async def forward(request: web.Request) -> web.StreamResponse:
                                               f"reachable: {exc}") from None
 
 
-async def _forward_http(request: web.Request, session: aiohttp.ClientSession, url: str) -> web.StreamResponse:
+async def _forward_http(request: web.Request, session: aiohttp.ClientSession, url: str,
+                        extra_headers: tuple[tuple[str, str], ...] = ()) -> web.StreamResponse:
     body = request.content if request.body_exists else None
-    async with session.request(request.method, url, headers=_forwarded_headers(request), data=body,
+    async with session.request(request.method, url, headers=_forwarded_headers(request) + list(extra_headers),
+                               data=body,
                                allow_redirects=False) as upstream:
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         for name, value in upstream.headers.items():
@@ -106,10 +108,12 @@ async def _forward_http(request: web.Request, session: aiohttp.ClientSession, ur
         return response
 
 
-async def _forward_websocket(request: web.Request, session: aiohttp.ClientSession, url: str) -> web.StreamResponse:
+async def _forward_websocket(request: web.Request, session: aiohttp.ClientSession, url: str,
+                             extra_headers: tuple[tuple[str, str], ...] = ()) -> web.StreamResponse:
     limit = ws_limits().max_message_size  # the app's own limit: an oversize message closes with 1009 here
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-    upstream = await session.ws_connect(url, headers=_forwarded_headers(request), protocols=offered,
+    upstream = await session.ws_connect(url, headers=_forwarded_headers(request) + list(extra_headers),
+                                        protocols=offered,
                                         autoclose=False, max_msg_size=limit)
     try:
         client = web.WebSocketResponse(protocols=[upstream.protocol] if upstream.protocol else (),

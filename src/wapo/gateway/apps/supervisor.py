@@ -293,9 +293,12 @@ class LogSink:
 class AppManager:
     def __init__(self, data_dir: Path, *, limits: Limits, network, logs=None, poll_interval: float = POLL_INTERVAL,
                  backoff_initial: float = BACKOFF_INITIAL, backoff_max: float = BACKOFF_MAX,
-                 wait_running: float = WAIT_RUNNING) -> None:
+                 wait_running: float = WAIT_RUNNING, records=None, owns=None) -> None:
         self.data_dir = Path(data_dir)
-        self.records = AppRecords(self.data_dir)
+        # the data directory's records, or (a cluster) the database's, of which this node runs
+        # only those ``owns(app_id)`` says are its own (apps/cluster.py)
+        self.records = records if records is not None else AppRecords(self.data_dir)
+        self.owns = owns or (lambda app_id: True)
         self.limits = limits
         self.network = network
         self.logs = logs
@@ -322,17 +325,18 @@ class AppManager:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.poll_interval)
-            if self.records.mtime() != self._seen_mtime:
-                try:
+            try:
+                if await asyncio.to_thread(self.records.mtime) != self._seen_mtime:
                     await self.reload()
-                except Exception:
-                    log.exception("reloading the app records failed")
+            except Exception:
+                log.exception("reloading the app records failed")
 
     async def reload(self) -> list[str]:
         """Bring the running apps in line with the record: start new ones, restart changed ones."""
         async with self._lock:
-            self._seen_mtime = self.records.mtime()
+            self._seen_mtime = await asyncio.to_thread(self.records.mtime)
             records = await asyncio.to_thread(self.records.load)
+            records = {app_id: r for app_id, r in records.items() if self.owns(app_id)}
             for app_id in [a for a in self.apps if a not in records]:
                 await self.apps.pop(app_id).stop()
             for app_id, record in records.items():

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""A node on the shared PostgreSQL store vs a node on the embedded SQLite store, same run.
+
+    .venv/bin/python bench/cluster_bench.py [--seconds 5] [--rounds 2] [--concurrency 16] [--pg URL]
+
+Two `wapo serve` processes on 127.0.0.1, started in this run: one with `--data-dir` (SQLite), one
+with `--database` on a fresh schema of the PostgreSQL at --pg (dropped afterwards) and a cluster
+key. Two agents: hello (no store access but its run logs) and a vault reader (`?key=`: one
+vault read per request, plus its logs). Loads alternate between the two nodes in rounds, so both
+see the same machine; the figure is the ratio PostgreSQL/SQLite of the summed throughput.
+Goals (issue 14): hello >= 0.9x, vault >= 0.8x; exits 1 on a miss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from gateway_bench import HELLO_AGENT, free_port, load, wait_for_line  # noqa: E402
+
+VAULT_AGENT = """async function main(request) {
+  const req = JSON.parse(request);
+  return JSON.stringify({status: 200, headers: {"content-type": "text/plain"}, body: "key " + req.secret.API_KEY});
+}
+"""
+GOALS = {"hello": 0.9, "vault": 0.8}
+
+
+def wapo(*argv: str) -> str:
+    return subprocess.run([sys.executable, "-m", "wapo.cli.main", *argv], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def make_vault(base: str, cid: str) -> str:
+    body = json.dumps({"cid": cid, "data": {"API_KEY": "sk-bench"}}).encode()
+    req = urllib.request.Request(f"{base}/vaults", data=body, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())["key"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--pg", default=os.environ.get("WAPO_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"))
+    args = parser.parse_args()
+
+    import psycopg
+    schema = "wapo_bench_" + os.urandom(4).hex()
+    with psycopg.connect(args.pg, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    url = f"{args.pg}{'&' if '?' in args.pg else '?'}options=-csearch_path%3D{schema}"
+    procs: list[subprocess.Popen] = []
+    results: dict[tuple[str, str], list[dict]] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="wapo-cluster-bench-") as tmp:
+            tmp_path = Path(tmp)
+            key = tmp_path / "cluster.key"
+            wapo("cluster", "init", str(key))
+            (tmp_path / "hello.js").write_text(HELLO_AGENT)
+            (tmp_path / "vault.js").write_text(VAULT_AGENT)
+            stores = {"sqlite": ["--data-dir", str(tmp_path / "sqlite")],
+                      "postgres": ["--data-dir", str(tmp_path / "pg"), "--database", url, "--cluster-key", str(key)]}
+            cids: dict[str, dict[str, str]] = {}
+            for name, flags in stores.items():
+                cids[name] = {agent: wapo("publish", str(tmp_path / f"{agent}.js"), *flags).split()[-1]
+                              for agent in ("hello", "vault")}
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            bases = {}
+            for name, flags in stores.items():
+                port = free_port()
+                proc = subprocess.Popen([sys.executable, "-m", "wapo.cli.main", "serve", "--port", str(port), *flags],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                procs.append(proc)
+                wait_for_line(proc, "sample agent:", 300)
+                bases[name] = f"http://127.0.0.1:{port}"
+            urls = {}
+            for name, base in bases.items():
+                vault_key = make_vault(base, cids[name]["vault"])
+                urls[(name, "hello")] = f"{base}/ipfs/{cids[name]['hello']}"
+                urls[(name, "vault")] = f"{base}/ipfs/{cids[name]['vault']}?key={vault_key}"
+            for round_ in range(args.rounds):
+                order = ("sqlite", "postgres") if round_ % 2 == 0 else ("postgres", "sqlite")
+                for agent in ("hello", "vault"):
+                    for name in order:
+                        r = asyncio.run(load(urls[(name, agent)], args.seconds, args.concurrency))
+                        results.setdefault((name, agent), []).append(r)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        with psycopg.connect(args.pg, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+    print(f"cluster benchmark: {args.rounds} round(s) x {args.seconds:g} s per row, concurrency {args.concurrency}, "
+          f"{os.cpu_count()} CPUs, load generator in-process, PostgreSQL at 127.0.0.1")
+    print(f"{'node store':<12}{'agent':<8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    rps: dict[tuple[str, str], float] = {}
+    for (name, agent), runs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        total = sum(r["requests"] for r in runs)
+        rps[(name, agent)] = total / (args.seconds * len(runs))
+        p50 = sorted(r["p50_ms"] for r in runs)[len(runs) // 2]
+        p99 = max(r["p99_ms"] for r in runs)
+        print(f"{name:<12}{agent:<8}{rps[(name, agent)]:>10.0f}{p50:>10.2f}{p99:>10.2f}"
+              f"{sum(r['errors'] for r in runs):>8}")
+    missed = False
+    for agent, goal in GOALS.items():
+        ratio = rps[("postgres", agent)] / rps[("sqlite", agent)] if rps[("sqlite", agent)] else float("nan")
+        met = ratio >= goal
+        missed |= not met
+        print(f"ratio postgres/sqlite, {agent}: {ratio:.3f}x (goal >= {goal}x: {'MET' if met else 'NOT MET'})")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
