@@ -14,6 +14,7 @@ from ..paths import default_data_dir
 from ..store import LogRetention, Store
 from .agents import DISCONNECT_GRACE, handle_agent
 from .apps import proxy as apps_proxy, routes as app_routes
+from . import cron
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, RUNS,
                       STORE, VAULT_RATE, error_response, new_request_id)
@@ -94,6 +95,7 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
         await app[LOGS].close()
 
     app.on_cleanup.append(flush_logs)
+    cron.install(app, config)  # [cron.<name>] jobs, scheduled in every process (one runs each tick)
     app.router.add_route("*", "/ipfs/{cid}", handle_agent)
     app.router.add_route("*", "/ipfs/{cid}/{path:.*}", handle_agent)
     app.router.add_post("/vaults", create_vault)

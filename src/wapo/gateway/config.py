@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..host import Limits
 from ..host.limits import parse_duration, parse_size
+from .cronspec import CronJob, parse_cron_tables
 
 MB = 1000 * 1000
 KiB = 1024
@@ -58,6 +59,8 @@ class GatewayConfig:
     # threads running guests (0: on the event loop itself; None: $WAPO_GUEST_THREADS or 4 per core)
     guest_threads: int | None = None
     max_runs_per_cid: int = 100  # runs of one agent at once; more answer 503 with Retry-After
+    cron: tuple[CronJob, ...] = ()  # scheduled runs ([cron.<name>]; gateway/cron.py)
+    metrics_top_cids: int = 20  # CIDs with their own label in the per-CID metrics; the rest are "other"
 
     def network(self):
         """The network policy of every run (fetch and sockets); ValueError if a setting is invalid."""
@@ -169,6 +172,11 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     Apps: ``[app.<id>]`` tables with ``file = "app.js"`` (relative to the config file), optional
     ``listen = PORT`` and ``on_demand = true``: deployed when ``wapo serve`` starts, as
     ``wapo deploy FILE --id <id> [--listen PORT] [--on-demand]`` would.
+
+    Scheduled runs: ``[cron.<name>]`` tables with ``cid``, ``schedule`` (cron syntax, optionally
+    ``"CRON_TZ=Europe/Paris ..."``; 6 fields put seconds first), optional ``timezone``, ``path``,
+    ``method``, ``body`` and ``vault_key`` (gateway/cronspec.py). ``metrics_top_cids`` (20): CIDs
+    with their own label in the per-CID metrics.
     """
     try:
         data = tomllib.loads(Path(path).read_text())
@@ -208,6 +216,10 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
         changes["max_limits"] = _limits(data["max_limits"], base.max_limits)
     if "app" in data:
         changes["apps"] = _apps(data["app"], Path(path).parent, path)
+    if "cron" in data:
+        changes["cron"] = parse_cron_tables(data["cron"], path)
+    if "metrics_top_cids" in data:
+        changes["metrics_top_cids"] = int(data["metrics_top_cids"])
     if "cid" in data:
         from ..store import parse_cid
         limits = changes.get("limits", base.limits)
