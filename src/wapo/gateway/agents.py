@@ -100,7 +100,10 @@ async def handle_agent(request: web.Request) -> web.StreamResponse:
         method=request.method, path=path, query=query,
         headers=[(k, v) for k, v in request.headers.items()], body=body, secret=secret,
         url=agent_url(request, config, path, query))
-    return await run_agent(request, cid, code, agent_request)
+    started = time.monotonic()
+    response = await run_agent(request, cid, code, agent_request)
+    app[METRICS].observe_run(cid, response.status, time.monotonic() - started)
+    return response
 
 
 def _over_cap(app: web.Application, cid: str, request_id: str) -> web.Response | None:

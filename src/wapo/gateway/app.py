@@ -79,7 +79,7 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
     app[CONFIG] = config
     app[STORE] = store or Store(config.data_dir, log_retention=LogRetention(
         max_per_cid=config.log_max_per_cid, max_age=config.log_max_age or None))
-    app[METRICS] = Metrics()
+    app[METRICS] = Metrics(config.metrics_top_cids)
     app[LOGS] = LogWriter(app[STORE])
     app[CODE_CACHE] = {}
     app[RUNS] = {}

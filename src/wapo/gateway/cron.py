@@ -92,8 +92,10 @@ async def run_job(job: CronJob, config: GatewayConfig, store: Store, write_logs:
     entries.append(("END", f"Cron: Duration: {duration * 1000:.0f} ms", time.time()))
     await write_logs(job.cid, request_id, entries)
     response = result.response
-    if result.error and metrics is not None:
-        metrics.errors.labels(result.error_kind or "error").inc()
+    if metrics is not None:
+        if result.error:
+            metrics.errors.labels(result.error_kind or "error").inc()
+        metrics.observe_run(job.cid, response.status if response is not None else 500, duration)
     if response is None:
         return CronRun(job.name, request_id, None, error=result.error or "the agent failed",
                        error_kind=result.error_kind, duration=duration)
