@@ -16,7 +16,7 @@ from ..host import RunOptions
 from ..store import InvalidCID, VaultForbidden, VaultNotFound, parse_cid
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, HOP_BY_HOP, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER,
-                      RUNS, STORE, error_response, read_body)
+                      RUNS, STORE, TELEMETRY, error_response, read_body)
 from .ipfs import CodeNotFound, fetch_from_gateways
 
 log = logging.getLogger("wapo.gateway")
@@ -139,10 +139,16 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
     log_entries: list[tuple[str, str, float]] = [
         ("START", f"Request: {request.method} {request.rel_url.path}", time.time())]
     options = RunOptions(limits=config.limits_for(cid), data_dir=config.data_dir, network=app[NETWORK], tenant=cid)
+    telemetry, span = app.get(TELEMETRY), None
+    if telemetry is not None:  # --otlp-endpoint: the run's span, its fetches' spans, its console lines
+        span = telemetry.start_run(cid, request_id)
+        options = options.with_settings(on_fetch=telemetry.fetch_hook(span), on_log=telemetry.console(span))
     try:
         run = AgentRun(code, agent_request, options=options, name=f"{cid}.js", app_id=cid, max_body=config.max_answer)
     except BaseException:
         _run_ended(app, cid)
+        if span is not None:
+            span.end()
         raise
     metrics.live.inc()
     task = asyncio.create_task(run.run())
@@ -192,9 +198,9 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
     finally:
         watcher.cancel()
         if task.done():
-            await _store_run_logs(app, cid, request_id, log_entries, task, started)
+            await _store_run_logs(app, cid, request_id, log_entries, task, started, span)
         else:  # the agent outlives its client: keep its logs when it ends (within its own limits)
-            pending = asyncio.create_task(_store_run_logs(app, cid, request_id, log_entries, task, started))
+            pending = asyncio.create_task(_store_run_logs(app, cid, request_id, log_entries, task, started, span))
             app[BACKGROUND].add(pending)
             pending.add_done_callback(app[BACKGROUND].discard)
 
@@ -208,8 +214,9 @@ async def _finish_soon(task: asyncio.Task):
 
 
 async def _store_run_logs(app: web.Application, cid: str, request_id: str, entries: list,
-                          task: asyncio.Task, started: float) -> None:
+                          task: asyncio.Task, started: float, span=None) -> None:
     metrics = app[METRICS]
+    result = None
     try:
         result = await task
         entries += [(rec.level, rec.message, rec.time) for rec in result.logs]
@@ -220,6 +227,9 @@ async def _store_run_logs(app: web.Application, cid: str, request_id: str, entri
         _run_ended(app, cid)
         duration = time.monotonic() - started
         metrics.run_seconds.observe(duration)
+        if span is not None:
+            app[TELEMETRY].end_run(span, duration, result.error_kind if result else "host_error",
+                                   result.error if result else "the host failed")
     entries.append(("END", f"Request: Duration: {duration * 1000:.0f} ms", time.time()))
     await app[LOGS].write(cid, request_id, entries)
 

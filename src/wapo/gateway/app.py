@@ -17,7 +17,7 @@ from .apps import proxy as apps_proxy, routes as app_routes
 from . import cron
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, RUNS,
-                      STORE, VAULT_RATE, error_response, new_request_id)
+                      STORE, TELEMETRY, VAULT_RATE, error_response, new_request_id)
 from .logs import get_logs
 from .logwriter import LogWriter
 from .metrics import Metrics
@@ -72,6 +72,20 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+def _telemetry(app: web.Application, config: GatewayConfig):
+    """With an OTLP endpoint, spans and logs of every request (the SDK is imported only then)."""
+    if not config.otlp_endpoint:
+        return None
+    from .telemetry import Telemetry, telemetry_middleware
+    telemetry = Telemetry(config.otlp_endpoint)
+    app.middlewares.append(telemetry_middleware(telemetry))
+
+    async def flush(app: web.Application) -> None:
+        await asyncio.to_thread(telemetry.shutdown)
+    app.on_cleanup.append(flush)
+    return telemetry
+
+
 def make_app(config: GatewayConfig, store: Store | None = None) -> web.Application:
     data_dir = config.data_dir or default_data_dir()
     config = config.with_(data_dir=Path(data_dir))
@@ -88,6 +102,7 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
     app[VAULT_RATE] = RateLimiter(config.vault_rate_limit)
     if config.ws_max_message is not None:
         set_max_message_size(config.ws_max_message)
+    app[TELEMETRY] = _telemetry(app, config)
 
     async def flush_logs(app: web.Application) -> None:
         if app[BACKGROUND]:

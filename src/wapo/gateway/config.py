@@ -61,6 +61,8 @@ class GatewayConfig:
     max_runs_per_cid: int = 100  # runs of one agent at once; more answer 503 with Retry-After
     cron: tuple[CronJob, ...] = ()  # scheduled runs ([cron.<name>]; gateway/cron.py)
     metrics_top_cids: int = 20  # CIDs with their own label in the per-CID metrics; the rest are "other"
+    otlp_endpoint: str | None = None  # OTLP/HTTP base URL: traces and logs exported there (gateway/telemetry.py)
+    admin_token: str | None = None  # the dashboard and admin routes (none: they answer 404)
 
     def network(self):
         """The network policy of every run (fetch and sockets); ValueError if a setting is invalid."""
@@ -176,14 +178,15 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     Scheduled runs: ``[cron.<name>]`` tables with ``cid``, ``schedule`` (cron syntax, optionally
     ``"CRON_TZ=Europe/Paris ..."``; 6 fields put seconds first), optional ``timezone``, ``path``,
     ``method``, ``body`` and ``vault_key`` (gateway/cronspec.py). ``metrics_top_cids`` (20): CIDs
-    with their own label in the per-CID metrics.
+    with their own label in the per-CID metrics. ``otlp_endpoint`` (an OTLP/HTTP base URL) exports
+    traces and logs; ``admin_token`` turns on the dashboard (``/dashboard``) and the admin routes.
     """
     try:
         data = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"cannot read config {path}: {exc}") from exc
     changes: dict = {}
-    for key in ("host", "debug", "public_url"):
+    for key in ("host", "debug", "public_url", "otlp_endpoint", "admin_token"):
         if key in data:
             changes[key] = data[key]
     for key in ("port", "workers", "max_connections", "guest_threads", "max_runs_per_cid"):

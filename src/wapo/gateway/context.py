@@ -24,6 +24,7 @@ NETWORK = web.AppKey("network", object)
 CODE_CACHE = web.AppKey("code_cache", dict)
 RUNS = web.AppKey("runs", dict)  # CID -> runs of it in progress (the per-CID cap)
 VAULT_RATE = web.AppKey("vault_rate", RateLimiter)
+TELEMETRY = web.AppKey("telemetry", object)  # a telemetry.Telemetry with --otlp-endpoint, else None
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te", "trailer",
               "proxy-authenticate", "proxy-authorization"}
 

@@ -56,7 +56,7 @@ def _origin(config: GatewayConfig) -> str:
 
 async def run_job(job: CronJob, config: GatewayConfig, store: Store, write_logs: WriteLogs, *,
                   tick: float | None = None, request_id: str | None = None, network: object = None,
-                  metrics: Metrics | None = None) -> CronRun:
+                  metrics: Metrics | None = None, telemetry=None) -> CronRun:
     """Run ``job`` once now (for the tick ``tick``, a Unix time; now by default) and keep its logs."""
     request_id = request_id or new_request_id()
     tick = time.time() if tick is None else tick
@@ -76,8 +76,14 @@ async def run_job(job: CronJob, config: GatewayConfig, store: Store, write_logs:
         url=_origin(config) + job.path, scheduled={"cron": job.schedule, "scheduledTime": int(tick * 1000)})
     options = RunOptions(limits=config.limits_for(job.cid), data_dir=config.data_dir, network=network,
                          tenant=job.cid)
+    span = None
+    if telemetry is not None:  # --otlp-endpoint: a root span for the scheduled run
+        span = telemetry.start_run(job.cid, request_id, kind="cron")
+        span.set_attribute("wapo.cron.job", job.name)
+        options = options.with_settings(on_fetch=telemetry.fetch_hook(span), on_log=telemetry.console(span))
     entries: list[tuple[str, str, float]] = [("START", f"Cron: {job.name} ({job.schedule})", time.time())]
     started = time.monotonic()
+    result = None
     if metrics is not None:
         metrics.live.inc()
     try:
@@ -88,6 +94,9 @@ async def run_job(job: CronJob, config: GatewayConfig, store: Store, write_logs:
         if metrics is not None:
             metrics.live.dec()
             metrics.run_seconds.observe(duration)
+        if span is not None:
+            telemetry.end_run(span, duration, result.error_kind if result else "host_error",
+                              result.error if result else "the host failed")
     entries += [(rec.level, rec.message, rec.time) for rec in result.logs]
     entries.append(("END", f"Cron: Duration: {duration * 1000:.0f} ms", time.time()))
     await write_logs(job.cid, request_id, entries)
@@ -107,9 +116,9 @@ class CronScheduler:
     """Runs the config's jobs at their ticks in this process, each tick claimed in the ledger first."""
 
     def __init__(self, config: GatewayConfig, store: Store, write_logs: WriteLogs, *, network: object = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, telemetry=None) -> None:
         self.config, self.store, self.write_logs = config, store, write_logs
-        self.network, self.metrics = network, metrics
+        self.network, self.metrics, self.telemetry = network, metrics, telemetry
         self.ledger = CronLedger(config.data_dir) if config.cron else None
         self._tasks: list[asyncio.Task] = []
         self._runs: set[asyncio.Task] = set()
@@ -145,7 +154,7 @@ class CronScheduler:
         state = "error"
         try:
             run = await run_job(job, self.config, self.store, self.write_logs, tick=tick, request_id=request_id,
-                                network=self.network, metrics=self.metrics)
+                                network=self.network, metrics=self.metrics, telemetry=self.telemetry)
             state = "ok" if run.status is not None and run.status < 500 else "error"
             log.info("wapo cron: %s ran (request %s, status %s, %.0f ms)", job.name, request_id, run.status,
                      run.duration * 1000)
@@ -169,13 +178,14 @@ class CronScheduler:
 
 def install(app, config: GatewayConfig) -> None:
     """Schedule the config's jobs while ``app`` runs (nothing without ``[cron.<name>]`` tables)."""
-    from .context import LOGS, METRICS, NETWORK, STORE
+    from .context import LOGS, METRICS, NETWORK, STORE, TELEMETRY
     if not config.cron:
         return
     holder: list[CronScheduler] = []
 
     async def start(app) -> None:
-        scheduler = CronScheduler(config, app[STORE], app[LOGS].write, network=app[NETWORK], metrics=app[METRICS])
+        scheduler = CronScheduler(config, app[STORE], app[LOGS].write, network=app[NETWORK], metrics=app[METRICS],
+                                  telemetry=app.get(TELEMETRY))
         scheduler.start()
         holder.append(scheduler)
 
