@@ -16,7 +16,7 @@ from ..host import RunOptions
 from ..store import InvalidCID, VaultForbidden, VaultNotFound, parse_cid
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, HOP_BY_HOP, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER,
-                      RUNS, STORE, TELEMETRY, error_response, read_body)
+                      RUN_LOG, RUNS, STORE, TELEMETRY, error_response, read_body)
 from .ipfs import CodeNotFound, fetch_from_gateways
 
 log = logging.getLogger("wapo.gateway")
@@ -198,11 +198,18 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
     finally:
         watcher.cancel()
         if task.done():
-            await _store_run_logs(app, cid, request_id, log_entries, task, started, span)
+            await _store_run_logs(app, cid, request_id, log_entries, task, started, span, run.head)
         else:  # the agent outlives its client: keep its logs when it ends (within its own limits)
-            pending = asyncio.create_task(_store_run_logs(app, cid, request_id, log_entries, task, started, span))
+            pending = asyncio.create_task(_store_run_logs(app, cid, request_id, log_entries, task, started, span, run.head))
             app[BACKGROUND].add(pending)
             pending.add_done_callback(app[BACKGROUND].discard)
+
+
+def _status_of(head: asyncio.Future | None, kind: str | None) -> int:
+    """The status a run answered with (the head it sent, else the error answer's)."""
+    if head is not None and head.done() and not head.cancelled() and head.exception() is None:
+        return head.result().status
+    return {"answer_too_large": 502, "capacity": 503}.get(kind or "", 500)
 
 
 async def _finish_soon(task: asyncio.Task):
@@ -214,7 +221,7 @@ async def _finish_soon(task: asyncio.Task):
 
 
 async def _store_run_logs(app: web.Application, cid: str, request_id: str, entries: list,
-                          task: asyncio.Task, started: float, span=None) -> None:
+                          task: asyncio.Task, started: float, span=None, head: asyncio.Future | None = None) -> None:
     metrics = app[METRICS]
     result = None
     try:
@@ -227,9 +234,10 @@ async def _store_run_logs(app: web.Application, cid: str, request_id: str, entri
         _run_ended(app, cid)
         duration = time.monotonic() - started
         metrics.run_seconds.observe(duration)
+        kind = result.error_kind if result else "host_error"
         if span is not None:
-            app[TELEMETRY].end_run(span, duration, result.error_kind if result else "host_error",
-                                   result.error if result else "the host failed")
+            app[TELEMETRY].end_run(span, duration, kind, result.error if result else "the host failed")
+        app[RUN_LOG].record(cid, request_id, _status_of(head, kind), duration, kind)
     entries.append(("END", f"Request: Duration: {duration * 1000:.0f} ms", time.time()))
     await app[LOGS].write(cid, request_id, entries)
 

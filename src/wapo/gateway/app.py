@@ -14,14 +14,15 @@ from ..paths import default_data_dir
 from ..store import LogRetention, Store
 from .agents import DISCONNECT_GRACE, handle_agent
 from .apps import proxy as apps_proxy, routes as app_routes
-from . import cron
+from . import admin, cron
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, RUNS,
-                      STORE, TELEMETRY, VAULT_RATE, error_response, new_request_id)
+                      RUN_LOG, STORE, TELEMETRY, VAULT_RATE, error_response, new_request_id)
 from .logs import get_logs
 from .logwriter import LogWriter
 from .metrics import Metrics
 from .ratelimit import RateLimiter
+from .runlog import RunLog
 from .vaults import create_vault, get_vault
 
 log = logging.getLogger("wapo.gateway")
@@ -95,6 +96,7 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
         max_per_cid=config.log_max_per_cid, max_age=config.log_max_age or None))
     app[METRICS] = Metrics(config.metrics_top_cids)
     app[LOGS] = LogWriter(app[STORE])
+    app[RUN_LOG] = RunLog(config.data_dir)
     app[CODE_CACHE] = {}
     app[RUNS] = {}
     app[BACKGROUND] = set()
@@ -108,6 +110,7 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
         if app[BACKGROUND]:
             await asyncio.wait(list(app[BACKGROUND]), timeout=DISCONNECT_GRACE)
         await app[LOGS].close()
+        await app[RUN_LOG].close()
 
     app.on_cleanup.append(flush_logs)
     cron.install(app, config)  # [cron.<name>] jobs, scheduled in every process (one runs each tick)
@@ -124,4 +127,5 @@ def make_app(config: GatewayConfig, store: Store | None = None) -> web.Applicati
         apps_proxy.install_forwarding(app, apps_proxy.socket_path(config))
     for method, path, handler in app_routes.ROUTES:
         app.router.add_route(method, path, handler if runs_apps else apps_proxy.forward)
+    admin.install(app)  # /dashboard and /admin/api/..., with an admin token only
     return app

@@ -24,6 +24,7 @@ from .context import new_request_id
 from .cronledger import Claim, CronLedger
 from .cronspec import CronJob, next_tick
 from .metrics import Metrics
+from .runlog import RunLog
 
 log = logging.getLogger("wapo.gateway")
 
@@ -56,7 +57,7 @@ def _origin(config: GatewayConfig) -> str:
 
 async def run_job(job: CronJob, config: GatewayConfig, store: Store, write_logs: WriteLogs, *,
                   tick: float | None = None, request_id: str | None = None, network: object = None,
-                  metrics: Metrics | None = None, telemetry=None) -> CronRun:
+                  metrics: Metrics | None = None, telemetry=None, run_log: RunLog | None = None) -> CronRun:
     """Run ``job`` once now (for the tick ``tick``, a Unix time; now by default) and keep its logs."""
     request_id = request_id or new_request_id()
     tick = time.time() if tick is None else tick
@@ -105,6 +106,9 @@ async def run_job(job: CronJob, config: GatewayConfig, store: Store, write_logs:
         if result.error:
             metrics.errors.labels(result.error_kind or "error").inc()
         metrics.observe_run(job.cid, response.status if response is not None else 500, duration)
+    if run_log is not None:
+        run_log.record(job.cid, request_id, response.status if response is not None else 500, duration,
+                       result.error_kind, trigger="cron")
     if response is None:
         return CronRun(job.name, request_id, None, error=result.error or "the agent failed",
                        error_kind=result.error_kind, duration=duration)
@@ -116,8 +120,8 @@ class CronScheduler:
     """Runs the config's jobs at their ticks in this process, each tick claimed in the ledger first."""
 
     def __init__(self, config: GatewayConfig, store: Store, write_logs: WriteLogs, *, network: object = None,
-                 metrics: Metrics | None = None, telemetry=None) -> None:
-        self.config, self.store, self.write_logs = config, store, write_logs
+                 metrics: Metrics | None = None, telemetry=None, run_log: RunLog | None = None) -> None:
+        self.config, self.store, self.write_logs, self.run_log = config, store, write_logs, run_log
         self.network, self.metrics, self.telemetry = network, metrics, telemetry
         self.ledger = CronLedger(config.data_dir) if config.cron else None
         self._tasks: list[asyncio.Task] = []
@@ -154,7 +158,8 @@ class CronScheduler:
         state = "error"
         try:
             run = await run_job(job, self.config, self.store, self.write_logs, tick=tick, request_id=request_id,
-                                network=self.network, metrics=self.metrics, telemetry=self.telemetry)
+                                network=self.network, metrics=self.metrics, telemetry=self.telemetry,
+                                run_log=self.run_log)
             state = "ok" if run.status is not None and run.status < 500 else "error"
             log.info("wapo cron: %s ran (request %s, status %s, %.0f ms)", job.name, request_id, run.status,
                      run.duration * 1000)
@@ -178,14 +183,14 @@ class CronScheduler:
 
 def install(app, config: GatewayConfig) -> None:
     """Schedule the config's jobs while ``app`` runs (nothing without ``[cron.<name>]`` tables)."""
-    from .context import LOGS, METRICS, NETWORK, STORE, TELEMETRY
+    from .context import LOGS, METRICS, NETWORK, RUN_LOG, STORE, TELEMETRY
     if not config.cron:
         return
     holder: list[CronScheduler] = []
 
     async def start(app) -> None:
         scheduler = CronScheduler(config, app[STORE], app[LOGS].write, network=app[NETWORK], metrics=app[METRICS],
-                                  telemetry=app.get(TELEMETRY))
+                                  telemetry=app.get(TELEMETRY), run_log=app[RUN_LOG])
         scheduler.start()
         holder.append(scheduler)
 
