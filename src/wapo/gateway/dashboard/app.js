@@ -64,7 +64,13 @@ function chart(series) {
     title.textContent = `${new Date(s.start * 1000).toLocaleTimeString()}: ${s.requests} requests, p50 ${ms(s.p50Ms)}`;
     bar.append(title);
     svg.append(bar);
-    if (s.p50Ms != null) points.push(`${x + step / 2},${h - pad - (s.p50Ms / maxL) * (h - 2 * pad)}`);
+    if (s.p50Ms != null) {
+      const [cx, cy] = [x + step / 2, h - pad - (s.p50Ms / maxL) * (h - 2 * pad)];
+      points.push(`${cx},${cy}`);
+      const dot = document.createElementNS(svg.namespaceURI, "circle");
+      Object.entries({ cx, cy, r: 2.5, class: "dot" }).forEach(([k, v]) => dot.setAttribute(k, v));
+      svg.append(dot);
+    }
   });
   const line = document.createElementNS(svg.namespaceURI, "polyline");
   line.setAttribute("points", points.join(" "));
@@ -88,7 +94,7 @@ async function agentPage(cid) {
   tail.onmessage = (event) => {
     const r = JSON.parse(event.data);
     const stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-    log.append(el("div", { class: r.level }, `${r.time} [${r.request_id.slice(0, 8)}] ${r.level} ${r.message}`));
+    log.append(el("div", { class: r.level }, `${r.time} [${r.request_id.slice(-8)}] ${r.level} ${r.message}`));
     if (stick) log.scrollTop = log.scrollHeight;
   };
   return [el("h2", {}, "Agent ", el("span", { class: "mono" }, data.cid)),
