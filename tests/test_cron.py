@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def test_jobs_fire_once_per_tick_with_two_workers_and_overlaps_are_skipped(tmp_p
     assert created.returncode == 0, created.stderr
     vault_key = json.loads(created.stdout)["key"]
     config = tmp_path / "wapo.toml"
-    config.write_text(f'[cron.ticker]\ncid = "{ticker}"\nschedule = "* * * * * *"\nvault_key = "{vault_key}"\n'
+    config.write_text(f'admin_token = "t"\n[cron.ticker]\ncid = "{ticker}"\nschedule = "* * * * * *"\nvault_key = "{vault_key}"\n'
                       f'[cron.slow]\ncid = "{slow}"\nschedule = "* * * * * *"\nmethod = "POST"\npath = "/job"\n'
                       f'body = "payload"\n')
     server = Server(data_dir, "--config", str(config), "--workers", "2")
@@ -113,6 +114,11 @@ def test_jobs_fire_once_per_tick_with_two_workers_and_overlaps_are_skipped(tmp_p
     spans = sorted(tuple(sorted(v)) for v in by_request.values() if len(v) == 2)
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), f"overlapping runs: {spans}"
     assert "slow: the tick of" in "".join(server.output)
+    # on the dashboard, as scheduled runs
+    req = urllib.request.Request(f"{server.base}/admin/api/agents/{ticker}", headers={"Authorization": "Bearer t"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        shown = json.loads(r.read())["runs"]
+    assert shown and {run["trigger"] for run in shown} == {"cron"} and {run["status"] for run in shown} == {200}
 
 
 def test_trigger_runs_a_job_at_once_and_prints_its_answer(tmp_path):

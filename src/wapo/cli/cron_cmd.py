@@ -68,9 +68,17 @@ def _trigger(config, args: argparse.Namespace) -> int:
     async def write_logs(cid: str, request_id: str, entries: list) -> None:
         await asyncio.to_thread(store.append_logs, cid, request_id, entries)
 
+    async def trigger():
+        from ..gateway.runlog import RunLog
+        run_log = RunLog(config.data_dir)  # shown on the dashboard like the gateway's runs
+        try:
+            return await run_job(job, config, store, write_logs, network=config.network(), run_log=run_log)
+        finally:
+            await run_log.close()
+
     try:
         with store:
-            run = asyncio.run(run_job(job, config, store, write_logs, network=config.network()))
+            run = asyncio.run(trigger())
     except CronJobError as exc:
         print(f"wapo cron: {exc}", file=sys.stderr)
         return 1
