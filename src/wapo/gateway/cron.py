@@ -143,7 +143,7 @@ class CronScheduler:
                 log.exception("cron %s: cannot claim the tick", job.name)
                 claim, running = Claim.TAKEN, None
             if claim is Claim.RUN:
-                task = asyncio.create_task(self._run(job, tick, request_id))
+                task = asyncio.create_task(self._run(job, tick, request_id), name=f"cron run {job.name} {request_id}")
                 self._runs.add(task)
                 task.add_done_callback(self._runs.discard)
             elif claim is Claim.SKIP:
@@ -171,12 +171,17 @@ class CronScheduler:
             await asyncio.to_thread(self.ledger.finish, job.name, tick, state)
 
     async def stop(self) -> None:
-        """Stop scheduling; runs in progress finish (within their limits)."""
+        """Stop scheduling; runs in progress have the gateway's ``shutdown_grace`` to finish, as
+        requests in flight do, and are cancelled after it."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._runs:
-            await asyncio.wait(list(self._runs))
+            _, late = await asyncio.wait(list(self._runs), timeout=self.config.shutdown_grace)
+            for task in late:
+                log.warning("wapo cron: %s is cancelled: the gateway is stopping", task.get_name())
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         if self.ledger is not None:
             self.ledger.close()
 
