@@ -168,3 +168,12 @@ def test_without_an_endpoint_the_sdk_is_not_even_imported(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_bad_endpoint_is_refused_at_start(tmp_path):
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "wapo.cli.main", "serve", "--otlp-endpoint", "collector:4318",
+                           "--port", str(free_port()), "--data-dir", str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "--otlp-endpoint" in done.stderr and "http://" in done.stderr, done.stderr

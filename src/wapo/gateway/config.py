@@ -94,6 +94,11 @@ class GatewayConfig:
             raise ValueError("max_connections (--max-connections) must be 0 (no limit) or more")
         if self.guest_threads is not None and not 0 <= self.guest_threads <= 1024:
             raise ValueError(f"guest_threads (--guest-threads) is 0..1024, not {self.guest_threads}")
+        if self.otlp_endpoint and not self.otlp_endpoint.startswith(("http://", "https://")):
+            raise ValueError(f"otlp_endpoint (--otlp-endpoint) is an http:// or https:// URL of an OTLP/HTTP "
+                             f"receiver (e.g. http://127.0.0.1:4318), not {self.otlp_endpoint!r}")
+        if self.metrics_top_cids < 0:
+            raise ValueError(f"metrics_top_cids is 0 or more, not {self.metrics_top_cids}")
         if self.max_runs_per_cid < 1:
             raise ValueError(f"max_runs_per_cid (--max-runs-per-cid) is at least 1, not {self.max_runs_per_cid}")
 
