@@ -30,6 +30,7 @@ import pytest
 
 from test_gateway_process import Server
 from wapo.host import Limits
+from wapo.js.runner import snapshots_enabled
 from wapo.store import Store
 
 SCENARIO_TIMEOUT = 180  # bounded, but generous: the machine is shared and loaded
@@ -239,8 +240,12 @@ def test_a_compile_over_the_burst_limit_fails_the_run(tmp_path, servers):
     first, second, again, other, logs = run(scenario)
     assert first[0] == 500 and second[0] == 500, (first, second)
     assert other[:3:2] == (200, b"hi")
-    assert "burst limit exceeded" in logs and "compiling" in logs, logs[-2000:]
-    assert again < 5, f"the second request compiled again ({again:.2f} s)"
+    assert "burst limit exceeded" in logs, logs[-2000:]
+    if snapshots_enabled():
+        # Only the image path compiles as a step of its own and remembers that it failed; with
+        # WAPO_SNAPSHOT=0 the code is compiled inside every run, so each run fails the same way.
+        assert "compiling" in logs, logs[-2000:]
+        assert again < 5, f"the second request compiled again ({again:.2f} s)"
 
 
 # --- WASI clock waits honour the time limit -------------------------------------------------------
