@@ -27,12 +27,22 @@ async function main(request) {
 """
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):
-    """pytest-playwright's browser, made Debian's chromium (Playwright downloads no browser here)."""
-    return {**browser_type_launch_args, "executable_path": CHROMIUM,
-            "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]}
+@pytest.fixture
+def page():
+    """A page of Debian's chromium (Playwright downloads no browser here). Started and stopped
+    with the test: pytest-playwright's own fixtures are session-scoped and their sync API keeps an
+    event loop marked running in the main thread until the session ends, which breaks every
+    later test calling asyncio.run."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                            "--disable-component-update", "--disable-sync",
+                                            "--disable-dev-shm-usage"])
+        try:
+            yield browser.new_context().new_page()
+        finally:
+            browser.close()
 
 
 def test_the_dashboard_in_a_browser(tmp_path, servers, page):

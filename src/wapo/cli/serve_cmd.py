@@ -136,12 +136,12 @@ def run(args: argparse.Namespace) -> int:
 
     def ready() -> None:
         print(f"wapo gateway on {base} (data in {config.data_dir}, {config.workers} worker(s))", flush=True)
-        print(f"sample agent: {base}/ipfs/{sample}?name=you", flush=True)
         if config.admin_token:
             print(f"dashboard: {base}/dashboard", flush=True)
         else:
             print("dashboard: off (turn it on with --admin-token TOKEN, admin_token in the config file, or "
                   "WAPO_ADMIN_TOKEN)", flush=True)
+        print(f"sample agent: {base}/ipfs/{sample}?name=you", flush=True)
 
     try:
         run_server(config, ready=ready)
