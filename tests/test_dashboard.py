@@ -68,9 +68,12 @@ def test_admin_routes_answer_only_with_the_token(tmp_path, servers):
     assert status == 200, body
     vault_key = json.loads(body)["key"]
 
+    unknown = json.loads(admin("GET", f"{server.base}/no/such/route")[2])
     for token in (None, "wrong", TOKEN + "x"):
         for path in ("/admin/api/agents", f"/admin/api/agents/{cid}", "/admin/api/vaults", "/admin/api/apps"):
-            assert admin("GET", server.base + path, token)[0] == 404, (token, path)
+            status, _, body = admin("GET", server.base + path, token)
+            assert status == 404, (token, path)
+            assert json.loads(body)["error"] == unknown["error"], "the same answer as a route that does not exist"
 
     deadline = time.monotonic() + 30
     while True:  # the runs are recorded a moment after their answers

@@ -177,3 +177,26 @@ def test_a_bad_endpoint_is_refused_at_start(tmp_path):
                            "--port", str(free_port()), "--data-dir", str(tmp_path)], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2 and "--otlp-endpoint" in done.stderr and "http://" in done.stderr, done.stderr
+
+
+def test_the_endpoint_comes_from_the_flag_the_config_or_the_environment(tmp_path, monkeypatch):
+    import argparse
+
+    from wapo.cli import serve_cmd
+    config = tmp_path / "wapo.toml"
+    config.write_text('otlp_endpoint = "http://from-config:4318"\nadmin_token = "from-config"\n')
+    parser = argparse.ArgumentParser()
+    serve_cmd.add_parser(parser.add_subparsers())
+
+    def settings(*argv: str) -> tuple:
+        c = serve_cmd.config_from(parser.parse_args(["serve", "--data-dir", str(tmp_path / "d"), *argv]))
+        return c.otlp_endpoint, c.admin_token
+    monkeypatch.setenv("WAPO_OTLP_ENDPOINT", "http://from-env:4318")
+    monkeypatch.setenv("WAPO_ADMIN_TOKEN", "from-env")
+    assert settings() == ("http://from-env:4318", "from-env")
+    assert settings("--config", str(config)) == ("http://from-config:4318", "from-config")
+    assert settings("--config", str(config), "--otlp-endpoint", "http://flag:1", "--admin-token", "flag") == \
+        ("http://flag:1", "flag")
+    monkeypatch.delenv("WAPO_OTLP_ENDPOINT")
+    monkeypatch.delenv("WAPO_ADMIN_TOKEN")
+    assert settings() == (None, None)
