@@ -200,3 +200,29 @@ def test_the_endpoint_comes_from_the_flag_the_config_or_the_environment(tmp_path
     monkeypatch.delenv("WAPO_OTLP_ENDPOINT")
     monkeypatch.delenv("WAPO_ADMIN_TOKEN")
     assert settings() == (None, None)
+
+
+def test_scheduled_runs_are_traced_too(tmp_path, servers):
+    receiver = Receiver()
+    try:
+        data_dir = tmp_path / "data"
+        cid = publish(tmp_path, data_dir, "ticker.js",
+                      "export default { async scheduled(event) { console.log('tick ' + event.cron); } };")
+        config = tmp_path / "wapo.toml"
+        config.write_text(f'[cron.ticker]\ncid = "{cid}"\nschedule = "* * * * * *"\n')
+        server = Server(data_dir, "--config", str(config), "--otlp-endpoint", f"http://127.0.0.1:{receiver.port}",
+                        env={"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_BLRP_SCHEDULE_DELAY": "100"})
+        servers.append(server)
+        def tied() -> list:  # console lines of a run whose span arrived
+            by_span = {s.span_id for s in receiver.spans if s.name == "agent run"}
+            return [r for r in list(receiver.logs) if r.span_id in by_span]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not tied():
+            time.sleep(0.2)
+        assert tied(), "".join(server.output)
+        assert tied()[0].body.string_value == "tick * * * * * *"
+        run = next(s for s in receiver.spans if s.span_id == tied()[0].span_id)
+        assert attrs(run)["wapo.run.trigger"] == "cron" and attrs(run)["wapo.cron.job"] == "ticker"
+        assert attrs(run)["wapo.cid"] == cid and not run.parent_span_id  # a trace of its own
+    finally:
+        receiver.stop()
