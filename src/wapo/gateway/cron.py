@@ -23,6 +23,7 @@ from .config import GatewayConfig
 from .context import new_request_id
 from .cronledger import Claim, CronLedger
 from .cronspec import CronJob, next_tick
+from .ipfs import CodeNotFound, fetch_from_gateways
 from .metrics import Metrics
 from .runlog import RunLog
 
@@ -62,6 +63,13 @@ async def run_job(job: CronJob, config: GatewayConfig, store: Store, write_logs:
     request_id = request_id or new_request_id()
     tick = time.time() if tick is None else tick
     data = await asyncio.to_thread(store.get_code, job.cid)
+    if data is None and config.ipfs_gateways:  # as a request would: fetched, verified, kept
+        try:
+            data = await fetch_from_gateways(job.cid, config.ipfs_gateways, max_size=config.max_code_size,
+                                             timeout=config.ipfs_timeout)
+        except CodeNotFound as exc:
+            raise CronJobError(f"cron job {job.name!r}: no code for {job.cid}: {exc}") from None
+        await asyncio.to_thread(store.put_code, data, job.cid)
     if data is None:
         raise CronJobError(f"cron job {job.name!r}: no code for {job.cid} in this gateway's store "
                            "(publish it with `wapo publish`)")
