@@ -114,7 +114,13 @@ def test_jobs_fire_once_per_tick_with_two_workers_and_overlaps_are_skipped(tmp_p
     spans = sorted(tuple(sorted(v)) for v in by_request.values() if len(v) == 2)
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), f"overlapping runs: {spans}"
     assert "slow: the tick of" in "".join(server.output)
-    # on the dashboard, as scheduled runs
+    # on the dashboard, as scheduled runs, and the jobs with their latest ticks
+    req = urllib.request.Request(f"{server.base}/admin/api/cron", headers={"Authorization": "Bearer t"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        jobs = {job["name"]: job for job in json.loads(r.read())["jobs"]}
+    assert set(jobs) == {"ticker", "slow"} and jobs["slow"]["method"] == "POST"
+    assert "skipped" in {t["state"] for t in jobs["slow"]["ticks"]}
+    assert {t["state"] for t in jobs["ticker"]["ticks"]} <= {"running", "ok"}
     req = urllib.request.Request(f"{server.base}/admin/api/agents/{ticker}", headers={"Authorization": "Bearer t"})
     with urllib.request.urlopen(req, timeout=60) as r:
         shown = json.loads(r.read())["runs"]

@@ -50,10 +50,11 @@ def test_the_dashboard_in_a_browser(tmp_path, servers, page):
     data_dir = tmp_path / "data"
     (tmp_path / "hi.js").write_text("WapoServer.serve(async (req) => new Response('hi'));")
     config = tmp_path / "wapo.toml"
-    config.write_text(f'admin_token = "{TOKEN}"\n[app.greeter]\nfile = "hi.js"\n')
+    cid = publish(tmp_path, data_dir, "agent.js", AGENT)
+    config.write_text(f'admin_token = "{TOKEN}"\n[app.greeter]\nfile = "hi.js"\n'
+                      f'[cron.new-year]\ncid = "{cid}"\nschedule = "0 0 1 1 *"\n')
     server = Server(data_dir, "--config", str(config))
     servers.append(server)
-    cid = publish(tmp_path, data_dir, "agent.js", AGENT)
     for who in ("ada", "bob", "cy"):
         assert http("GET", f"{server.base}/ipfs/{cid}?who={who}")[0] == 200
     status, _, body = http("POST", f"{server.base}/vaults",
@@ -93,8 +94,12 @@ def test_the_dashboard_in_a_browser(tmp_path, servers, page):
     expect(page.locator("main table")).to_contain_text("greeter")
     page.screenshot(path=shots / "apps.png", full_page=True)
 
-    assert sorted(p.name for p in shots.iterdir()) == ["agent.png", "agents.png", "apps.png", "login.png",
-                                                       "vaults.png"]
+    page.click("#nav-cron")
+    expect(page.locator("tr[data-job='new-year']")).to_contain_text("0 0 1 1 *")
+    page.screenshot(path=shots / "cron.png", full_page=True)
+
+    assert sorted(p.name for p in shots.iterdir()) == ["agent.png", "agents.png", "apps.png", "cron.png",
+                                                       "login.png", "vaults.png"]
     page.click("text=Log out")
     expect(page.locator("#token")).to_be_visible()
     assert page.request.get(f"{server.base}/admin/api/agents").status == 404

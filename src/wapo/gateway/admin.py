@@ -164,6 +164,28 @@ async def api_apps(request: web.Request) -> web.StreamResponse:
     return web.json_response({"apps": [m.status() for m in manager.apps.values()]})  # type: ignore[attr-defined]
 
 
+async def api_cron(request: web.Request) -> web.Response:
+    """The config's scheduled jobs, their next tick and their latest ticks (ran, skipped) from the ledger."""
+    from .cronledger import CronLedger
+    from .cronspec import next_tick
+    config = request.app[CONFIG]
+    if not config.cron:
+        return web.json_response({"jobs": []})
+
+    def latest() -> list[dict]:
+        ledger = CronLedger(config.data_dir)
+        try:
+            return ledger.runs(limit=200)
+        finally:
+            ledger.close()
+    rows = await asyncio.to_thread(latest)
+    now = time.time()
+    jobs = [{"name": job.name, "cid": job.cid, "schedule": job.schedule, "timezone": job.timezone,
+             "method": job.method, "path": job.path, "nextTick": next_tick(job, now),
+             "ticks": [r for r in rows if r["job"] == job.name][:20]} for job in config.cron]
+    return web.json_response({"jobs": jobs})
+
+
 def install(app: web.Application) -> None:
     """The dashboard's routes, when an admin token is configured (else none: 404)."""
     if not app[CONFIG].admin_token:
@@ -174,5 +196,5 @@ def install(app: web.Application) -> None:
     app.router.add_post("/dashboard/logout", logout)
     for path, handler in (("/admin/api/agents", api_agents), ("/admin/api/agents/{cid}", api_agent),
                           ("/admin/api/agents/{cid}/logs", api_logs_stream), ("/admin/api/vaults", api_vaults),
-                          ("/admin/api/apps", api_apps)):
+                          ("/admin/api/apps", api_apps), ("/admin/api/cron", api_cron)):
         app.router.add_get(path, admin_only(handler))

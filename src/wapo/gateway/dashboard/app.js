@@ -121,14 +121,25 @@ async function appsPage() {
   return [el("h2", {}, "Apps"), table(["id", "kind", "mode", "state", "restarts", "last error"], rows)];
 }
 
+async function cronPage() {
+  const data = await api("/admin/api/cron");
+  const rows = data.jobs.map((j) => el("tr", { "data-job": j.name },
+    el("td", { class: "mono" }, j.name), el("td", { class: "mono" }, j.schedule), el("td", {}, j.timezone),
+    el("td", { class: "cid" }, el("a", { href: "#/agent/" + j.cid }, j.cid)), el("td", {}, j.method + " " + j.path),
+    el("td", {}, new Date(j.nextTick * 1000).toLocaleString()),
+    el("td", {}, j.ticks.slice(0, 8).map((t) => t.state).join(" ") || "–")));
+  return [el("h2", {}, "Scheduled runs"),
+    table(["job", "schedule", "zone", "CID", "request", "next tick", "latest ticks"], rows)];
+}
+
 async function route() {
   if (tail) { tail.close(); tail = null; }
   const hash = location.hash || "#/agents";
   const [, page, arg] = hash.split("/");
-  for (const name of ["agents", "vaults", "apps"]) {
+  for (const name of ["agents", "vaults", "apps", "cron"]) {
     document.getElementById("nav-" + name).classList.toggle("active", page === name || (page === "agent" && name === "agents"));
   }
-  const pages = { agents: agentsPage, agent: () => agentPage(decodeURIComponent(arg || "")), vaults: vaultsPage, apps: appsPage };
+  const pages = { agents: agentsPage, agent: () => agentPage(decodeURIComponent(arg || "")), vaults: vaultsPage, apps: appsPage, cron: cronPage };
   try {
     const content = await (pages[page] || agentsPage)();
     view().replaceChildren(...content);
