@@ -11,6 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from test_gateway_process import Server, free_port, http, servers  # noqa: F401  (the servers fixture)
 from test_workers import publish, wait_for_workers
@@ -167,3 +168,73 @@ def test_any_worker_answers_for_the_whole_service(tmp_path, servers):
         status, _, body = admin("GET", f"{server.base}/admin/api/apps")
         assert status == 200, body
         assert [a["id"] for a in json.loads(body)["apps"]] == ["greeter"]
+
+
+LONG = """\
+export default {
+  async fetch(request) {
+    console.log("long run started");
+    const gate = await fetch(new URL(request.url).searchParams.get("gate"));  // held by the test
+    console.log("long run released: " + (await gate.text()));
+    return new Response("done");
+  },
+};
+"""
+
+
+def test_the_live_tail_shows_lines_of_a_run_still_going(tmp_path, servers):
+    release = threading.Event()
+
+    class Gate(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            release.wait(60)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"go")
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+    gate = ThreadingHTTPServer(("127.0.0.1", 0), Gate)
+    threading.Thread(target=gate.serve_forever, daemon=True).start()
+    try:
+        data_dir = tmp_path / "data"
+        server = Server(data_dir, "--admin-token", TOKEN, "--allow-address", "127.0.0.0/8", "--workers", "2")
+        servers.append(server)
+        wait_for_workers(server, 2)
+        cid = publish(tmp_path, data_dir, "long.js", LONG)
+        seen: list[str] = []
+        started, finished = threading.Event(), threading.Event()
+
+        def read_tail() -> None:
+            req = urllib.request.Request(f"{server.base}/admin/api/agents/{cid}/logs",
+                                         headers={"Authorization": f"Bearer {TOKEN}"})
+            with urllib.request.urlopen(req, timeout=90) as r:
+                started.set()
+                for raw in r:
+                    if raw.startswith(b"data: "):
+                        record = json.loads(raw[6:])
+                        seen.append(record["message"])
+                        if record["level"] == "END":
+                            finished.set()
+                            return
+        threading.Thread(target=read_tail, daemon=True).start()
+        assert started.wait(30)
+        answer: list = []
+        caller = threading.Thread(target=lambda: answer.append(
+            http("GET", f"{server.base}/ipfs/{cid}?gate=http://127.0.0.1:{gate.server_address[1]}/")))
+        caller.start()
+        deadline = time.monotonic() + 30
+        while "long run started" not in seen and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "long run started" in seen, seen
+        assert caller.is_alive() and not release.is_set(), "the line came while the run was still going"
+        release.set()
+        caller.join(60)
+        assert answer and answer[0][0] == 200 and answer[0][2] == b"done"
+        assert finished.wait(30), seen
+        assert seen.count("long run started") == 1, "a line seen live and then stored is sent once"
+        assert "long run released: go" in seen
+    finally:
+        release.set()
+        gate.shutdown()

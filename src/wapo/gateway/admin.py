@@ -126,28 +126,49 @@ async def api_agent(request: web.Request) -> web.Response:
 
 
 async def api_logs_stream(request: web.Request) -> web.StreamResponse:
-    """Server-sent events: the agent's latest log lines, then each new one as it is stored."""
+    """Server-sent events: the agent's latest log lines, then each new one: from the store when a
+    run ends, and as they come from runs that last (any worker's: both go through files)."""
     try:
         cid = parse_cid(request.match_info["cid"]).v0
     except InvalidCID as exc:
         return error_response(400, f"malformed CID: {exc}", request[REQUEST_ID])
-    store = request.app[STORE]
+    store, run_log = request.app[STORE], request.app[RUN_LOG]
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
     await response.prepare(request)
-    records = await asyncio.to_thread(store.query_logs, cid, None, 1, 50)
-    last = 0
+    # history from the store (runs that ended), then both the store and the lines that runs still in
+    # progress publish (runlog.LiveLines); a line seen both ways is sent once
+    records = [r.as_dict() for r in await asyncio.to_thread(store.query_logs, cid, None, 1, 50)]
+    live_after = (await asyncio.to_thread(run_log.live_lines, cid, -1))[0]["id"]
+    store_after = 0
+    sent: dict[tuple, None] = {}
     try:
         while True:
-            for record in sorted(records, key=lambda r: r.id):
-                if record.id > last:
-                    await response.write(f"id: {record.id}\ndata: {json.dumps(record.as_dict())}\n\n".encode())
-                    last = record.id
+            for record in sorted(records, key=lambda r: r["id"]):
+                store_after = max(store_after, record["id"])
+                key = (record["request_id"], record["time"], record["message"][:4096])
+                if key in sent:
+                    continue
+                sent[key] = None
+                await response.write(f"data: {json.dumps(record)}\n\n".encode())
+            if len(sent) > 10_000:
+                for key in list(sent)[:5_000]:
+                    del sent[key]
             await asyncio.sleep(TAIL_POLL)
             if request.transport is None or request.transport.is_closing():
                 return response
-            records = [r for r in await asyncio.to_thread(store.query_logs, cid, None, 1, 100) if r.id > last]
+            stored = [r.as_dict() for r in await asyncio.to_thread(store.query_logs, cid, None, 1, 100)
+                      if r.id > store_after]
+            live = await asyncio.to_thread(run_log.live_lines, cid, live_after)
+            if live:
+                live_after = live[-1]["id"]
+            records = stored + [dict(line, id=0, cid=cid, time=_iso(line["time"])) for line in live]
     except ConnectionResetError:
         return response  # the page went away
+
+
+def _iso(t: float) -> str:
+    from datetime import datetime, timezone
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def api_vaults(request: web.Request) -> web.Response:
