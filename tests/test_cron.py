@@ -152,3 +152,59 @@ def test_trigger_runs_a_job_at_once_and_prints_its_answer(tmp_path):
     assert nothing.returncode == 1 and "no code for" in nothing.stderr and "wapo publish" in nothing.stderr
     unknown = cli("cron", "trigger", "nope", "--config", str(config), "--data-dir", str(data_dir))
     assert unknown.returncode == 2 and "jobs: slow, ticker, missing" in unknown.stderr
+
+
+HELD = """\
+export default {
+  async fetch(request) {
+    const gate = new URL(request.url).searchParams.get("gate");
+    if (gate) await (await fetch(gate)).text();  // a request held by the test
+    return new Response("ran");
+  },
+};
+"""
+
+
+def test_the_per_cid_cap_holds_for_scheduled_runs(tmp_path, servers):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    release, entered = threading.Event(), threading.Event()
+
+    class Gate(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            entered.set()
+            release.wait(60)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+    gate = ThreadingHTTPServer(("127.0.0.1", 0), Gate)
+    threading.Thread(target=gate.serve_forever, daemon=True).start()
+    try:
+        data_dir = tmp_path / "data"
+        cid = publish(tmp_path, data_dir, "held.js", HELD)
+        config = tmp_path / "wapo.toml"
+        config.write_text(f'max_runs_per_cid = 1\n[cron.tick]\ncid = "{cid}"\nschedule = "* * * * * *"\n')
+        server = Server(data_dir, "--config", str(config), "--allow-address", "127.0.0.0/8")
+        servers.append(server)
+        for _ in range(20):  # a scheduled run may hold the only slot just then (503): ask again
+            holder = threading.Thread(target=http, args=(
+                "GET", f"{server.base}/ipfs/{cid}?gate=http://127.0.0.1:{gate.server_address[1]}/"))
+            holder.start()
+            while holder.is_alive() and not entered.wait(0.1):
+                pass
+            if entered.is_set():
+                break
+        assert entered.is_set(), "a request holds the agent"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "(max_runs_per_cid)" not in "".join(server.output):
+            time.sleep(0.2)
+        assert "Cron: tick: not run: " in "".join(server.output), "".join(server.output)
+        assert any("(max_runs_per_cid)" in r["message"] for r in logs(server, cid))
+        release.set()
+        holder.join(60)
+    finally:
+        release.set()
+        gate.shutdown()

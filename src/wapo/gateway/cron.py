@@ -128,8 +128,10 @@ class CronScheduler:
     """Runs the config's jobs at their ticks in this process, each tick claimed in the ledger first."""
 
     def __init__(self, config: GatewayConfig, store: Store, write_logs: WriteLogs, *, network: object = None,
-                 metrics: Metrics | None = None, telemetry=None, run_log: RunLog | None = None) -> None:
+                 metrics: Metrics | None = None, telemetry=None, run_log: RunLog | None = None,
+                 runs: dict | None = None) -> None:
         self.config, self.store, self.write_logs, self.run_log = config, store, write_logs, run_log
+        self.runs = runs  # the gateway's runs in progress per CID (its max_runs_per_cid cap)
         self.network, self.metrics, self.telemetry = network, metrics, telemetry
         self.ledger = CronLedger(config.data_dir) if config.cron else None
         self._tasks: list[asyncio.Task] = []
@@ -164,6 +166,16 @@ class CronScheduler:
 
     async def _run(self, job: CronJob, tick: float, request_id: str) -> None:
         state = "error"
+        runs, cap = self.runs, self.config.max_runs_per_cid
+        if runs is not None and runs.get(job.cid, 0) >= cap:  # the per-CID cap of requests holds here too
+            message = (f"Cron: {job.name}: not run: {job.cid} already has {cap} runs in progress "
+                       f"(max_runs_per_cid)")
+            log.warning("wapo cron: %s", message)
+            await self.write_logs(job.cid, request_id, [("warn", message, time.time())])
+            await asyncio.to_thread(self.ledger.finish, job.name, tick, "capacity")
+            return
+        if runs is not None:
+            runs[job.cid] = runs.get(job.cid, 0) + 1
         try:
             run = await run_job(job, self.config, self.store, self.write_logs, tick=tick, request_id=request_id,
                                 network=self.network, metrics=self.metrics, telemetry=self.telemetry,
@@ -176,6 +188,12 @@ class CronScheduler:
         except Exception:
             log.exception("wapo cron: %s failed in the host", job.name)
         finally:
+            if runs is not None:
+                left = runs.get(job.cid, 1) - 1
+                if left > 0:
+                    runs[job.cid] = left
+                else:
+                    runs.pop(job.cid, None)
             await asyncio.to_thread(self.ledger.finish, job.name, tick, state)
 
     async def stop(self) -> None:
@@ -196,14 +214,14 @@ class CronScheduler:
 
 def install(app, config: GatewayConfig) -> None:
     """Schedule the config's jobs while ``app`` runs (nothing without ``[cron.<name>]`` tables)."""
-    from .context import LOGS, METRICS, NETWORK, RUN_LOG, STORE, TELEMETRY
+    from .context import LOGS, METRICS, NETWORK, RUN_LOG, RUNS, STORE, TELEMETRY
     if not config.cron:
         return
     holder: list[CronScheduler] = []
 
     async def start(app) -> None:
         scheduler = CronScheduler(config, app[STORE], app[LOGS].write, network=app[NETWORK], metrics=app[METRICS],
-                                  telemetry=app.get(TELEMETRY), run_log=app[RUN_LOG])
+                                  telemetry=app.get(TELEMETRY), run_log=app[RUN_LOG], runs=app[RUNS])
         scheduler.start()
         holder.append(scheduler)
 
