@@ -13,6 +13,8 @@ import time
 from enum import Enum
 from pathlib import Path
 
+from ..store.db import create_private_file, make_private_dir
+
 LEDGER_FILE = "cron.sqlite"
 KEEP = 7 * 24 * 3600.0  # rows older than this are dropped when a new tick is claimed
 
@@ -29,6 +31,8 @@ class CronLedger:
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / LEDGER_FILE
         self._lock = threading.Lock()  # one connection, used from worker threads one at a time
+        make_private_dir(data_dir)
+        create_private_file(self.path)  # 0600, and so its -wal and -shm
         self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("CREATE TABLE IF NOT EXISTS cron_runs (job TEXT NOT NULL, tick REAL NOT NULL, "

@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+from ..store.db import create_private_file, make_private_dir
+
 log = logging.getLogger("wapo.gateway")
 
 RUNS_FILE = "runs.sqlite"
@@ -35,6 +37,8 @@ def percentile(sorted_values: list[float], q: float) -> float | None:
 class RunLog:
     def __init__(self, data_dir: Path) -> None:
         self._lock = threading.Lock()
+        make_private_dir(data_dir)  # (a node of a cluster may have no data directory yet)
+        create_private_file(Path(data_dir) / RUNS_FILE)  # 0600, and so its -wal and -shm
         self._conn = sqlite3.connect(Path(data_dir) / RUNS_FILE, timeout=30, isolation_level=None,
                                      check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
