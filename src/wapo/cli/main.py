@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from .._version import __version__
-from . import (build_cmd, call_cmd, cluster_cmd, deploy_cmd, dev_cmd, exec_cmd, init_cmd, logs_cmd, publish_cmd,
-               secrets_cmd, serve_cmd)
+from . import (build_cmd, call_cmd, cluster_cmd, cron_cmd, deploy_cmd, dev_cmd, exec_cmd, init_cmd, logs_cmd,
+               publish_cmd, secrets_cmd, serve_cmd)
 
 COMMANDS = {
     "serve": serve_cmd, "publish": publish_cmd, "call": call_cmd, "secrets": secrets_cmd, "logs": logs_cmd,
@@ -15,6 +15,7 @@ COMMANDS = {
     "deploy": deploy_cmd,
     "init": init_cmd, "dev": dev_cmd,
     "cluster": cluster_cmd,
+    "cron": cron_cmd,
 }
 
 

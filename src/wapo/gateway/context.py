@@ -12,6 +12,7 @@ from .config import GatewayConfig
 from .logwriter import LogWriter
 from .metrics import Metrics
 from .ratelimit import RateLimiter
+from .runlog import RunLog
 
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -27,6 +28,8 @@ VAULT_RATE = web.AppKey("vault_rate", RateLimiter)
 # called as observer(cid, request_id, AgentResult | None, log entries) after each agent run (`wapo dev`)
 RUN_OBSERVER = web.AppKey("run_observer", object)
 STACKS = web.AppKey("stacks", object)  # a gateway.stacks.StackMapper: agents' errors through their source maps
+RUN_LOG = web.AppKey("run_log", RunLog)  # every run, for the dashboard (runs.sqlite)
+TELEMETRY = web.AppKey("telemetry", object)  # a telemetry.Telemetry with --otlp-endpoint, else None
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te", "trailer",
               "proxy-authenticate", "proxy-authorization"}
 
