@@ -145,6 +145,7 @@ def test_every_config_key_is_documented():
     from wapo.gateway.config import GatewayConfig
     doc = (Path(__file__).resolve().parent.parent / "docs" / "config.md").read_text()
     as_tables = {"limits": "[limits]", "max_limits": "[max_limits]", "cid_limits": "[cid.", "apps": "[app.",
-                 "sni_host": "sni_port", "database_url": "[database]", "cluster_key_file": "[cluster]"}  # sni_host is the HOST of sni_port = "HOST:PORT"
+                 "sni_host": "sni_port", "database_url": "[database]", "cluster_key_file": "[cluster]",
+                 "cron": "[cron."}  # sni_host is the HOST of sni_port = "HOST:PORT"
     missing = [f.name for f in fields(GatewayConfig) if as_tables.get(f.name, f"`{f.name}`") not in doc]
     assert not missing, f"document these GatewayConfig fields in docs/config.md: {missing}"
