@@ -15,7 +15,7 @@ import pytest
 
 from wapo.agent.sourcemap import SourceMap, map_stack
 from wapo.store import Store, compute_cid
-from wapo.store.sourcemaps import SourceMaps
+from wapo.store.sourcemaps import load_source_map, map_reference
 
 from test_gateway import Client, serve
 
@@ -106,8 +106,10 @@ def test_publish_a_ts_project_bundles_maps_and_the_gateway_shows_the_ts_position
     store = Store(tmp_path / "data")
     bundle = store.get_code(cid)
     assert compute_cid(bundle) == cid and b"interface" not in bundle
-    source_map = json.loads(SourceMaps(tmp_path / "data").get(cid))
-    assert source_map["sources"] == ["src/index.ts"]
+    map_cid = map_reference(bundle)  # the bundle's last line names its map, a blob in the store
+    assert bundle.endswith(f"\n//# sourceMappingURL=ipfs://{map_cid}\n".encode())
+    source_map = json.loads(load_source_map(store, bundle))
+    assert source_map["sources"] == ["src/index.ts"] and compute_cid(store.get_code(map_cid)) == map_cid
 
     async def scenario(c: Client):
         ok = await c.json("GET", f"/ipfs/{cid}?name=ts")

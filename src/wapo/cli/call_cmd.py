@@ -76,7 +76,7 @@ def _request(args: argparse.Namespace, parser_error) -> AgentRequest:
 def _load(args: argparse.Namespace) -> tuple[str, str, str, bytes | None]:
     """(code, name, app id, source map) of a file (bundled if it needs it), a project folder, or a
     CID in the store."""
-    from ..store.sourcemaps import SourceMaps
+    from ..store.sourcemaps import load_source_map
     path = Path(args.target)
     if path.exists():
         if bundling.needs_bundle(path):
@@ -92,9 +92,10 @@ def _load(args: argparse.Namespace) -> tuple[str, str, str, bytes | None]:
         raise SystemExit(f"wapo call: {args.target} is neither a file nor a CID ({exc})") from None
     with open_store(args) as store:
         code = store.get_code(cid)
+        source_map = load_source_map(store, code) if code is not None else None
     if code is None:
         raise SystemExit(f"wapo call: {cid} is not in {data_dir(args)} (publish it with `wapo publish`)")
-    return code.decode("utf-8"), f"{cid}.js", cid, SourceMaps(data_dir(args)).get(cid)
+    return code.decode("utf-8"), f"{cid}.js", cid, source_map
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from typing import Callable
 from ..agent.check import AgentCheckFailed, check_agent
 from ..host import Limits
 from ..store import Store
-from ..store.sourcemaps import SourceMaps
+from ..store.sourcemaps import attach_source_map
 from . import bundling
 
 NEAR = 0.8  # warn when a run uses this share of a limit
@@ -32,9 +32,9 @@ class Build:
     bundled: bool
 
 
-def build_into(target: Path, store: Store, maps: Path) -> Build:
-    """Build ``target`` (folder, .ts, or .js) and publish it into ``store``, its source map into
-    the data directory ``maps``."""
+def build_into(target: Path, store: Store) -> Build:
+    """Build ``target`` (folder, .ts, or .js) and publish it, with its source map, into ``store``
+    (as ``wapo publish`` does: the same bytes, so the same CID)."""
     started = time.monotonic()
     source_map = None
     try:
@@ -52,9 +52,9 @@ def build_into(target: Path, store: Store, maps: Path) -> Build:
         check_agent(code, name)
     except AgentCheckFailed as exc:
         raise BuildFailed(str(exc)) from None
-    cid = store.put_code(data)
     if source_map is not None:
-        SourceMaps(maps).put(cid, source_map)
+        data = attach_source_map(store, data, source_map)
+    cid = store.put_code(data)
     return Build(cid, len(data), time.monotonic() - started, source_map is not None)
 
 

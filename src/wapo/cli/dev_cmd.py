@@ -60,7 +60,7 @@ def _serve(args: argparse.Namespace, data_dir: Path, limits, network) -> int:
                            allow_addresses=tuple(str(n) for n in network.allow))
     store = Store(data_dir)
     try:
-        first = build_into(args.target, store, data_dir)
+        first = build_into(args.target, store)
     except BuildFailed as exc:
         print(f"wapo dev: the first build failed: {exc}", file=sys.stderr)
         store.close()
@@ -119,7 +119,7 @@ async def _main(args: argparse.Namespace, config, store, first) -> int:
             async for _ in watchfiles.awatch(watch_root(args.target), watch_filter=watch_filter, stop_event=stop,
                                              debounce=200, step=50):
                 try:
-                    build = await asyncio.to_thread(build_into, args.target, store, config.data_dir)
+                    build = await asyncio.to_thread(build_into, args.target, store)
                 except BuildFailed as exc:
                     print(f"wapo dev: rebuild failed (still serving {current['build'].cid}):\n{exc}", flush=True)
                     continue

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from ..store import cidv1
-from ..store.sourcemaps import SourceMaps
-from .flags import data_dir, data_dir_argument, open_store
+from ..store.sourcemaps import attach_source_map
+from .flags import data_dir_argument, open_store
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -61,9 +61,9 @@ def run(args: argparse.Namespace) -> int:
             return 1
         print(f"wapo publish: warning (published anyway, --force): {exc}", file=sys.stderr)
     with open_store(args) as store:
+        if source_map is not None:  # stored as a blob; the bundle's last line names it
+            data = attach_source_map(store, data, source_map)
         cid = store.put_code(data)
-        if source_map is not None:
-            SourceMaps(data_dir(args)).put(cid, source_map)  # files beside this node's data
     print(f"published {target} ({len(data)} bytes); CIDv1 {cidv1(cid)}; serve it at /ipfs/{cid}")
     print(cid)
     return 0

@@ -172,7 +172,7 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
             result = await task
             kind = result.error_kind or exc.kind
             metrics.errors.labels(kind).inc()
-            exc = AgentFailed(app[STACKS].map(cid, str(exc)), exc.kind)
+            exc = AgentFailed(await app[STACKS].map(cid, code, str(exc)), exc.kind)
             status = {"answer_too_large": 502, "capacity": 503}.get(kind, 500)
             detail = {"detail": str(exc)} if config.debug else {}
             request[FAILURE] = (str(exc).splitlines() or [kind])[0]
@@ -217,9 +217,10 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
     finally:
         watcher.cancel()
         if task.done():
-            await _store_run_logs(app, cid, request_id, log_entries, task, started, span, run.head, live)
+            await _store_run_logs(app, cid, request_id, log_entries, task, started, span, run.head, live, code)
         else:  # the agent outlives its client: keep its logs when it ends (within its own limits)
-            pending = asyncio.create_task(_store_run_logs(app, cid, request_id, log_entries, task, started, span, run.head, live))
+            pending = asyncio.create_task(_store_run_logs(app, cid, request_id, log_entries, task, started, span, run.head,
+                                                          live, code))
             app[BACKGROUND].add(pending)
             pending.add_done_callback(app[BACKGROUND].discard)
 
@@ -249,14 +250,14 @@ async def _finish_soon(task: asyncio.Task):
 
 async def _store_run_logs(app: web.Application, cid: str, request_id: str, entries: list,
                           task: asyncio.Task, started: float, span=None, head: asyncio.Future | None = None,
-                          live: LiveLines | None = None) -> None:
+                          live: LiveLines | None = None, code: str = "") -> None:
     metrics = app[METRICS]
     result = None
     try:
         result = await task
         mapper = app[STACKS]
-        entries += [(rec.level, mapper.map(cid, rec.message) if rec.level == "error" else rec.message, rec.time)
-                    for rec in result.logs]
+        entries += [(rec.level, await mapper.map(cid, code, rec.message) if rec.level == "error" else rec.message,
+                     rec.time) for rec in result.logs]
     except Exception:
         log.exception("agent run %s failed in the host", request_id)
     finally:

@@ -143,7 +143,7 @@ def make_app(config: GatewayConfig, store: AnyStore | None = None) -> web.Applic
     app[BACKGROUND] = set()
     app[NETWORK] = config.network()
     app[VAULT_RATE] = RateLimiter(config.vault_rate_limit)
-    app[STACKS] = StackMapper(config.data_dir)
+    app[STACKS] = StackMapper(app[STORE])
     if config.ws_max_message is not None:
         set_max_message_size(config.ws_max_message)
     app[TELEMETRY] = _telemetry(app, config)
