@@ -149,3 +149,22 @@ def test_every_config_key_is_documented():
                  "cron": "[cron."}  # sni_host is the HOST of sni_port = "HOST:PORT"
     missing = [f.name for f in fields(GatewayConfig) if as_tables.get(f.name, f"`{f.name}`") not in doc]
     assert not missing, f"document these GatewayConfig fields in docs/config.md: {missing}"
+
+
+def test_example_style_b_through_wapo_bundling(tmp_path):
+    """As its comment says: `wapo publish examples/style_b.js` in a folder with the packages installed."""
+    import npm_agents
+    from wapo.cli import bundling
+    try:
+        root = npm_agents.ensure_installed()
+    except npm_agents.NpmMissing:
+        pytest.skip("npm is not installed")
+    (tmp_path / "node_modules").symlink_to(root / "node_modules", target_is_directory=True)
+    (tmp_path / "package.json").write_text('{"name": "b", "private": true}\n')
+    agent = tmp_path / "style_b.js"
+    agent.write_text((EXAMPLES / "style_b.js").read_text())
+    assert bundling.needs_bundle(agent)
+    built = bundling.bundle(agent)
+    result = call(built.code.decode(), AgentRequest(url="http://localhost/?name=esm", query=[("name", "esm")]))
+    assert result.error is None, result.error
+    assert json.loads(result.response.body) == {"hello": "esm", "style": "B"}
