@@ -114,7 +114,7 @@ def main() -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         gateway = subprocess.Popen(
             [sys.executable, "-m", "wapo.cli.main", "serve", "--port", str(gw_port), "--data-dir", data_dir,
-             "--workers", str(args.workers)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+             "--workers", str(args.workers), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         plain = subprocess.Popen([sys.executable, "-c", PLAIN_SERVER, str(plain_port)], stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, env=env)
         try:

@@ -40,8 +40,8 @@ def cache_root() -> Path:
     return Path(os.environ.get("WAPO_NPM_TEST_CACHE") or "~/.cache/wapo/npm-test").expanduser()
 
 
-def toolchain_dir() -> Path:
-    key = hashlib.sha256(json.dumps(PINNED, sort_keys=True).encode()).hexdigest()[:16]
+def toolchain_dir(pinned: dict[str, str] = PINNED) -> Path:
+    key = hashlib.sha256(json.dumps(pinned, sort_keys=True).encode()).hexdigest()[:16]
     return cache_root() / key
 
 
@@ -56,9 +56,9 @@ def _esbuild(root: Path) -> Path:
     return root / "node_modules" / ".bin" / "esbuild"
 
 
-def _check(root: Path) -> str | None:
+def _check(root: Path, pinned: dict[str, str] = PINNED) -> str | None:
     """None if the toolchain in ``root`` is complete and works, else what is wrong."""
-    for package, version in PINNED.items():
+    for package, version in pinned.items():
         found = _installed_version(root, package)
         if found != version:
             return f"{package}: wanted {version}, found {found or 'nothing'}"
@@ -66,24 +66,25 @@ def _check(root: Path) -> str | None:
         out = subprocess.run([str(_esbuild(root)), "--version"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"esbuild does not run: {exc}"
-    if out.returncode != 0 or out.stdout.strip() != PINNED["esbuild"]:
+    if out.returncode != 0 or out.stdout.strip() != pinned["esbuild"]:
         return f"esbuild --version: rc={out.returncode} out={out.stdout.strip()!r} err={out.stderr.strip()[-500:]!r}"
     return None
 
 
-def ensure_installed() -> Path:
-    """The directory holding node_modules with the pinned packages; installs them on first use."""
+def ensure_installed(pinned: dict[str, str] = PINNED) -> Path:
+    """The directory holding node_modules with the pinned packages (``pinned`` must include esbuild);
+    installs them on first use."""
     npm = shutil.which("npm")
     if npm is None:
         raise NpmMissing("npm is not on PATH")
-    root = toolchain_dir()
+    root = toolchain_dir(pinned)
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "w") as lock:  # several test sessions may start at once
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (root / STAMP).exists() and _check(root) is None:
+        if (root / STAMP).exists() and _check(root, pinned) is None:
             return root
         (root / STAMP).unlink(missing_ok=True)
-        manifest = {"name": "wapo-npm-test-agents", "version": "0.0.0", "private": True, "dependencies": PINNED}
+        manifest = {"name": "wapo-npm-test-agents", "version": "0.0.0", "private": True, "dependencies": pinned}
         (root / "package.json").write_text(json.dumps(manifest, indent=2) + "\n")
         cmd = [npm, "install", "--no-audit", "--no-fund", "--ignore-scripts=false"]
         try:
@@ -93,10 +94,10 @@ def ensure_installed() -> Path:
         if out.returncode != 0:
             raise NpmInstallFailed(f"`{' '.join(cmd)}` in {root} exited {out.returncode}:\n"
                                    f"{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
-        problem = _check(root)
+        problem = _check(root, pinned)
         if problem is not None:
             raise NpmInstallFailed(f"after `npm install` in {root}: {problem}\n{out.stderr[-2000:]}")
-        (root / STAMP).write_text(json.dumps(PINNED) + "\n")
+        (root / STAMP).write_text(json.dumps(pinned) + "\n")
     return root
 
 

@@ -77,14 +77,14 @@ def split_http(out: str) -> tuple[str, list[tuple[str, str]], str]:
 def test_publish_prints_the_cid_last(tmp_path, data_dir):
     hello = tmp_path / "hello.txt"
     hello.write_bytes(b"hello world\n")
-    proc = run_wapo("publish", str(hello), data_dir=data_dir)
+    proc = run_wapo("publish", "--force", str(hello), data_dir=data_dir)  # not an agent: the CID is the point
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == HELLO_CID
     with Store(data_dir) as store:
         assert store.get_code(HELLO_CID) == b"hello world\n"
         assert store.get_code(cidv1(HELLO_CID)) == b"hello world\n"
     # publishing twice gives the same CID
-    again = run_wapo("publish", str(hello), data_dir=data_dir)
+    again = run_wapo("publish", "--force", str(hello), data_dir=data_dir)
     assert again.returncode == 0 and again.stdout.strip().splitlines()[-1] == HELLO_CID
 
 

@@ -282,7 +282,8 @@ def test_policy_checked_on_every_redirect_hop(server):
               scriptOutput = '"resolved"' }}
         catch (e) {{ scriptOutput = JSON.stringify([e.constructor.name, e.message]) }}
     """))
-    assert out == ["TypeError", "fetch failed: address 127.0.0.2 is not allowed (loopback)"]
+    assert out[0] == "TypeError" and out[1].startswith("fetch failed: address 127.0.0.2 is not allowed (loopback)")
+    assert "--allow-address 127.0.0.2/32" in out[1]
 
 
 def test_unsupported_scheme_is_a_type_error(server):

@@ -99,3 +99,42 @@ def test_large_round_trip_is_fast(js):
     """)
     assert r.ok, r.error
     assert json.loads(r.output) == [True, 500000, 250002, True]  # F0 FF 98 80: four U+FFFD for a surrogate pair
+
+
+def test_text_encoder_and_decoder_streams(js):
+    # chunks split inside a UTF-8 sequence and between the halves of a surrogate pair (issue 15)
+    r = js(r"""
+        (async () => {
+            const out = {};
+            const enc = new TextEncoderStream();
+            const writer = enc.writable.getWriter();
+            const reading = new Response(enc.readable).arrayBuffer();
+            for (const part of ['h\u00e9', 'llo \ud83d', '\ude00!']) await writer.write(part);
+            await writer.close();
+            out.encoded = Array.from(new Uint8Array(await reading));
+            const bytes = new TextEncoder().encode('\u20ac and \ud83d\ude00');
+            const source = new ReadableStream({ start(c) { for (const b of bytes) c.enqueue(new Uint8Array([b])); c.close(); } });
+            const parts = [];
+            const reader = source.pipeThrough(new TextDecoderStream()).getReader();
+            for (;;) { const { done, value } = await reader.read(); if (done) break; parts.push(value); }
+            out.decoded = parts.join('');
+            const loneTail = new TextEncoderStream();
+            const w = loneTail.writable.getWriter();
+            const tail = new Response(loneTail.readable).arrayBuffer();
+            await w.write('a\ud83d'); await w.close();
+            out.lone = Array.from(new Uint8Array(await tail));
+            const fatal = new TextDecoderStream('utf-8', { fatal: true });
+            const fw = fatal.writable.getWriter();
+            fw.write(new Uint8Array([0xff])).catch(() => {});
+            try { await fatal.readable.getReader().read(); out.fatal = 'read'; } catch (e) { out.fatal = e.name; }
+            out.props = [new TextEncoderStream().encoding, new TextDecoderStream().encoding, String(new TextDecoderStream())];
+            scriptOutput = JSON.stringify(out);
+        })();
+    """)
+    assert r.error is None, r.error
+    out = json.loads(r.output)
+    assert bytes(out["encoded"]) == "héllo 😀!".encode()
+    assert out["decoded"] == "€ and 😀"
+    assert bytes(out["lone"]) == b"a\xef\xbf\xbd"
+    assert out["fatal"] == "TypeError"
+    assert out["props"] == ["utf-8", "utf-8", "[object TextDecoderStream]"]

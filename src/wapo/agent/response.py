@@ -68,17 +68,41 @@ def _body(raw: object) -> bytes:
 
 def _from_mapping(data: dict) -> AgentResponse:
     if "status" not in data:
-        raise BadAgentAnswer("the agent answered without a status")
+        raise BadAgentAnswer(f"the agent answered without a status: {MAIN_CONTRACT}")
     status = data["status"]
     if isinstance(status, str) and status.isdigit():
         status = int(status)
     return AgentResponse(status, _headers(data.get("headers")), _body(data.get("body")))
 
 
+NO_ANSWER = (
+    "the agent finished without an answer: it must be written in one of three styles: "
+    "(A) `async function main(request)` returning JSON.stringify({status, headers, body}); "
+    "(B) a bundle that answers by itself, e.g. `handle(app)` of @phala/wapo-env; "
+    "(C) `export default { fetch(request, env, ctx) }` returning a Response "
+    "(a script run with `wapo exec` answers by setting scriptOutput)")
+MAIN_CONTRACT = ("main(request) must return (or resolve to) JSON.stringify({status, headers, body}) "
+                 "or an object {status, headers, body}")
+
+
+def _not_an_answer(output: bytes) -> BadAgentAnswer | None:
+    """The error for output that is JSON but not an object (e.g. ``main`` returned a number)."""
+    try:
+        value = json.loads(output)
+    except ValueError:
+        return None
+    if isinstance(value, dict):
+        return None
+    shown = output[:60].decode("utf-8", "replace") + ("..." if len(output) > 60 else "")
+    return BadAgentAnswer(f"{MAIN_CONTRACT}; it returned {shown}")
+
+
 def parse_output(output: bytes) -> AgentResponse:
     """Style A (JSON text) or B (msgpack) output of a finished run."""
     if not output:
-        raise BadAgentAnswer("the agent finished without an answer (scriptOutput was never set)")
+        raise BadAgentAnswer(NO_ANSWER)
+    if output[:1] not in (b"{", b" ", b"\n", b"\t", b"\r") and (wrong := _not_an_answer(output)) is not None:
+        raise wrong
     if output[:1] in (b"{", b" ", b"\n", b"\t", b"\r"):
         try:
             data = json.loads(output)
@@ -90,7 +114,7 @@ def parse_output(output: bytes) -> AgentResponse:
         except (ValueError, msgpack.UnpackException, TypeError) as exc:
             raise BadAgentAnswer(f"the agent's answer is neither JSON nor msgpack: {exc}") from None
     if not isinstance(data, dict):
-        raise BadAgentAnswer("the agent's answer is not an object with status, headers and body")
+        raise BadAgentAnswer(f"the agent's answer is not an object with status, headers and body: {MAIN_CONTRACT}")
     if data.get("success") is False and "error" in data and "status" not in data:
         raise BadAgentAnswer(f"the agent failed: {data['error']}")
     return _from_mapping(data)

@@ -34,6 +34,8 @@ class AgentResult:
     logs: list[LogRecord] = field(default_factory=list)
     duration: float = 0.0
     streamed: bool = False
+    longest_burst: float = 0.0  # seconds: how close the run came to its burst limit
+    memory_peak: int = 0  # bytes of guest memory: how close it came to its memory limit
 
 
 class AgentRun:
@@ -160,7 +162,8 @@ class AgentRun:
                 self.head.set_result(response)
         if not self.head.done():
             self.head.set_exception(AgentFailed(message or "the agent failed", kind or "error"))
-        return AgentResult(response, message, kind, logs, result.duration, streamed)
+        return AgentResult(response, message, kind, logs, result.duration, streamed, result.longest_burst,
+                           result.memory_peak)
 
 
     def _failed_before_start(self, error: RunError) -> AgentResult:

@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import json
 import sys
+from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from ..agent import AgentRequest, call_agent
 from ..store import InvalidCID, parse_cid
+from . import bundling
 from .flags import data_dir, data_dir_argument, open_store
 from .exec_cmd import print_log
 from .flags import limit_arguments, limits_from, network_from
@@ -71,20 +73,29 @@ def _request(args: argparse.Namespace, parser_error) -> AgentRequest:
                         secret=secret, url=url)
 
 
-def _load(args: argparse.Namespace) -> tuple[str, str, str]:
-    """(code, name, app id) of a file, or of a CID in the store."""
+def _load(args: argparse.Namespace) -> tuple[str, str, str, bytes | None]:
+    """(code, name, app id, source map) of a file (bundled if it needs it), a project folder, or a
+    CID in the store."""
+    from ..store.sourcemaps import load_source_map
     path = Path(args.target)
     if path.exists():
-        return path.read_text(encoding="utf-8"), path.name, ""
+        if bundling.needs_bundle(path):
+            try:
+                built = bundling.bundle(path, name=(path.stem or path.resolve().name or "agent") + ".bundle.js")
+            except bundling.BundleError as exc:
+                raise SystemExit(f"wapo call: {exc}") from None
+            return built.code.decode("utf-8"), built.name, "", built.source_map
+        return path.read_text(encoding="utf-8"), path.name, "", None
     try:
         cid = parse_cid(args.target).v0
     except InvalidCID as exc:
         raise SystemExit(f"wapo call: {args.target} is neither a file nor a CID ({exc})") from None
     with open_store(args) as store:
         code = store.get_code(cid)
+        source_map = load_source_map(store, code) if code is not None else None
     if code is None:
         raise SystemExit(f"wapo call: {cid} is not in {data_dir(args)} (publish it with `wapo publish`)")
-    return code.decode("utf-8"), f"{cid}.js", cid
+    return code.decode("utf-8"), f"{cid}.js", cid, source_map
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,13 +106,15 @@ def run(args: argparse.Namespace) -> int:
         network = network_from(args)
     except ValueError as exc:
         error(str(exc))
-    code, name, app_id = _load(args)
+    code, name, app_id, source_map = _load(args)
+    mapped = bundling.stack_mapper(source_map, name)
     result = asyncio.run(call_agent(code, request, limits=limits, name=name, app_id=app_id,
                                     data_dir=data_dir(args), network=network))
     for record in result.logs:
-        print_log(record)
+        print_log(record if record.level != "error" else replace(record, message=mapped(record.message)))
     if result.response is None:
-        print(f"HTTP/1.1 500 Internal Server Error\n\nthe agent failed: {result.error}", file=sys.stderr)
+        print(f"HTTP/1.1 500 Internal Server Error\n\nthe agent failed: {mapped(result.error or '')}",
+              file=sys.stderr)
         return 1
     response = result.response
     out = sys.stdout.buffer

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from ..host import GuestModule, Instance, Limits, LogRecord, RunResult, WapoError
+from . import bundling
 from .flags import limit_arguments, limits_from, listen_arguments, network_from
 
 WASM_MAGIC = b"\0asm"
@@ -22,7 +24,7 @@ def _parser(prog: str = "wapo exec") -> argparse.ArgumentParser:
         prog=prog, description="Run a JavaScript file (or a .wasm guest of the Wapo ABI) in a fresh sandbox. "
         "The program's output goes to stdout, its logs to stderr; the exit status is 1 if it fails. "
         "Arguments after FILE reach the script as scriptArgs (put them after -- if they look like options).")
-    p.add_argument("file", metavar="FILE", help="a .js script, or a .wasm module exporting wapo_poll")
+    p.add_argument("file", metavar="FILE", nargs="?", help="a .js script, or a .wasm module exporting wapo_poll")
     p.add_argument("args", nargs="*", metavar="ARG", help="script arguments")
     limit_arguments(p)
     listen_arguments(p)
@@ -70,10 +72,28 @@ def print_log(record: LogRecord) -> None:
     print(prefix + record.message, file=sys.stderr, flush=True)
 
 
+USAGE_HINT = ("wapo exec: give a FILE to run: a .js script (it answers by setting scriptOutput), an ES module "
+              "(.mjs, or --module), or a .wasm guest of the Wapo ABI; arguments after FILE reach it as "
+              "scriptArgs. E.g. `wapo exec script.js hello`. To run an agent with a request, use `wapo call FILE`.")
+MODULE_HINT = ("wapo exec: this looks like an ES module (import/export): run it with `wapo exec --module {file}`, "
+               "or, if it is an agent (export default {{ fetch }}), with `wapo call {file}`")
+
+
+def _module_syntax_error(result: RunResult) -> bool:
+    """A script evaluated as a classic script failed on import/export syntax."""
+    text = result.error.describe() if result.error is not None else ""
+    return "SyntaxError" in text and ("keyword: export" in text or "keyword: import" in text
+                                      or "import statement" in text or "export statement" in text)
+
+
 def main(argv: list[str]) -> int:
     ours, script_args = split_argv(argv)
     parser = _parser()
     args = parser.parse_args(ours)
+    if args.file is None:
+        parser.print_usage(sys.stderr)
+        print(USAGE_HINT, file=sys.stderr)
+        return 2
     try:
         limits = limits_from(args)
         args.network = network_from(args)
@@ -95,6 +115,9 @@ def main(argv: list[str]) -> int:
         return 1
     sys.stdout.buffer.write(result.output)
     sys.stdout.flush()
+    if not result.ok and not args.module and path.suffix not in (".mjs", ".wasm", ".wat") \
+            and _module_syntax_error(result):
+        print(MODULE_HINT.format(file=path), file=sys.stderr)
     return 0 if result.ok else 1
 
 
@@ -113,6 +136,17 @@ async def _run(path: Path, data: bytes, script_args: list[str], limits: Limits,
     except UnicodeDecodeError as exc:
         raise WapoError(f"{path} is neither a wasm module nor UTF-8 JavaScript") from exc
     module = args.module or path.suffix == ".mjs"
-    instance = js_instance(code, script_args, limits=limits, module=module, name=path.name, on_log=print_log,
+    name, on_log = path.name, print_log
+    if path.suffix in bundling.TS_SUFFIXES:  # TypeScript: bundled (esbuild), errors mapped back to the .ts
+        try:
+            built = bundling.bundle(path, name=path.stem + ".bundle.js")
+        except bundling.BundleError as exc:
+            raise WapoError(str(exc)) from None
+        code, name, module = built.code.decode("utf-8"), built.name, True
+        mapped = bundling.stack_mapper(built.source_map, built.name)
+
+        def on_log(record: LogRecord) -> None:
+            print_log(record if record.level != "error" else replace(record, message=mapped(record.message)))
+    instance = js_instance(code, script_args, limits=limits, module=module, name=name, on_log=on_log,
                            network=args.network)
     return await instance.run()

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import (build_cmd, call_cmd, cluster_cmd, cron_cmd, deploy_cmd, exec_cmd, logs_cmd, publish_cmd, secrets_cmd,
-               serve_cmd)
+from .._version import __version__
+from . import (build_cmd, call_cmd, cluster_cmd, cron_cmd, deploy_cmd, dev_cmd, exec_cmd, init_cmd, logs_cmd,
+               publish_cmd, secrets_cmd, serve_cmd)
 
 COMMANDS = {
     "serve": serve_cmd, "publish": publish_cmd, "call": call_cmd, "secrets": secrets_cmd, "logs": logs_cmd,
     "exec": exec_cmd, "build": build_cmd,
     "deploy": deploy_cmd,
+    "init": init_cmd, "dev": dev_cmd,
     "cluster": cluster_cmd,
     "cron": cron_cmd,
 }
@@ -20,6 +22,7 @@ COMMANDS = {
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wapo", description="A serverless runtime for JavaScript agents on a WebAssembly host.")
+    parser.add_argument("--version", action="version", version=f"wapo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMANDS.items():
         module.add_parser(sub)

@@ -33,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="runs of one agent at once; more answer 503 with Retry-After (default 100)")
     p.add_argument("--config", type=Path, default=None, metavar="FILE", help="a TOML config file")
     p.add_argument("--debug", action="store_true", help="show agent errors to callers")
+    p.add_argument("--quiet", action="store_true", help="no line per request on stdout (access_log = false)")
     p.add_argument("--ipfs-gateway", action="append", default=[], metavar="URL",
                    help="fetch unknown CIDs from this IPFS HTTP gateway (repeatable; verified against the CID)")
     p.add_argument("--allow-address", action="append", default=[], metavar="CIDR",
@@ -80,6 +81,8 @@ def config_from(args: argparse.Namespace) -> GatewayConfig:
             changes[name] = getattr(args, name)
     if args.debug:
         changes["debug"] = True
+    if getattr(args, "quiet", False):
+        changes["access_log"] = False
     if args.ipfs_gateway:
         changes["ipfs_gateways"] = tuple(args.ipfs_gateway)
     if args.allow_address:

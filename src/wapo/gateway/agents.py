@@ -14,9 +14,10 @@ from aiohttp import web
 from ..agent import AgentFailed, AgentRequest, AgentRun
 from ..host import RunOptions
 from ..store import InvalidCID, VaultForbidden, VaultNotFound, parse_cid
+from .accesslog import FAILURE
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, HOP_BY_HOP, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER,
-                      RUN_LOG, RUNS, STORE, TELEMETRY, error_response, read_body)
+                      RUN_LOG, RUN_OBSERVER, RUNS, STACKS, STORE, TELEMETRY, error_response, read_body)
 from .ipfs import CodeNotFound, fetch_from_gateways
 from .runlog import LiveLines
 
@@ -62,10 +63,16 @@ def agent_url(request: web.Request, config: GatewayConfig, path: str, query: lis
 
 
 async def handle_agent(request: web.Request) -> web.StreamResponse:
+    return await serve_agent(request, request.match_info["cid"], "/" + request.match_info.get("path", ""))
+
+
+async def serve_agent(request: web.Request, cid_text: str, path: str) -> web.StreamResponse:
+    """Run the agent of ``cid_text`` for ``request``, the agent seeing ``path`` (``wapo dev`` serves
+    its current build at ``/`` through this)."""
     app, request_id = request.app, request[REQUEST_ID]
     config, store = app[CONFIG], app[STORE]
     try:
-        cid = cid_v0(request.match_info["cid"])
+        cid = cid_v0(cid_text)
     except InvalidCID as exc:
         return error_response(400, f"malformed CID: {exc}", request_id)
     try:
@@ -96,7 +103,6 @@ async def handle_agent(request: web.Request) -> web.StreamResponse:
         return error_response(413, f"request body over {config.max_request_body} bytes", request_id)
 
     query = [(k, v) for k, v in request.query.items() if k != "key"]
-    path = "/" + request.match_info.get("path", "")
     agent_request = AgentRequest(
         method=request.method, path=path, query=query,
         headers=[(k, v) for k, v in request.headers.items()], body=body, secret=secret,
@@ -166,10 +172,17 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
             result = await task
             kind = result.error_kind or exc.kind
             metrics.errors.labels(kind).inc()
+            exc = AgentFailed(await app[STACKS].map(cid, code, str(exc)), exc.kind)
             status = {"answer_too_large": 502, "capacity": 503}.get(kind, 500)
             detail = {"detail": str(exc)} if config.debug else {}
-            return error_response(status, "the agent failed" if status == 500 else str(exc).splitlines()[0], request_id,
-                                  **detail)
+            request[FAILURE] = (str(exc).splitlines() or [kind])[0]
+            if status != 500:
+                return error_response(status, str(exc).splitlines()[0], request_id, **detail)
+            logs = f"/logs/all/ipfs/{cid}?requestId={request_id}"
+            message = (f"the agent failed; its error and console output: GET {logs} "
+                       f"(request id {request_id})" + ("" if config.debug else "; --debug (wapo serve, wapo dev) shows "
+                                                       "the error in the answer"))
+            return error_response(status, message, request_id, logs=logs, **detail)
         if run.streaming:
             # style C: send the body as the agent produces it (server-sent events arrive one by one)
             response = web.StreamResponse(status=head.status)
@@ -204,9 +217,10 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
     finally:
         watcher.cancel()
         if task.done():
-            await _store_run_logs(app, cid, request_id, log_entries, task, started, span, run.head, live)
+            await _store_run_logs(app, cid, request_id, log_entries, task, started, span, run.head, live, code)
         else:  # the agent outlives its client: keep its logs when it ends (within its own limits)
-            pending = asyncio.create_task(_store_run_logs(app, cid, request_id, log_entries, task, started, span, run.head, live))
+            pending = asyncio.create_task(_store_run_logs(app, cid, request_id, log_entries, task, started, span, run.head,
+                                                          live, code))
             app[BACKGROUND].add(pending)
             pending.add_done_callback(app[BACKGROUND].discard)
 
@@ -236,12 +250,14 @@ async def _finish_soon(task: asyncio.Task):
 
 async def _store_run_logs(app: web.Application, cid: str, request_id: str, entries: list,
                           task: asyncio.Task, started: float, span=None, head: asyncio.Future | None = None,
-                          live: LiveLines | None = None) -> None:
+                          live: LiveLines | None = None, code: str = "") -> None:
     metrics = app[METRICS]
     result = None
     try:
         result = await task
-        entries += [(rec.level, rec.message, rec.time) for rec in result.logs]
+        mapper = app[STACKS]
+        entries += [(rec.level, await mapper.map(cid, code, rec.message) if rec.level == "error" else rec.message,
+                     rec.time) for rec in result.logs]
     except Exception:
         log.exception("agent run %s failed in the host", request_id)
     finally:
@@ -257,6 +273,9 @@ async def _store_run_logs(app: web.Application, cid: str, request_id: str, entri
         app[RUN_LOG].record(cid, request_id, _status_of(head, kind), duration, kind)
     entries.append(("END", f"Request: Duration: {duration * 1000:.0f} ms", time.time()))
     await app[LOGS].write(cid, request_id, entries)
+    observer = app.get(RUN_OBSERVER)
+    if observer is not None:
+        observer(cid, request_id, result, entries)
 
 
 class _DisconnectWatch:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 
 from aiohttp import web
@@ -12,12 +13,14 @@ from aiohttp import web
 from ..host.net.websocket import set_max_message_size
 from ..paths import default_data_dir
 from ..store import AnyStore, StoreUnavailable
+from .accesslog import write_line
 from .agents import DISCONNECT_GRACE, handle_agent
 from .apps import proxy as apps_proxy, routes as app_routes
 from . import admin, cron
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, RUNS,
-                      RUN_LOG, STORE, TELEMETRY, VAULT_RATE, error_response, new_request_id)
+                      RUN_LOG, STACKS, STORE, TELEMETRY, VAULT_RATE, error_response, new_request_id)
+from .stacks import StackMapper
 from .logs import get_logs
 from .logwriter import LogWriter
 from .metrics import Metrics
@@ -40,6 +43,19 @@ async def request_id_middleware(request: web.Request, handler):
     request[REQUEST_ID] = request_id
     metrics = request.app[METRICS]
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    if request.app[CONFIG].access_log:
+        started = time.monotonic()
+        try:
+            response = await _answer(request, handler, request_id, metrics, route)
+        except web.HTTPException as exc:
+            write_line(request, exc.status, time.monotonic() - started, request_id)
+            raise
+        write_line(request, response.status, time.monotonic() - started, request_id)
+        return response
+    return await _answer(request, handler, request_id, metrics, route)
+
+
+async def _answer(request: web.Request, handler, request_id: str, metrics: Metrics, route: str):
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -127,6 +143,7 @@ def make_app(config: GatewayConfig, store: AnyStore | None = None) -> web.Applic
     app[BACKGROUND] = set()
     app[NETWORK] = config.network()
     app[VAULT_RATE] = RateLimiter(config.vault_rate_limit)
+    app[STACKS] = StackMapper(app[STORE])
     if config.ws_max_message is not None:
         set_max_message_size(config.ws_max_message)
     app[TELEMETRY] = _telemetry(app, config)

@@ -59,6 +59,7 @@ class GatewayConfig:
     # threads running guests (0: on the event loop itself; None: $WAPO_GUEST_THREADS or 4 per core)
     guest_threads: int | None = None
     max_runs_per_cid: int = 100  # runs of one agent at once; more answer 503 with Retry-After
+    access_log: bool = True  # one line per request on stdout (`--quiet` / access_log = false: none)
     cron: tuple[CronJob, ...] = ()  # scheduled runs ([cron.<name>]; gateway/cron.py)
     metrics_top_cids: int = 20  # CIDs with their own label in the per-CID metrics; the rest are "other"
     otlp_endpoint: str | None = None  # OTLP/HTTP base URL: traces and logs exported there (gateway/telemetry.py)
@@ -190,7 +191,7 @@ def _listen_keys(data: dict) -> dict:
 def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayConfig:
     """Read a TOML file: top-level keys of GatewayConfig, [limits], [max_limits], [cid."Qm..."].
 
-    Top level: host, port, workers, debug, public_url, data_dir, max_request_body, max_answer,
+    Top level: host, port, workers, debug, public_url, access_log (a line per request on stdout, true), data_dir, max_request_body, max_answer,
     max_code_size, max_vault_size (the largest POST /vaults body, "64KiB" by default),
     vault_rate_limit (POST /vaults per client address and minute, 30 by default, 0 = none),
     header_timeout ("10s"), keepalive_timeout ("30s"), min_body_rate (bytes a second, "1KiB"),
@@ -219,7 +220,7 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"cannot read config {path}: {exc}") from exc
     changes: dict = {}
-    for key in ("host", "debug", "public_url", "otlp_endpoint", "admin_token"):
+    for key in ("host", "debug", "public_url", "otlp_endpoint", "admin_token", "access_log"):
         if key in data:
             changes[key] = data[key]
     for key in ("port", "workers", "max_connections", "guest_threads", "max_runs_per_cid"):

@@ -25,6 +25,9 @@ NETWORK = web.AppKey("network", object)
 CODE_CACHE = web.AppKey("code_cache", dict)
 RUNS = web.AppKey("runs", dict)  # CID -> runs of it in progress (the per-CID cap)
 VAULT_RATE = web.AppKey("vault_rate", RateLimiter)
+# called as observer(cid, request_id, AgentResult | None, log entries) after each agent run (`wapo dev`)
+RUN_OBSERVER = web.AppKey("run_observer", object)
+STACKS = web.AppKey("stacks", object)  # a gateway.stacks.StackMapper: agents' errors through their source maps
 RUN_LOG = web.AppKey("run_log", RunLog)  # every run, for the dashboard (runs.sqlite)
 TELEMETRY = web.AppKey("telemetry", object)  # a telemetry.Telemetry with --otlp-endpoint, else None
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te", "trailer",

@@ -44,6 +44,8 @@ class RunResult:
     error: RunError | None
     duration: float
     fuel_consumed: int | None = None
+    longest_burst: float = 0.0  # the longest time inside the guest between two returns to the host
+    memory_peak: int = 0  # bytes of linear memory at the end (wasm memory never shrinks)
 
     @property
     def ok(self) -> bool:
@@ -92,6 +94,8 @@ class Instance:
         self._poll: _capi.Func | None = None
         self._started = 0.0
         self._poll_started = 0.0
+        self._longest_burst = 0.0
+        self._memory_peak = 0
         self._done = False
         self._threads = guest_threads()
         self._tenant = self.options.tenant or module.name
@@ -175,7 +179,8 @@ class Instance:
         if error is not None:
             st.add_log("error", error.describe(), final=True)
         fuel = self._fuel if self.limits.fuel is not None else None
-        result = RunResult(bytes(st.output), st.logs, error, time.monotonic() - self._started, fuel)
+        result = RunResult(bytes(st.output), st.logs, error, time.monotonic() - self._started, fuel,
+                           self._longest_burst, self._memory_peak)
         self._release(st)
         return result
 
@@ -292,7 +297,9 @@ class Instance:
         """A new CPU burst from now (the guest waited in a host call, on its own thread)."""
         if self._sandbox is not None:
             self._set_deadline()
-            self._poll_started = time.monotonic()
+            now = time.monotonic()
+            self._longest_burst = max(self._longest_burst, now - self._poll_started)
+            self._poll_started = now
 
     def _enter(self, func: _capi.Func, st: GuestState, returns: bool = True) -> int:
         """Call into the guest with the limits armed; a trap becomes a RunError."""
@@ -318,6 +325,7 @@ class Instance:
             raise GuestTrap(f"the guest failed: {_error_cause(exc)}") from None
         finally:
             current.state = previous
+            self._longest_burst = max(self._longest_burst, time.monotonic() - self._poll_started)
 
     async def _drive(self, st: GuestState) -> RunError | None:
         """Poll until the guest is done. One step per poll; the first also instantiates and the last
@@ -346,6 +354,11 @@ class Instance:
         if status is not None and status == 0 and error is None:
             return 0, None
         self._fuel = self.fuel_consumed() if self.limits.fuel is not None else None
+        if self._sandbox is not None:
+            try:
+                self._memory_peak = self._sandbox.memory_base_and_size()[1]
+            except RuntimeError:  # it never got a memory (instantiation failed)
+                pass
         self._release(st, here=True)
         return None, error
 

@@ -103,7 +103,18 @@ class AddressDenied(OSError):
         self.reason = reason
         self.host = host
         of = f" (of {host})" if host and host != address else ""
-        super().__init__(f"address {address}{of} is not allowed ({reason})")
+        super().__init__(f"address {address}{of} is not allowed ({reason}); to let guests reach it, "
+                         f"pass --allow-address {_cidr_of(address)} (wapo exec, call, serve, dev) or add it to "
+                         "allow_addresses in the gateway config")
+
+
+def _cidr_of(address: str) -> str:
+    """The single-address CIDR of ``address`` (as --allow-address takes it)."""
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return address
+    return f"{ip}/{ip.max_prefixlen}"
 
 
 def parse_cidr(text: str) -> IPNetwork:

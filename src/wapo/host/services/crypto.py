@@ -66,6 +66,12 @@ def _keccak256(data: bytes) -> bytes:
 
 _HASHES = {
     "sha256": lambda data: hashlib.sha256(data).digest(),
+    # for node:crypto's createHash/createHmac in bundles (wapo's shim), which must be synchronous
+    "sha1": lambda data: hashlib.sha1(data).digest(),
+    "sha224": lambda data: hashlib.sha224(data).digest(),
+    "sha384": lambda data: hashlib.sha384(data).digest(),
+    "sha512": lambda data: hashlib.sha512(data).digest(),
+    "md5": lambda data: hashlib.md5(data).digest(),
     "keccak256": _keccak256,
     "blake2b128": lambda data: hashlib.blake2b(data, digest_size=16).digest(),
     "blake2b256": lambda data: hashlib.blake2b(data, digest_size=32).digest(),
@@ -75,7 +81,8 @@ _HASHES = {
 
 @service("hash", inline=True)
 def hash_(st: GuestState, payload: bytes) -> bytes:
-    """payload: algorithm (sha256 keccak256 blake2b128 blake2b256 blake2b512), NUL, data -> digest."""
+    """payload: algorithm (sha256 keccak256 blake2b128 blake2b256 blake2b512 sha1 sha224 sha384 sha512
+    md5), NUL, data -> digest."""
     name, data = _split_name(payload, "hash")
     fn = _HASHES.get(name.lower().replace("-", "").replace("_", ""))
     if fn is None:

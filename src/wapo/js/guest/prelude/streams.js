@@ -1,10 +1,11 @@
-// @provides ReadableStream ReadableStreamDefaultReader ReadableStreamDefaultController ReadableByteStreamController WritableStream WritableStreamDefaultWriter WritableStreamDefaultController TransformStream TransformStreamDefaultController ByteLengthQueuingStrategy CountQueuingStrategy @streams
+// @provides ReadableStream ReadableStreamDefaultReader ReadableStreamBYOBReader ReadableStreamDefaultController ReadableByteStreamController WritableStream WritableStreamDefaultWriter WritableStreamDefaultController TransformStream TransformStreamDefaultController ByteLengthQueuingStrategy CountQueuingStrategy @streams
 // WHATWG Streams, following the reference implementation's algorithms.
 // Public objects keep their state in an internal record under the private
 // symbol K; the algorithms below work on those records.
-// Not provided: BYOB readers (getReader({mode: 'byob'}) throws a TypeError;
-// `type: 'bytes'` sources are supported with a default reader),
-// TextEncoderStream/TextDecoderStream, CompressionStream.
+// BYOB readers read a byte stream's queue into the caller's (transferred) view,
+// min option included; a source's controller.byobRequest is always null (sources
+// enqueue, and the bytes are copied). Not provided: CompressionStream
+// (TextEncoderStream/TextDecoderStream are in textstreams.js).
 // Other prelude modules reach the internals through `host.internal("streams")`.
 
 const { isObject, records, tag } = host.internal("shared");
@@ -157,7 +158,7 @@ class ReadableStream {
     if (mode === undefined) return new ReadableStreamDefaultReader(this);
     if (String(mode) !== "byob") throw new TypeError(`'${String(mode)}' is not a valid ReadableStreamReaderMode`);
     if (!rs.bytes) throw new TypeError("Cannot get a BYOB reader for a stream that is not a byte stream");
-    throw new TypeError("BYOB readers are not supported in WapoJS: use getReader() (a default reader)");
+    return new ReadableStreamBYOBReader(this);
   }
   pipeThrough(transform, options = undefined) {
     const rs = internal(this, "ReadableStream", "pipeThrough");
@@ -396,6 +397,104 @@ class ReadableStreamDefaultReader {
   }
 }
 tag(ReadableStreamDefaultReader, "ReadableStreamDefaultReader");
+
+// A BYOB read: the view's buffer is transferred (the caller's view is detached, as the standard
+// says), filled from the queue and from chunks as they are enqueued, and handed back as a view of
+// the same type once it holds at least `min` elements.
+class ReadableStreamBYOBReader {
+  constructor(stream) {
+    const rs = internalOrUndefined(stream, "ReadableStream");
+    if (!rs) throw new TypeError("ReadableStreamBYOBReader: the argument is not a ReadableStream");
+    if (!rs.bytes) throw new TypeError("ReadableStreamBYOBReader: the stream is not a byte stream");
+    if (isReadableLocked(rs)) throw new TypeError("ReadableStreamBYOBReader: the stream is locked to another reader");
+    const reader = attach(this, { kind: "ReadableStreamBYOBReader", stream: undefined, readRequests: [], closed: undefined });
+    readerGenericInitialize(reader, rs);
+  }
+  get closed() { return promiseMethod(this, "ReadableStreamBYOBReader", "closed", (r) => r.closed.promise); }
+  cancel(reason = undefined) {
+    return promiseMethod(this, "ReadableStreamBYOBReader", "cancel", (r) => readableStreamCancel(r.stream, reason), released);
+  }
+  read(view, options = undefined) {
+    return promiseMethod(this, "ReadableStreamBYOBReader", "read", (r) => {
+      if (!ArrayBuffer.isView(view)) throw new TypeError("read: view must be an ArrayBufferView");
+      if (view.byteLength === 0) throw new TypeError("read: view must have a non-zero byteLength");
+      if (view.buffer.byteLength === 0) throw new TypeError("read: view's buffer must have a non-zero byteLength");
+      if (view.buffer.detached) throw new TypeError("read: view's buffer is detached");
+      const elem = view instanceof DataView ? 1 : view.BYTES_PER_ELEMENT;
+      const length = view instanceof DataView ? view.byteLength : view.length;
+      const min = options === undefined || options === null || options.min === undefined ? 1 : Number(options.min);
+      if (!Number.isInteger(min) || min <= 0) throw new TypeError("read: options.min must be a positive integer");
+      if (min > length) throw new RangeError("read: options.min is larger than the view");
+      const d = deferred();
+      byobRead(r, view, elem, min * elem, d);
+      return d.promise;
+    }, released);
+  }
+  releaseLock() {
+    const r = internal(this, "ReadableStreamBYOBReader", "releaseLock");
+    if (r.stream === undefined) return;
+    readerRelease(r);
+  }
+}
+tag(ReadableStreamBYOBReader, "ReadableStreamBYOBReader");
+
+function byobRead(reader, view, elem, minBytes, d) {
+  const rs = reader.stream;
+  rs.disturbed = true;
+  if (rs.state === "errored") { d.reject(rs.storedError); return; }
+  const Ctor = view.constructor, offset = view.byteOffset, capacity = view.byteLength;
+  const buffer = view.buffer.transfer();
+  const target = new Uint8Array(buffer, offset, capacity);
+  let filled = 0;
+  const result = (done) => ({ value: Ctor === DataView ? new DataView(buffer, offset, filled)
+    : new Ctor(buffer, offset, filled / elem), done });
+  if (rs.state === "closed") { d.resolve(result(true)); return; }
+  const c = rs.controller;
+  // copy from a chunk; what does not fit (or would split an element) goes back to the queue's front
+  const take = (chunk) => {
+    const n = Math.min(chunk.byteLength, capacity - filled);
+    target.set(chunk.subarray(0, n), filled);
+    filled += n;
+    return n < chunk.byteLength ? chunk.subarray(n) : null;
+  };
+  const settle = () => {
+    const extra = filled % elem;
+    if (extra) { filled -= extra; requeueFront(c, target.slice(filled, filled + extra)); }
+  };
+  while (queueLength(c) > 0 && filled < capacity) { // as much as the queue holds, as the standard fills
+    const rest = take(dequeueValue(c));
+    if (rest) requeueFront(c, rest);
+  }
+  if (filled >= minBytes) {
+    settle();
+    if (c.closeRequested && queueLength(c) === 0) { clearControllerAlgorithms(c); readableStreamClose(rs); }
+    else controllerCallPullIfNeeded(c);
+    d.resolve(result(false));
+    return;
+  }
+  const request = {
+    chunkSteps: (chunk) => {
+      const rest = take(chunk);
+      if (rest) requeueFront(c, rest);
+      if (filled >= minBytes) { settle(); d.resolve(result(false)); }
+      else rs.reader.readRequests.unshift(request); // still waiting: first in line again
+    },
+    closeSteps: () => {
+      if (filled % elem) { d.reject(new TypeError("the stream closed in the middle of an element")); return; }
+      d.resolve(result(true));
+    },
+    errorSteps: (e) => d.reject(e),
+  };
+  rs.reader.readRequests.push(request);
+  controllerCallPullIfNeeded(c);
+}
+
+function requeueFront(c, bytes) {
+  const pair = { value: bytes, size: bytes.byteLength };
+  if (c.queueHead > 0) c.queue[--c.queueHead] = pair;
+  else c.queue.unshift(pair);
+  c.queueTotalSize += bytes.byteLength;
+}
 
 function acquireDefaultReader(rs) {
   return new ReadableStreamDefaultReader(rs.pub)[K];
@@ -1301,8 +1400,8 @@ const streams = {
 };
 
 return {
-  ReadableStream, ReadableStreamDefaultReader, ReadableStreamDefaultController, ReadableByteStreamController,
-  WritableStream, WritableStreamDefaultWriter, WritableStreamDefaultController,
+  ReadableStream, ReadableStreamDefaultReader, ReadableStreamBYOBReader, ReadableStreamDefaultController,
+  ReadableByteStreamController, WritableStream, WritableStreamDefaultWriter, WritableStreamDefaultController,
   TransformStream, TransformStreamDefaultController, ByteLengthQueuingStrategy, CountQueuingStrategy,
   streams,
 };
