@@ -456,3 +456,41 @@ def test_log_backlog_is_bounded_and_written_when_the_database_returns(tmp_path, 
     assert {"before", "after", "down-19", "down-10"} <= ids  # the newest runs of the outage were kept
     assert "down-0" not in ids  # the oldest were dropped, and counted
     assert writer.dropped_lines + 30 >= 20 * 3
+
+
+def test_an_owner_cut_off_from_the_database_stops_its_apps_and_another_node_takes_them(
+        tmp_path, pg_url, cluster_key, nodes):
+    from urllib.parse import urlsplit
+
+    from wapo.gateway.apps.cluster import FENCE_AFTER, TAKEOVER_BOUND
+    real = urlsplit(PG_URL)
+    relay = Relay((real.hostname or "127.0.0.1", real.port or 5432))
+    relay.start()
+    relayed = pg_url.replace(f"{real.hostname}:{real.port or 5432}", f"127.0.0.1:{relay.port}")
+    try:
+        source = tmp_path / "headers.js"
+        source.write_text(HEADERS_APP)
+        assert wapo("deploy", str(source), "--id", "fenced", "--database", pg_url,
+                    "--cluster-key", str(cluster_key)).returncode == 0
+        cut_off = Server(tmp_path / "a", "--database", relayed, "--cluster-key", str(cluster_key), "--node-name", "a")
+        nodes.append(cut_off)
+        assert app_owner([cut_off], "fenced", time.monotonic() + 60)[0] == "a"  # the first node holds it
+        other = Server(tmp_path / "b", "--database", pg_url, "--cluster-key", str(cluster_key), "--node-name", "b")
+        nodes.append(other)
+        assert app_owner([other], "fenced", time.monotonic() + 30)[0] == "a"  # b forwards to a
+
+        relay.cut()  # a is still alive but cannot reach the database: it must give the app up
+        cut = time.monotonic()
+        owner = "a"
+        while owner != "b" and time.monotonic() < cut + TAKEOVER_BOUND + 20:
+            time.sleep(0.2)
+            status, headers, _ = http("GET", f"{other.base}/app/fenced/hello", timeout=30)
+            owner = headers.get("x-wapo-app-node") if status == 200 else None
+        assert owner == "b"
+        took = time.monotonic() - cut
+        assert took <= 10, took
+        listed = json.loads(http("GET", f"{cut_off.base}/apps")[2])["apps"]
+        assert [a["id"] for a in listed] == []  # stopped on a (fenced after FENCE_AFTER s)
+        assert FENCE_AFTER < TAKEOVER_BOUND - 1
+    finally:
+        relay.cut()
