@@ -172,13 +172,18 @@ def test_wrong_or_missing_cluster_key_refuses_to_start(tmp_path, pg_url, cluster
 
 def test_config_file_names_the_database_and_key(tmp_path, pg_url, cluster_key, nodes):
     config = tmp_path / "wapo.toml"
-    config.write_text(f'node_name = "from-config"\n[database]\nurl = "{pg_url}"\n[cluster]\nkey_file = "cluster.key"\n')
+    (tmp_path / "app.js").write_text(HEADERS_APP)
+    config.write_text(f'node_name = "from-config"\n[database]\nurl = "{pg_url}"\n[cluster]\nkey_file = "cluster.key"\n'
+                      '[app.cfg]\nfile = "app.js"\n')
     server = Server(tmp_path / "d", "--config", str(config))
     nodes.append(server)
     status, headers, _ = http("GET", server.sample_url)
     assert status == 200 and headers["x-wapo-node"] == "from-config"
     assert pg_rows(pg_url, "SELECT COUNT(*) FROM code") == [(1,)]  # the sample agent, in the database
     assert not (tmp_path / "d" / "wapo.sqlite3").exists()  # and nothing in SQLite
+    # the config file's app went into the database, and this node runs it
+    assert pg_rows(pg_url, "SELECT id FROM apps") == [("cfg",)]
+    assert app_owner([server], "cfg", time.monotonic() + 60)[0] == "from-config"
 
 
 # ------------------------------------------------------------ the database goes away
