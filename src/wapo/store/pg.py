@@ -230,7 +230,9 @@ class PgStore(CodeMixin, VaultMixin, LogMixin):
 
         self._pool = ConnectionPool(
             url, min_size=min_size, max_size=max_size, timeout=timeout, open=False, configure=configure,
-            reconnect_timeout=0,  # never give up reconnecting: the server may come back
+            # a failed connection attempt is not retried in the background (its growing back-off could
+            # outlast the outage): the next request that needs a connection makes a new one
+            reconnect_timeout=0,
             kwargs={"autocommit": True, **connect})
         try:
             self._pool.open(wait=True, timeout=timeout * 2)
