@@ -381,6 +381,7 @@ def test_an_app_runs_on_one_node_answers_through_all_and_survives_its_owner(tmp_
     running = [name for name, n in by_name.items() if "hdr" in {a["id"] for a in json.loads(http("GET", f"{n.base}/apps")[2])["apps"]}]
     assert running == [owner]
     assert pg_rows(pg_url, "SELECT app_id, node FROM app_leases") == [("hdr", owner)]
+    assert len(pg_rows(pg_url, "SELECT instance FROM cluster_nodes")) == 3
     # a body streamed in through another node
     other = next(n for name, n in by_name.items() if name != owner)
     status, headers, body = http("POST", f"{other.base}/app/hdr/post", b"x" * 300_000)
@@ -392,6 +393,13 @@ def test_an_app_runs_on_one_node_answers_through_all_and_survives_its_owner(tmp_
     # the internal route wants the cluster key
     status, _, body = http("GET", f"{by_name[owner].base}/_cluster/app/hdr/hello")
     assert status == 403 and "cluster key" in json.loads(body)["error"]
+
+    # apps deployed while the three nodes are up spread over them (each node takes its share)
+    for app_id in ("hdr2", "hdr3"):
+        assert wapo("deploy", str(source), "--id", app_id, "--database", pg_url,
+                    "--cluster-key", str(cluster_key)).returncode == 0
+    owners = {app_owner(started, app_id, time.monotonic() + 60)[0] for app_id in ("hdr", "hdr2", "hdr3")}
+    assert owners == set(by_name), pg_rows(pg_url, "SELECT app_id, node FROM app_leases")
 
     # SIGKILL the owner: a request in flight to it fails with 502/503, later ones fail fast, then
     # succeed after the takeover

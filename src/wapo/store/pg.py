@@ -118,6 +118,12 @@ _MIGRATIONS: list[str | list[str]] = [
         instance TEXT NOT NULL,
         url TEXT NOT NULL,
         expires DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE cluster_nodes (
+        instance TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        url TEXT NOT NULL,
+        seen DOUBLE PRECISION NOT NULL
     )
     """,
 ]
