@@ -113,6 +113,10 @@ def test_three_nodes_share_code_vaults_logs_and_keys(tmp_path, pg_url, cluster_k
         assert headers["x-wapo-node"] == name
         derived.add(json.loads(body)["derived"])
     assert len(derived) == 1  # deriveSecret is the cluster's, not the node's
+    called = wapo("call", cid, "--body-only", "--database", pg_url, "--cluster-key", str(cluster_key),
+                  "--data-dir", str(tmp_path / "elsewhere"))
+    assert called.returncode == 0, called.stderr
+    assert {json.loads(called.stdout)["derived"]} == derived  # and `wapo call` on the cluster derives alike
 
     # a vault made through node 2 is used on node 3
     status, headers, body = http("POST", f"{n2.base}/vaults", json.dumps({"cid": cid, "data": {"API": "k-42"}}).encode())
