@@ -404,6 +404,11 @@ def test_an_app_runs_on_one_node_answers_through_all_and_survives_its_owner(tmp_
                     "--cluster-key", str(cluster_key)).returncode == 0
     owners = {app_owner(started, app_id, time.monotonic() + 60)[0] for app_id in ("hdr", "hdr2", "hdr3")}
     assert owners == set(by_name), pg_rows(pg_url, "SELECT app_id, node FROM app_leases")
+    status = wapo("cluster", "status", "--format", "json", "--database", pg_url, "--cluster-key", str(cluster_key))
+    assert status.returncode == 0, status.stderr
+    status = json.loads(status.stdout)
+    assert {n["node"] for n in status["nodes"]} == set(by_name) and status["apps"]["hdr"] == owner
+    assert set(status["apps"].values()) == set(by_name) and status["schema"] == PG_SCHEMA_VERSION
 
     # SIGKILL the owner: a request in flight to it fails with 502/503, later ones fail fast, then
     # succeed after the takeover

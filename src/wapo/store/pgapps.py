@@ -120,3 +120,8 @@ class PgAppRecords:
         with self.store._write() as conn:
             conn.execute("DELETE FROM app_leases WHERE instance = ?", (instance,))
             conn.execute("DELETE FROM cluster_nodes WHERE instance = ?", (instance,))
+
+    def nodes(self) -> list[tuple[str, str, float]]:
+        """``(node, url, seconds since its last claim)`` of the nodes seen within the last hour."""
+        return [tuple(r) for r in self.store._conn().execute(
+            f"SELECT node, url, {_NOW} - seen FROM cluster_nodes ORDER BY node").fetchall()]
