@@ -20,6 +20,9 @@ class AgentRequest:
     body: bytes = b""
     secret: dict = field(default_factory=dict)
     url: str = "http://localhost/"
+    # a scheduled run ({"cron": schedule, "scheduledTime": ms}): style C agents exporting
+    # scheduled(event, env, ctx) get it as the event; the others see it in the payload
+    scheduled: dict | None = None
 
     @classmethod
     def from_query_string(cls, query_string: str, **kwargs) -> "AgentRequest":
@@ -42,6 +45,8 @@ class AgentRequest:
             "secret": self.secret,
             "url": self.url,
         }
+        if self.scheduled is not None:
+            payload["scheduled"] = self.scheduled
         if payload["method"] in METHODS_WITHOUT_BODY:
             del payload["body"]
         return payload

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import build_cmd, call_cmd, cluster_cmd, deploy_cmd, exec_cmd, logs_cmd, publish_cmd, secrets_cmd, serve_cmd
+from . import (build_cmd, call_cmd, cluster_cmd, cron_cmd, deploy_cmd, exec_cmd, logs_cmd, publish_cmd, secrets_cmd,
+               serve_cmd)
 
 COMMANDS = {
     "serve": serve_cmd, "publish": publish_cmd, "call": call_cmd, "secrets": secrets_cmd, "logs": logs_cmd,
     "exec": exec_cmd, "build": build_cmd,
     "deploy": deploy_cmd,
     "cluster": cluster_cmd,
+    "cron": cron_cmd,
 }
 
 

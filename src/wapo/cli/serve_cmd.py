@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -54,6 +55,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="open connections per process; more are answered 503 (default 1000; 0 = none)")
     p.add_argument("--shutdown-grace", type=duration_arg, default=None, metavar="DURATION",
                    help="on SIGTERM, what requests in flight have to finish (default 10s)")
+    p.add_argument("--otlp-endpoint", default=None, metavar="URL",
+                   help="export traces and agent logs over OTLP/HTTP to URL (/v1/traces, /v1/logs; default "
+                        "$WAPO_OTLP_ENDPOINT; off without)")
+    p.add_argument("--admin-token", default=None, metavar="TOKEN",
+                   help="turn on /dashboard and the admin routes for this token (default $WAPO_ADMIN_TOKEN; "
+                        "off without)")
     listen_arguments(p)  # --sni-port without HOST listens on the gateway's --host
     data_dir_argument(p)  # and --database URL, --cluster-key KEYFILE
     p.add_argument("--node-name", default=None, metavar="NAME",
@@ -106,10 +113,17 @@ def config_from(args: argparse.Namespace) -> GatewayConfig:
         changes["node_name"] = args.node_name
     if args.node_url:
         changes["node_url"] = args.node_url
+    changes.update(operator_settings(args, config))
     config = config.with_(**changes)
     config.check()
     config.network()  # the policy must be valid (e.g. an SNI host that can be bound) before serving
     return config
+
+
+def operator_settings(args: argparse.Namespace, config: GatewayConfig) -> dict:
+    """--otlp-endpoint and --admin-token: the flag, else the config file, else the environment."""
+    return {"otlp_endpoint": args.otlp_endpoint or config.otlp_endpoint or os.environ.get("WAPO_OTLP_ENDPOINT") or None,
+            "admin_token": args.admin_token or config.admin_token or os.environ.get("WAPO_ADMIN_TOKEN") or None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,6 +149,11 @@ def run(args: argparse.Namespace) -> int:
 
     def ready() -> None:
         print(f"wapo gateway on {base} (data in {where}, {config.workers} worker(s), node {config.node})", flush=True)
+        if config.admin_token:
+            print(f"dashboard: {base}/dashboard", flush=True)
+        else:
+            print("dashboard: off (turn it on with --admin-token TOKEN, admin_token in the config file, or "
+                  "WAPO_ADMIN_TOKEN)", flush=True)
         print(f"sample agent: {base}/ipfs/{sample}?name=you", flush=True)
 
     try:

@@ -16,8 +16,9 @@ from ..host import RunOptions
 from ..store import InvalidCID, VaultForbidden, VaultNotFound, parse_cid
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, HOP_BY_HOP, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER,
-                      RUNS, STORE, error_response, read_body)
+                      RUN_LOG, RUNS, STORE, TELEMETRY, error_response, read_body)
 from .ipfs import CodeNotFound, fetch_from_gateways
+from .runlog import LiveLines
 
 log = logging.getLogger("wapo.gateway")
 
@@ -100,7 +101,10 @@ async def handle_agent(request: web.Request) -> web.StreamResponse:
         method=request.method, path=path, query=query,
         headers=[(k, v) for k, v in request.headers.items()], body=body, secret=secret,
         url=agent_url(request, config, path, query))
-    return await run_agent(request, cid, code, agent_request)
+    started = time.monotonic()
+    response = await run_agent(request, cid, code, agent_request)
+    app[METRICS].observe_run(cid, response.status, time.monotonic() - started)
+    return response
 
 
 def _over_cap(app: web.Application, cid: str, request_id: str) -> web.Response | None:
@@ -136,10 +140,21 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
     log_entries: list[tuple[str, str, float]] = [
         ("START", f"Request: {request.method} {request.rel_url.path}", time.time())]
     options = RunOptions(limits=config.limits_for(cid), data_dir=config.data_dir, network=app[NETWORK], tenant=cid)
+    live = LiveLines(app[RUN_LOG], cid, request_id)  # the dashboard's live tail of a long run
+    telemetry, span = app.get(TELEMETRY), None
+    if telemetry is None:
+        options = options.with_settings(on_log=live)
+    else:  # --otlp-endpoint: the run's span, its fetches' spans, its console lines
+        span = telemetry.start_run(cid, request_id)
+        options = options.with_settings(on_fetch=telemetry.fetch_hook(span),
+                                        on_log=_each(live, telemetry.console(span)))
     try:
         run = AgentRun(code, agent_request, options=options, name=f"{cid}.js", app_id=cid, max_body=config.max_answer)
     except BaseException:
         _run_ended(app, cid)
+        live.close()
+        if span is not None:
+            span.end()
         raise
     metrics.live.inc()
     task = asyncio.create_task(run.run())
@@ -189,11 +204,26 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
     finally:
         watcher.cancel()
         if task.done():
-            await _store_run_logs(app, cid, request_id, log_entries, task, started)
+            await _store_run_logs(app, cid, request_id, log_entries, task, started, span, run.head, live)
         else:  # the agent outlives its client: keep its logs when it ends (within its own limits)
-            pending = asyncio.create_task(_store_run_logs(app, cid, request_id, log_entries, task, started))
+            pending = asyncio.create_task(_store_run_logs(app, cid, request_id, log_entries, task, started, span, run.head, live))
             app[BACKGROUND].add(pending)
             pending.add_done_callback(app[BACKGROUND].discard)
+
+
+def _each(*callbacks):
+    """One ``on_log`` calling several."""
+    def on_log(record) -> None:
+        for callback in callbacks:
+            callback(record)
+    return on_log
+
+
+def _status_of(head: asyncio.Future | None, kind: str | None) -> int:
+    """The status a run answered with (the head it sent, else the error answer's)."""
+    if head is not None and head.done() and not head.cancelled() and head.exception() is None:
+        return head.result().status
+    return {"answer_too_large": 502, "capacity": 503}.get(kind or "", 500)
 
 
 async def _finish_soon(task: asyncio.Task):
@@ -205,8 +235,10 @@ async def _finish_soon(task: asyncio.Task):
 
 
 async def _store_run_logs(app: web.Application, cid: str, request_id: str, entries: list,
-                          task: asyncio.Task, started: float) -> None:
+                          task: asyncio.Task, started: float, span=None, head: asyncio.Future | None = None,
+                          live: LiveLines | None = None) -> None:
     metrics = app[METRICS]
+    result = None
     try:
         result = await task
         entries += [(rec.level, rec.message, rec.time) for rec in result.logs]
@@ -215,8 +247,14 @@ async def _store_run_logs(app: web.Application, cid: str, request_id: str, entri
     finally:
         metrics.live.dec()
         _run_ended(app, cid)
+        if live is not None:
+            live.close()
         duration = time.monotonic() - started
         metrics.run_seconds.observe(duration)
+        kind = result.error_kind if result else "host_error"
+        if span is not None:
+            app[TELEMETRY].end_run(span, duration, kind, result.error if result else "the host failed")
+        app[RUN_LOG].record(cid, request_id, _status_of(head, kind), duration, kind)
     entries.append(("END", f"Request: Duration: {duration * 1000:.0f} ms", time.time()))
     await app[LOGS].write(cid, request_id, entries)
 

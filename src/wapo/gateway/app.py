@@ -14,13 +14,15 @@ from ..paths import default_data_dir
 from ..store import AnyStore, StoreUnavailable
 from .agents import DISCONNECT_GRACE, handle_agent
 from .apps import proxy as apps_proxy, routes as app_routes
+from . import admin, cron
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, RUNS,
-                      STORE, VAULT_RATE, error_response, new_request_id)
+                      RUN_LOG, STORE, TELEMETRY, VAULT_RATE, error_response, new_request_id)
 from .logs import get_logs
 from .logwriter import LogWriter
 from .metrics import Metrics
 from .ratelimit import RateLimiter
+from .runlog import RunLog
 from .storage import open_gateway_store
 from .vaults import create_vault, get_vault
 
@@ -96,6 +98,20 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+def _telemetry(app: web.Application, config: GatewayConfig):
+    """With an OTLP endpoint, spans and logs of every request (the SDK is imported only then)."""
+    if not config.otlp_endpoint:
+        return None
+    from .telemetry import Telemetry, telemetry_middleware
+    telemetry = Telemetry(config.otlp_endpoint)
+    app.middlewares.append(telemetry_middleware(telemetry))
+
+    async def flush(app: web.Application) -> None:
+        await asyncio.to_thread(telemetry.shutdown)
+    app.on_cleanup.append(flush)
+    return telemetry
+
+
 def make_app(config: GatewayConfig, store: AnyStore | None = None) -> web.Application:
     data_dir = config.data_dir or default_data_dir()
     config = config.with_(data_dir=Path(data_dir))
@@ -103,8 +119,9 @@ def make_app(config: GatewayConfig, store: AnyStore | None = None) -> web.Applic
     app[CONFIG] = config
     app[STORE] = store or open_gateway_store(config)
     app.on_response_prepare.append(add_node_header)
-    app[METRICS] = Metrics()
+    app[METRICS] = Metrics(config.metrics_top_cids)
     app[LOGS] = LogWriter(app[STORE])
+    app[RUN_LOG] = RunLog(config.data_dir)
     app[CODE_CACHE] = {}
     app[RUNS] = {}
     app[BACKGROUND] = set()
@@ -112,13 +129,16 @@ def make_app(config: GatewayConfig, store: AnyStore | None = None) -> web.Applic
     app[VAULT_RATE] = RateLimiter(config.vault_rate_limit)
     if config.ws_max_message is not None:
         set_max_message_size(config.ws_max_message)
+    app[TELEMETRY] = _telemetry(app, config)
 
     async def flush_logs(app: web.Application) -> None:
         if app[BACKGROUND]:
             await asyncio.wait(list(app[BACKGROUND]), timeout=DISCONNECT_GRACE)
         await app[LOGS].close()
+        await app[RUN_LOG].close()
 
     app.on_cleanup.append(flush_logs)
+    cron.install(app, config)  # [cron.<name>] jobs, scheduled in every process (one runs each tick)
     app.router.add_route("*", "/ipfs/{cid}", handle_agent)
     app.router.add_route("*", "/ipfs/{cid}/{path:.*}", handle_agent)
     app.router.add_post("/vaults", create_vault)
@@ -137,4 +157,5 @@ def make_app(config: GatewayConfig, store: AnyStore | None = None) -> web.Applic
         routes = apps_cluster.install(app)
     for method, path, handler in routes:
         app.router.add_route(method, path, handler if runs_apps else apps_proxy.forward)
+    admin.install(app)  # /dashboard and /admin/api/..., with an admin token only
     return app

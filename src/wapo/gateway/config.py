@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..host import Limits
 from ..host.limits import parse_duration, parse_size
+from .cronspec import CronJob, parse_cron_tables
 
 MB = 1000 * 1000
 KiB = 1024
@@ -58,6 +59,10 @@ class GatewayConfig:
     # threads running guests (0: on the event loop itself; None: $WAPO_GUEST_THREADS or 4 per core)
     guest_threads: int | None = None
     max_runs_per_cid: int = 100  # runs of one agent at once; more answer 503 with Retry-After
+    cron: tuple[CronJob, ...] = ()  # scheduled runs ([cron.<name>]; gateway/cron.py)
+    metrics_top_cids: int = 20  # CIDs with their own label in the per-CID metrics; the rest are "other"
+    otlp_endpoint: str | None = None  # OTLP/HTTP base URL: traces and logs exported there (gateway/telemetry.py)
+    admin_token: str | None = None  # the dashboard and admin routes (none: they answer 404)
     # a cluster (issue 14, docs/cluster.md): a shared PostgreSQL store, its key, this node's name
     database_url: str | None = None  # postgresql://...; None: SQLite in data_dir
     cluster_key_file: Path | None = None  # needed with database_url
@@ -117,6 +122,11 @@ class GatewayConfig:
             raise ValueError("max_connections (--max-connections) must be 0 (no limit) or more")
         if self.guest_threads is not None and not 0 <= self.guest_threads <= 1024:
             raise ValueError(f"guest_threads (--guest-threads) is 0..1024, not {self.guest_threads}")
+        if self.otlp_endpoint and not self.otlp_endpoint.startswith(("http://", "https://")):
+            raise ValueError(f"otlp_endpoint (--otlp-endpoint) is an http:// or https:// URL of an OTLP/HTTP "
+                             f"receiver (e.g. http://127.0.0.1:4318), not {self.otlp_endpoint!r}")
+        if self.metrics_top_cids < 0:
+            raise ValueError(f"metrics_top_cids is 0 or more, not {self.metrics_top_cids}")
         if self.max_runs_per_cid < 1:
             raise ValueError(f"max_runs_per_cid (--max-runs-per-cid) is at least 1, not {self.max_runs_per_cid}")
 
@@ -197,13 +207,19 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     Apps: ``[app.<id>]`` tables with ``file = "app.js"`` (relative to the config file), optional
     ``listen = PORT`` and ``on_demand = true``: deployed when ``wapo serve`` starts, as
     ``wapo deploy FILE --id <id> [--listen PORT] [--on-demand]`` would.
+
+    Scheduled runs: ``[cron.<name>]`` tables with ``cid``, ``schedule`` (cron syntax, optionally
+    ``"CRON_TZ=Europe/Paris ..."``; 6 fields put seconds first), optional ``timezone``, ``path``,
+    ``method``, ``body`` and ``vault_key`` (gateway/cronspec.py). ``metrics_top_cids`` (20): CIDs
+    with their own label in the per-CID metrics. ``otlp_endpoint`` (an OTLP/HTTP base URL) exports
+    traces and logs; ``admin_token`` turns on the dashboard (``/dashboard``) and the admin routes.
     """
     try:
         data = tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"cannot read config {path}: {exc}") from exc
     changes: dict = {}
-    for key in ("host", "debug", "public_url"):
+    for key in ("host", "debug", "public_url", "otlp_endpoint", "admin_token"):
         if key in data:
             changes[key] = data[key]
     for key in ("port", "workers", "max_connections", "guest_threads", "max_runs_per_cid"):
@@ -237,6 +253,10 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     if "app" in data:
         changes["apps"] = _apps(data["app"], Path(path).parent, path)
     changes.update(_cluster_keys(data, Path(path)))
+    if "cron" in data:
+        changes["cron"] = parse_cron_tables(data["cron"], path)
+    if "metrics_top_cids" in data:
+        changes["metrics_top_cids"] = int(data["metrics_top_cids"])
     if "cid" in data:
         from ..store import parse_cid
         limits = changes.get("limits", base.limits)

@@ -12,6 +12,7 @@ from .config import GatewayConfig
 from .logwriter import LogWriter
 from .metrics import Metrics
 from .ratelimit import RateLimiter
+from .runlog import RunLog
 
 REQUEST_ID_HEADER = "X-Request-Id"
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -24,6 +25,8 @@ NETWORK = web.AppKey("network", object)
 CODE_CACHE = web.AppKey("code_cache", dict)
 RUNS = web.AppKey("runs", dict)  # CID -> runs of it in progress (the per-CID cap)
 VAULT_RATE = web.AppKey("vault_rate", RateLimiter)
+RUN_LOG = web.AppKey("run_log", RunLog)  # every run, for the dashboard (runs.sqlite)
+TELEMETRY = web.AppKey("telemetry", object)  # a telemetry.Telemetry with --otlp-endpoint, else None
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te", "trailer",
               "proxy-authenticate", "proxy-authorization"}
 

@@ -7,6 +7,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -24,6 +25,7 @@ from .context import CONFIG, REQUEST_ID_HEADER, error_response, new_request_id
 from .app import make_app
 from .apps.proxy import socket_path
 from .config import GatewayConfig
+from .metrics import prepare_shared_metrics, worker_gone
 
 log = logging.getLogger("wapo.gateway")
 
@@ -264,6 +266,7 @@ class _Workers:
                         min(self.BACKOFF_MAX, max(self.BACKOFF_MIN, self.backoff[slot] * 2))
                     self.due[slot] = now + self.backoff[slot]
                     self.procs[slot] = None
+                    worker_gone(proc.pid)
                     how = (f"killed by signal {-proc.exitcode}" if proc.exitcode < 0
                            else f"exited with status {proc.exitcode}")
                     log.warning("wapo serve: worker %d (pid %d) %s after %.1f s; starting a new one in %.1f s",
@@ -361,11 +364,17 @@ def run_server(config: GatewayConfig, ready=None) -> None:
     prepare_data_dir(config)
     deploy_config_apps(config)
     workers = None
+    shared_metrics = None
     if config.workers > 1:
         if not hasattr(socket, "SO_REUSEPORT"):
             sys.exit("wapo serve: --workers needs SO_REUSEPORT, which this system lacks")
         workers = _Workers(config)
+        # /metrics of any worker sums them all (set before the processes and their metrics exist)
+        shared_metrics = prepare_shared_metrics(Path(config.data_dir or default_data_dir()))
     try:
         asyncio.run(serve_forever(config, reuse_port=config.workers > 1, ready=ready, workers=workers))
     except KeyboardInterrupt:
         pass
+    finally:
+        if shared_metrics is not None:
+            shutil.rmtree(shared_metrics, ignore_errors=True)

@@ -5,11 +5,11 @@ from .errors import (CapacityExceeded, GuestError, GuestLoadError, GuestTrap, Li
 from .instance import Instance, RunResult
 from .limits import Limits, parse_duration, parse_size
 from .module import GuestModule
-from .options import RunOptions
+from .options import FetchHook, RunOptions
 from .state import LogRecord
 
 __all__ = [
-    "CapacityExceeded", "GuestError", "GuestLoadError", "GuestModule", "GuestTrap", "Instance", "LimitExceeded", "Limits",
+    "CapacityExceeded", "FetchHook", "GuestError", "GuestLoadError", "GuestModule", "GuestTrap", "Instance", "LimitExceeded", "Limits",
     "LogRecord", "RunError", "RunOptions", "RunResult", "UnhandledRejection", "WapoError", "parse_duration",
     "parse_size",
 ]

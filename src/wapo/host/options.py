@@ -15,6 +15,16 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class FetchHook:
+    """What a caller adds to one outgoing fetch of the guest (``RunOptions.on_fetch``): headers
+    the guest did not set itself (e.g. a W3C ``traceparent``), and ``done(status, error)`` when
+    the fetch ends (status None when it failed)."""
+
+    headers: tuple[tuple[str, str], ...] = ()
+    done: Callable[[int | None, str | None], None] | None = None
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """Settings of one run. Every field has the default a plain ``wapo exec`` would use."""
 
@@ -35,6 +45,8 @@ class RunOptions:
     on_log: Callable[[LogRecord], None] | None = None
     # output as it is emitted; when set, RunResult.output stays empty
     on_output: Callable[[bytes], None] | None = None
+    # called with (method, url) as each outgoing fetch starts (tracing: gateway/telemetry.py)
+    on_fetch: Callable[[str, str], FetchHook] | None = None
 
     def __post_init__(self) -> None:
         if self.app_address is not None and len(self.app_address) != 32:

@@ -232,6 +232,13 @@ class VaultMixin:
             raise VaultNotFound("no such vault")
         return {"data": self._open(row[3], key, row[0], "data"), "inherit": row[2]}
 
+    def vault_index(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """The vaults' keys, CIDs, parents and creation times, newest first: never their data (the
+        operator's dashboard lists them)."""
+        rows = self._conn().execute("SELECT key, cid, inherit, created FROM vaults ORDER BY created DESC LIMIT ?",
+                                    (limit,)).fetchall()
+        return [{"key": k, "cid": c, "inherit": i, "created": t} for k, c, i, t in rows]
+
     def secrets_for(self, cid: str, key: str) -> dict[str, Any]:
         """The secrets an agent run for ``cid`` receives with ``?key=<key>`` (merged data).
 

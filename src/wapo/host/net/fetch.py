@@ -48,6 +48,7 @@ from ..resources import Resource
 from .policy import DEFAULT_NETWORK, AddressDenied, AddressPolicy, HttpLimits, NetworkPolicy
 
 if TYPE_CHECKING:
+    from ..options import FetchHook
     from ..state import GuestState
 
 log = logging.getLogger("wapo.host.http")
@@ -112,8 +113,9 @@ def _tls_context(extra_ca: str | None) -> ssl.SSLContext | bool:
 class HttpClient:
     """Per-run fetch state: the policy, the limits and the slots of concurrent fetches."""
 
-    def __init__(self, network: NetworkPolicy) -> None:
+    def __init__(self, network: NetworkPolicy, on_fetch: Callable[[str, str], FetchHook] | None = None) -> None:
         self.network = network
+        self.on_fetch = on_fetch  # the caller's hook on each fetch (RunOptions.on_fetch)
         self.limits: HttpLimits = network.http
         self.policy = network.addresses
         self.slots = asyncio.Semaphore(self.limits.max_concurrent)
@@ -312,6 +314,7 @@ class FetchResource(Resource):
         STATS["fetches"] += 1
         session: aiohttp.ClientSession | None = None
         slot = False
+        hook = self._hook()
         try:
             try:
                 async with asyncio.timeout(limits.timeout):
@@ -344,6 +347,12 @@ class FetchResource(Resource):
                 self.client.slots.release()
             STATS["fetches"] -= 1
             self._changed()
+            if hook is not None and hook.done is not None:
+                status = self.response_head["status"] if self.response_head is not None else None
+                try:
+                    hook.done(status, self.error)
+                except Exception:  # the caller's bookkeeping never fails a fetch
+                    log.debug("fetch hook failed", exc_info=True)
             if session is not None:
                 waiter = session.connector.close() if session.connector is not None else None
                 STATS["sessions"] -= 1  # its sockets are closed now (synchronously, above)
@@ -352,6 +361,20 @@ class FetchResource(Resource):
                         await waiter  # the transports' close callbacks
                     except asyncio.CancelledError:
                         pass
+
+    def _hook(self) -> FetchHook | None:
+        """The caller's hook for this fetch, its headers added where the guest set none."""
+        if self.client.on_fetch is None:
+            return None
+        try:
+            hook = self.client.on_fetch(self.method, self.url)
+        except Exception:
+            log.debug("fetch hook failed", exc_info=True)
+            return None
+        for name, value in hook.headers:
+            if name not in self.headers:
+                self.headers[name] = value
+        return hook
 
     async def _send(self, session: aiohttp.ClientSession) -> aiohttp.ClientResponse:
         limits = self.client.limits
@@ -469,5 +492,5 @@ def client_for(st: GuestState) -> HttpClient:
     """The guest's HTTP client (one per run: fetches and WebSockets share its policy)."""
     client = _clients.get(st)
     if client is None:
-        client = _clients[st] = HttpClient(st.network or DEFAULT_NETWORK)
+        client = _clients[st] = HttpClient(st.network or DEFAULT_NETWORK, st.options.on_fetch)
     return client

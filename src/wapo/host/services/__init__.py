@@ -9,7 +9,7 @@ Each module registers its services with ``@service`` when imported; the app
 services (``wapo.host.apps``) register themselves the same way.
 """
 
-from . import crypto, digest, http, run, sockets, websocket  # noqa: F401  (registers them)
+from . import crypto, digest, http, run, sockets, subtle, websocket  # noqa: F401  (registers them)
 from .registry import SERVICES, ServiceError, call, resource_arg, service
 
 __all__ = ["SERVICES", "ServiceError", "call", "resource_arg", "service"]

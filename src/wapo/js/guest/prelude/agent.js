@@ -15,6 +15,10 @@ function write(bytes) {
   host.call("output.write", bytes);
 }
 
+function hasScheduled(x) {
+  return x !== null && (typeof x === "object" || typeof x === "function") && typeof x.scheduled === "function";
+}
+
 function hasFetch(x) {
   return x !== null && (typeof x === "object" || typeof x === "function") && typeof x.fetch === "function";
 }
@@ -91,6 +95,20 @@ async function respond(target, req, init) {
   await Promise.all(waiting);
 }
 
+// A scheduled run (a [cron.<name>] job of the gateway) of an agent exporting scheduled(event, env,
+// ctx), as Workers' cron triggers call it: the answer is an empty 200 once it and its waitUntil end.
+async function runScheduled(target, req) {
+  const env = Object.assign({}, req.secret || {});
+  const waiting = [];
+  const waitUntil = (promise) => { waiting.push(Promise.resolve(promise).catch((e) => console.error(e))); };
+  const ctx = { waitUntil, passThroughOnException() {} };
+  const s = req.scheduled;
+  const event = { type: "scheduled", cron: s.cron, scheduledTime: s.scheduledTime, noRetry() {}, waitUntil };
+  await target.scheduled(event, env, ctx);
+  await Promise.all(waiting);
+  write(HEAD_MAGIC + JSON.stringify({ status: 200, statusText: "OK", headers: [] }) + "\n");
+}
+
 // Compiles the agent into a per-agent snapshot (wapojs_precompile): the same module-or-script
 // choice runAgent makes, so a run from the snapshot does what one from the source would.
 function precompile(code, name, isModule) {
@@ -112,6 +130,8 @@ async function runAgent(code, name, isModule) {
     const [evaluated, ns] = pre ? host.evalPrecompiled() : host.evalModule(code, name);
     await evaluated;
     const def = ns.default;
+    if (req.scheduled && hasScheduled(def)) return runScheduled(def, req);
+    if (req.scheduled && hasScheduled(ns)) return runScheduled(ns, req);
     if (hasFetch(def)) return serveFetch(def, req);
     if (typeof def === "function") return answerMain(def, payload);
     if (typeof ns.main === "function") return answerMain(ns.main, payload);
@@ -122,6 +142,8 @@ async function runAgent(code, name, isModule) {
   if (pre) host.evalPrecompiled();
   else host.evalScript(code, name);
   const exported = globalThis.module.exports;
+  if (req.scheduled && hasScheduled(exported)) return runScheduled(exported, req);
+  if (req.scheduled && exported && hasScheduled(exported.default)) return runScheduled(exported.default, req);
   if (hasFetch(exported)) return serveFetch(exported, req);
   if (exported && hasFetch(exported.default)) return serveFetch(exported.default, req);
   if (globalThis.scriptOutput !== undefined) return undefined; // it answered while loading
