@@ -516,3 +516,35 @@ def test_an_owner_cut_off_from_the_database_stops_its_apps_and_another_node_take
         assert FENCE_AFTER < TAKEOVER_BOUND - 1
     finally:
         relay.cut()
+
+
+# ------------------------------------------------------------ cron on a cluster (issue 16 meets 14)
+
+CRON_TICKER = """\
+export default {
+  async fetch(request) { return new Response("fetched"); },
+  async scheduled(event, env, ctx) { console.log("tick " + event.scheduledTime); },
+};
+"""
+
+
+def test_each_cron_tick_runs_on_one_node_of_the_cluster(tmp_path, pg_url, cluster_key, nodes):
+    from collections import Counter
+    agent = tmp_path / "ticker.js"
+    agent.write_text(CRON_TICKER)
+    cid = wapo("publish", str(agent), "--database", pg_url, "--cluster-key", str(cluster_key)).stdout.split()[-1]
+    config = tmp_path / "wapo.toml"
+    config.write_text(f'[cron.ticker]\ncid = "{cid}"\nschedule = "* * * * * *"\n')
+    for name in ("c1", "c2"):  # each node its own data directory: the ledger must be the database's
+        nodes.append(Server(tmp_path / name, "--config", str(config), "--database", pg_url, "--cluster-key",
+                            str(cluster_key), "--node-name", name))
+    deadline = time.monotonic() + 60
+    ticks: list = []
+    while time.monotonic() < deadline and len(ticks) < 6:
+        time.sleep(0.5)
+        ticks = pg_rows(pg_url, "SELECT message, node FROM logs WHERE message LIKE 'tick %'")
+    assert len(ticks) >= 6, ticks
+    per_tick = Counter(message for message, _ in ticks)
+    assert max(per_tick.values()) == 1, per_tick  # never twice, though both nodes schedule every tick
+    claimed = pg_rows(pg_url, "SELECT tick, node FROM cron_runs WHERE job = 'ticker'")
+    assert len(claimed) == len({tick for tick, _ in claimed}) >= 6

@@ -39,7 +39,7 @@ from .vaults import VaultMixin
 
 __all__ = ["PgStore", "PG_SCHEMA_VERSION", "is_database_url", "redact_url"]
 
-PG_SCHEMA_VERSION = 4
+PG_SCHEMA_VERSION = 5
 
 # Migration i (1-based) brings the schema from version i-1 to i: a string of statements separated
 # by ";", or a list of statements (when one holds a ";" of its own, as a function body does).
@@ -124,6 +124,19 @@ _MIGRATIONS: list[str | list[str]] = [
         node TEXT NOT NULL,
         url TEXT NOT NULL,
         seen DOUBLE PRECISION NOT NULL
+    )
+    """,
+    # 5: the cron ledger of a cluster: one node runs each tick (gateway/cronledger.py)
+    """
+    CREATE TABLE cron_runs (
+        job TEXT NOT NULL,
+        tick DOUBLE PRECISION NOT NULL,
+        state TEXT NOT NULL,
+        request_id TEXT,
+        started DOUBLE PRECISION,
+        ended DOUBLE PRECISION,
+        node TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (job, tick)
     )
     """,
 ]
