@@ -534,7 +534,7 @@ def test_each_cron_tick_runs_on_one_node_of_the_cluster(tmp_path, pg_url, cluste
     agent.write_text(CRON_TICKER)
     cid = wapo("publish", str(agent), "--database", pg_url, "--cluster-key", str(cluster_key)).stdout.split()[-1]
     config = tmp_path / "wapo.toml"
-    config.write_text(f'[cron.ticker]\ncid = "{cid}"\nschedule = "* * * * * *"\n')
+    config.write_text(f'admin_token = "t"\n[cron.ticker]\ncid = "{cid}"\nschedule = "* * * * * *"\n')
     for name in ("c1", "c2"):  # each node its own data directory: the ledger must be the database's
         nodes.append(Server(tmp_path / name, "--config", str(config), "--database", pg_url, "--cluster-key",
                             str(cluster_key), "--node-name", name))
@@ -548,3 +548,9 @@ def test_each_cron_tick_runs_on_one_node_of_the_cluster(tmp_path, pg_url, cluste
     assert max(per_tick.values()) == 1, per_tick  # never twice, though both nodes schedule every tick
     claimed = pg_rows(pg_url, "SELECT tick, node FROM cron_runs WHERE job = 'ticker'")
     assert len(claimed) == len({tick for tick, _ in claimed}) >= 6
+    # the dashboard of either node shows the cluster's ticks
+    import urllib.request
+    req = urllib.request.Request(f"{nodes[0].base}/admin/api/cron", headers={"Authorization": "Bearer t"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        shown = json.loads(r.read())["jobs"][0]["ticks"]
+    assert len(shown) >= 6 and {t["node"] for t in shown} <= {"c1", "c2"}
