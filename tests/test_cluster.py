@@ -113,6 +113,10 @@ def test_three_nodes_share_code_vaults_logs_and_keys(tmp_path, pg_url, cluster_k
         assert headers["x-wapo-node"] == name
         derived.add(json.loads(body)["derived"])
     assert len(derived) == 1  # deriveSecret is the cluster's, not the node's
+    called = wapo("call", cid, "--body-only", "--database", pg_url, "--cluster-key", str(cluster_key),
+                  "--data-dir", str(tmp_path / "elsewhere"))
+    assert called.returncode == 0, called.stderr
+    assert {json.loads(called.stdout)["derived"]} == derived  # and `wapo call` on the cluster derives alike
 
     # a vault made through node 2 is used on node 3
     status, headers, body = http("POST", f"{n2.base}/vaults", json.dumps({"cid": cid, "data": {"API": "k-42"}}).encode())
@@ -172,13 +176,18 @@ def test_wrong_or_missing_cluster_key_refuses_to_start(tmp_path, pg_url, cluster
 
 def test_config_file_names_the_database_and_key(tmp_path, pg_url, cluster_key, nodes):
     config = tmp_path / "wapo.toml"
-    config.write_text(f'node_name = "from-config"\n[database]\nurl = "{pg_url}"\n[cluster]\nkey_file = "cluster.key"\n')
+    (tmp_path / "app.js").write_text(HEADERS_APP)
+    config.write_text(f'node_name = "from-config"\n[database]\nurl = "{pg_url}"\n[cluster]\nkey_file = "cluster.key"\n'
+                      '[app.cfg]\nfile = "app.js"\n')
     server = Server(tmp_path / "d", "--config", str(config))
     nodes.append(server)
     status, headers, _ = http("GET", server.sample_url)
     assert status == 200 and headers["x-wapo-node"] == "from-config"
     assert pg_rows(pg_url, "SELECT COUNT(*) FROM code") == [(1,)]  # the sample agent, in the database
     assert not (tmp_path / "d" / "wapo.sqlite3").exists()  # and nothing in SQLite
+    # the config file's app went into the database, and this node runs it
+    assert pg_rows(pg_url, "SELECT id FROM apps") == [("cfg",)]
+    assert app_owner([server], "cfg", time.monotonic() + 60)[0] == "from-config"
 
 
 # ------------------------------------------------------------ the database goes away
@@ -376,6 +385,7 @@ def test_an_app_runs_on_one_node_answers_through_all_and_survives_its_owner(tmp_
     running = [name for name, n in by_name.items() if "hdr" in {a["id"] for a in json.loads(http("GET", f"{n.base}/apps")[2])["apps"]}]
     assert running == [owner]
     assert pg_rows(pg_url, "SELECT app_id, node FROM app_leases") == [("hdr", owner)]
+    assert len(pg_rows(pg_url, "SELECT instance FROM cluster_nodes")) == 3
     # a body streamed in through another node
     other = next(n for name, n in by_name.items() if name != owner)
     status, headers, body = http("POST", f"{other.base}/app/hdr/post", b"x" * 300_000)
@@ -387,6 +397,18 @@ def test_an_app_runs_on_one_node_answers_through_all_and_survives_its_owner(tmp_
     # the internal route wants the cluster key
     status, _, body = http("GET", f"{by_name[owner].base}/_cluster/app/hdr/hello")
     assert status == 403 and "cluster key" in json.loads(body)["error"]
+
+    # apps deployed while the three nodes are up spread over them (each node takes its share)
+    for app_id in ("hdr2", "hdr3"):
+        assert wapo("deploy", str(source), "--id", app_id, "--database", pg_url,
+                    "--cluster-key", str(cluster_key)).returncode == 0
+    owners = {app_owner(started, app_id, time.monotonic() + 60)[0] for app_id in ("hdr", "hdr2", "hdr3")}
+    assert owners == set(by_name), pg_rows(pg_url, "SELECT app_id, node FROM app_leases")
+    status = wapo("cluster", "status", "--format", "json", "--database", pg_url, "--cluster-key", str(cluster_key))
+    assert status.returncode == 0, status.stderr
+    status = json.loads(status.stdout)
+    assert {n["node"] for n in status["nodes"]} == set(by_name) and status["apps"]["hdr"] == owner
+    assert set(status["apps"].values()) == set(by_name) and status["schema"] == PG_SCHEMA_VERSION
 
     # SIGKILL the owner: a request in flight to it fails with 502/503, later ones fail fast, then
     # succeed after the takeover
@@ -456,3 +478,79 @@ def test_log_backlog_is_bounded_and_written_when_the_database_returns(tmp_path, 
     assert {"before", "after", "down-19", "down-10"} <= ids  # the newest runs of the outage were kept
     assert "down-0" not in ids  # the oldest were dropped, and counted
     assert writer.dropped_lines + 30 >= 20 * 3
+
+
+def test_an_owner_cut_off_from_the_database_stops_its_apps_and_another_node_takes_them(
+        tmp_path, pg_url, cluster_key, nodes):
+    from urllib.parse import urlsplit
+
+    from wapo.gateway.apps.cluster import FENCE_AFTER, TAKEOVER_BOUND
+    real = urlsplit(PG_URL)
+    relay = Relay((real.hostname or "127.0.0.1", real.port or 5432))
+    relay.start()
+    relayed = pg_url.replace(f"{real.hostname}:{real.port or 5432}", f"127.0.0.1:{relay.port}")
+    try:
+        source = tmp_path / "headers.js"
+        source.write_text(HEADERS_APP)
+        assert wapo("deploy", str(source), "--id", "fenced", "--database", pg_url,
+                    "--cluster-key", str(cluster_key)).returncode == 0
+        cut_off = Server(tmp_path / "a", "--database", relayed, "--cluster-key", str(cluster_key), "--node-name", "a")
+        nodes.append(cut_off)
+        assert app_owner([cut_off], "fenced", time.monotonic() + 60)[0] == "a"  # the first node holds it
+        other = Server(tmp_path / "b", "--database", pg_url, "--cluster-key", str(cluster_key), "--node-name", "b")
+        nodes.append(other)
+        assert app_owner([other], "fenced", time.monotonic() + 30)[0] == "a"  # b forwards to a
+
+        relay.cut()  # a is still alive but cannot reach the database: it must give the app up
+        cut = time.monotonic()
+        owner = "a"
+        while owner != "b" and time.monotonic() < cut + TAKEOVER_BOUND + 20:
+            time.sleep(0.2)
+            status, headers, _ = http("GET", f"{other.base}/app/fenced/hello", timeout=30)
+            owner = headers.get("x-wapo-app-node") if status == 200 else None
+        assert owner == "b"
+        took = time.monotonic() - cut
+        assert took <= 10, took
+        listed = json.loads(http("GET", f"{cut_off.base}/apps")[2])["apps"]
+        assert [a["id"] for a in listed] == []  # stopped on a (fenced after FENCE_AFTER s)
+        assert FENCE_AFTER < TAKEOVER_BOUND - 1
+    finally:
+        relay.cut()
+
+
+# ------------------------------------------------------------ cron on a cluster (issue 16 meets 14)
+
+CRON_TICKER = """\
+export default {
+  async fetch(request) { return new Response("fetched"); },
+  async scheduled(event, env, ctx) { console.log("tick " + event.scheduledTime); },
+};
+"""
+
+
+def test_each_cron_tick_runs_on_one_node_of_the_cluster(tmp_path, pg_url, cluster_key, nodes):
+    from collections import Counter
+    agent = tmp_path / "ticker.js"
+    agent.write_text(CRON_TICKER)
+    cid = wapo("publish", str(agent), "--database", pg_url, "--cluster-key", str(cluster_key)).stdout.split()[-1]
+    config = tmp_path / "wapo.toml"
+    config.write_text(f'admin_token = "t"\n[cron.ticker]\ncid = "{cid}"\nschedule = "* * * * * *"\n')
+    for name in ("c1", "c2"):  # each node its own data directory: the ledger must be the database's
+        nodes.append(Server(tmp_path / name, "--config", str(config), "--database", pg_url, "--cluster-key",
+                            str(cluster_key), "--node-name", name))
+    deadline = time.monotonic() + 60
+    ticks: list = []
+    while time.monotonic() < deadline and len(ticks) < 6:
+        time.sleep(0.5)
+        ticks = pg_rows(pg_url, "SELECT message, node FROM logs WHERE message LIKE 'tick %'")
+    assert len(ticks) >= 6, ticks
+    per_tick = Counter(message for message, _ in ticks)
+    assert max(per_tick.values()) == 1, per_tick  # never twice, though both nodes schedule every tick
+    claimed = pg_rows(pg_url, "SELECT tick, node FROM cron_runs WHERE job = 'ticker'")
+    assert len(claimed) == len({tick for tick, _ in claimed}) >= 6
+    # the dashboard of either node shows the cluster's ticks
+    import urllib.request
+    req = urllib.request.Request(f"{nodes[0].base}/admin/api/cron", headers={"Authorization": "Bearer t"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        shown = json.loads(r.read())["jobs"][0]["ticks"]
+    assert len(shown) >= 6 and {t["node"] for t in shown} <= {"c1", "c2"}

@@ -556,3 +556,11 @@ def test_postgres_retention_is_applied_by_one_node_at_a_time(pg_url):
                 assert len(b.query_logs(HELLO)) == 5
         assert b.prune_logs() == 3
         assert [r.message for r in a.query_logs(HELLO)] == ["m4", "m3"]
+
+
+def test_vault_index_lists_keys_never_data(store):
+    first, _ = store.create_vault(HELLO, {"secret": "s1"})
+    second, _ = store.create_vault(HELLO, {"secret": "s2"})
+    index = store.vault_index()
+    assert {v["key"] for v in index} == {first, second}
+    assert all(v["cid"] == HELLO and "data" not in v for v in index)

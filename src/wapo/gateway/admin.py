@@ -187,14 +187,14 @@ async def api_apps(request: web.Request) -> web.StreamResponse:
 
 async def api_cron(request: web.Request) -> web.Response:
     """The config's scheduled jobs, their next tick and their latest ticks (ran, skipped) from the ledger."""
-    from .cronledger import CronLedger
+    from .cronledger import CronLedger, PgCronLedger
     from .cronspec import next_tick
     config = request.app[CONFIG]
     if not config.cron:
         return web.json_response({"jobs": []})
 
-    def latest() -> list[dict]:
-        ledger = CronLedger(config.data_dir)
+    def latest() -> list[dict]:  # a cluster's ledger is in its database (every node's ticks)
+        ledger = PgCronLedger(request.app[STORE]) if config.database_url else CronLedger(config.data_dir)
         try:
             return ledger.runs(limit=200)
         finally:

@@ -21,7 +21,7 @@ from ..host import RunOptions
 from ..store import Store, VaultForbidden, VaultNotFound
 from .config import GatewayConfig
 from .context import new_request_id
-from .cronledger import Claim, CronLedger
+from .cronledger import Claim, CronLedger, PgCronLedger
 from .cronspec import CronJob, next_tick
 from .ipfs import CodeNotFound, fetch_from_gateways
 from .metrics import Metrics
@@ -133,7 +133,9 @@ class CronScheduler:
         self.config, self.store, self.write_logs, self.run_log = config, store, write_logs, run_log
         self.runs = runs  # the gateway's runs in progress per CID (its max_runs_per_cid cap)
         self.network, self.metrics, self.telemetry = network, metrics, telemetry
-        self.ledger = CronLedger(config.data_dir) if config.cron else None
+        self.ledger = None
+        if config.cron:  # a cluster keeps it in its database: one node runs each tick
+            self.ledger = PgCronLedger(store) if config.database_url else CronLedger(config.data_dir)
         self._tasks: list[asyncio.Task] = []
         self._runs: set[asyncio.Task] = set()
 

@@ -87,3 +87,47 @@ class CronLedger:
 
     def close(self) -> None:
         self._conn.close()
+
+
+class PgCronLedger:
+    """The same ledger in a cluster's PostgreSQL store (``cron_runs``), so one node of the cluster
+    runs each tick, whichever node's data directory it is: every node schedules every job, the
+    first ``INSERT`` of a ``(job, tick)`` wins (the primary key settles a race), the others see
+    it taken."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+
+    def claim(self, job: str, tick: float, request_id: str, stale_after: float) -> tuple[Claim, str | None]:
+        now = time.time()
+        with self.store._write() as conn:
+            if conn.execute("SELECT 1 FROM cron_runs WHERE job = ? AND tick = ?", (job, tick)).fetchone():
+                return Claim.TAKEN, None
+            running = conn.execute("SELECT request_id FROM cron_runs WHERE job = ? AND state = 'running' "
+                                   "AND started > ? ORDER BY started DESC LIMIT 1",
+                                   (job, now - stale_after)).fetchone()
+            state = "skipped" if running else "running"
+            inserted = conn.execute(
+                "INSERT INTO cron_runs (job, tick, state, request_id, started, node) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (job, tick) DO NOTHING", (job, tick, state, request_id, now, self.store.node)).rowcount
+            if not inserted:
+                return Claim.TAKEN, None  # another node claimed it between our look and our insert
+            conn.execute("DELETE FROM cron_runs WHERE tick < ?", (now - KEEP,))
+        return (Claim.SKIP, running[0]) if running else (Claim.RUN, None)
+
+    def finish(self, job: str, tick: float, state: str) -> None:
+        with self.store._write() as conn:
+            conn.execute("UPDATE cron_runs SET state = ?, ended = ? WHERE job = ? AND tick = ?",
+                         (state, time.time(), job, tick))
+
+    def runs(self, job: str | None = None, limit: int = 100) -> list[dict]:
+        query = "SELECT job, tick, state, request_id, started, ended, node FROM cron_runs"
+        args: tuple = ()
+        if job is not None:
+            query += " WHERE job = ?"
+            args = (job,)
+        rows = self.store._conn().execute(query + " ORDER BY tick DESC LIMIT ?", (*args, limit)).fetchall()
+        return [dict(zip(("job", "tick", "state", "requestId", "started", "ended", "node"), row)) for row in rows]
+
+    def close(self) -> None:
+        pass  # the store is the gateway's

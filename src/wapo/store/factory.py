@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from .cluster import ClusterKey, ClusterKeyError
 from .db import Store
@@ -17,7 +17,10 @@ from .logs import LogRetention
 
 __all__ = ["open_store", "AnyStore", "MissingClusterKey"]
 
-AnyStore = Union[Store, "PgStore"]  # noqa: F821 (pg.py is imported only when a URL is given)
+if TYPE_CHECKING:
+    from .pg import PgStore
+
+AnyStore = Union[Store, "PgStore"]  # pg.py's driver is imported only when a URL is given
 
 
 class MissingClusterKey(ClusterKeyError):

@@ -39,7 +39,7 @@ from .vaults import VaultMixin
 
 __all__ = ["PgStore", "PG_SCHEMA_VERSION", "is_database_url", "redact_url"]
 
-PG_SCHEMA_VERSION = 4
+PG_SCHEMA_VERSION = 5
 
 # Migration i (1-based) brings the schema from version i-1 to i: a string of statements separated
 # by ";", or a list of statements (when one holds a ";" of its own, as a function body does).
@@ -118,6 +118,25 @@ _MIGRATIONS: list[str | list[str]] = [
         instance TEXT NOT NULL,
         url TEXT NOT NULL,
         expires DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE cluster_nodes (
+        instance TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        url TEXT NOT NULL,
+        seen DOUBLE PRECISION NOT NULL
+    )
+    """,
+    # 5: the cron ledger of a cluster: one node runs each tick (gateway/cronledger.py)
+    """
+    CREATE TABLE cron_runs (
+        job TEXT NOT NULL,
+        tick DOUBLE PRECISION NOT NULL,
+        state TEXT NOT NULL,
+        request_id TEXT,
+        started DOUBLE PRECISION,
+        ended DOUBLE PRECISION,
+        node TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (job, tick)
     )
     """,
 ]
@@ -230,7 +249,9 @@ class PgStore(CodeMixin, VaultMixin, LogMixin):
 
         self._pool = ConnectionPool(
             url, min_size=min_size, max_size=max_size, timeout=timeout, open=False, configure=configure,
-            reconnect_timeout=0,  # never give up reconnecting: the server may come back
+            # a failed connection attempt is not retried in the background (its growing back-off could
+            # outlast the outage): the next request that needs a connection makes a new one
+            reconnect_timeout=0,
             kwargs={"autocommit": True, **connect})
         try:
             self._pool.open(wait=True, timeout=timeout * 2)

@@ -2,9 +2,10 @@
 
 The records have the interface of :class:`~wapo.store.apps.AppRecords` (the data directory's
 ``apps.json``), so the gateway's supervisor runs either. Ownership is a lease per app in
-``app_leases``: a node renews its leases and takes the free or expired ones in one statement
-(``claim``); the row lock of ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` makes two nodes
-claiming at once agree on one owner. Expiry is judged by the database's clock, so the nodes'
+``app_leases``: a node renews its leases and takes free or expired ones up to its share in one
+transaction (``claim``; live nodes are those with a recent row in ``cluster_nodes``); the row lock
+of ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` makes two nodes claiming at once agree on one
+owner. Expiry is judged by the database's clock, so the nodes'
 clocks do not matter. A node that cannot renew stops its apps before its leases can expire
 (the gateway's ``apps/cluster.py``), so an app never runs on two nodes for long.
 """
@@ -79,16 +80,34 @@ class PgAppRecords:
 
     # --- ownership ---------------------------------------------------------------------------
     def claim(self, node: str, instance: str, url: str, ttl: float) -> set[str]:
-        """Renew this node's leases and take every app without a live owner; the ids it owns now."""
+        """Renew this node's leases, then take apps without a live owner up to this node's share
+        (the deployed apps over the live nodes, rounded up); the ids it owns now.
+
+        Why a share: apps deployed while several nodes are up spread over them. Nothing is taken
+        from a live owner to balance (that would restart the app), so apps that a lone first node
+        took stay there until it dies or they are deployed again."""
         with self.store._write() as conn:
+            conn.execute(f"INSERT INTO cluster_nodes (instance, node, url, seen) VALUES (?, ?, ?, {_NOW}) "
+                         f"ON CONFLICT (instance) DO UPDATE SET seen = {_NOW}", (instance, node, url))
+            conn.execute(f"DELETE FROM cluster_nodes WHERE seen < {_NOW} - 3600")
             conn.execute("DELETE FROM app_leases WHERE app_id NOT IN (SELECT id FROM apps)")
-            rows = conn.execute(
-                f"INSERT INTO app_leases (app_id, node, instance, url, expires) SELECT id, ?, ?, ?, {_NOW} + ? "
-                "FROM apps ON CONFLICT (app_id) DO UPDATE SET node = EXCLUDED.node, instance = EXCLUDED.instance, "
-                "url = EXCLUDED.url, expires = EXCLUDED.expires "
-                f"WHERE app_leases.instance = EXCLUDED.instance OR app_leases.expires < {_NOW} RETURNING app_id",
-                (node, instance, url, ttl)).fetchall()
-        return {r[0] for r in rows}
+            owned = {r[0] for r in conn.execute(
+                f"UPDATE app_leases SET expires = {_NOW} + ?, node = ?, url = ? WHERE instance = ? RETURNING app_id",
+                (ttl, node, url, instance)).fetchall()}
+            live, total = conn.execute(
+                f"SELECT (SELECT COUNT(*) FROM cluster_nodes WHERE seen > {_NOW} - ?), (SELECT COUNT(*) FROM apps)",
+                (ttl,)).fetchone()
+            share = -(-total // max(1, live))
+            if len(owned) < share:
+                owned |= {r[0] for r in conn.execute(
+                    f"INSERT INTO app_leases (app_id, node, instance, url, expires) SELECT id, ?, ?, ?, {_NOW} + ? "
+                    "FROM apps WHERE NOT EXISTS (SELECT 1 FROM app_leases l WHERE l.app_id = apps.id AND "
+                    f"l.expires >= {_NOW}) ORDER BY id LIMIT ? "
+                    "ON CONFLICT (app_id) DO UPDATE SET node = EXCLUDED.node, instance = EXCLUDED.instance, "
+                    "url = EXCLUDED.url, expires = EXCLUDED.expires "
+                    f"WHERE app_leases.instance = EXCLUDED.instance OR app_leases.expires < {_NOW} RETURNING app_id",
+                    (node, instance, url, ttl, share - len(owned))).fetchall()}
+        return owned
 
     def leases(self) -> dict[str, Lease]:
         """Every app's owner (apps without a live lease are absent)."""
@@ -100,3 +119,9 @@ class PgAppRecords:
         """Give up this node's leases (a clean shutdown: the others take over at their next claim)."""
         with self.store._write() as conn:
             conn.execute("DELETE FROM app_leases WHERE instance = ?", (instance,))
+            conn.execute("DELETE FROM cluster_nodes WHERE instance = ?", (instance,))
+
+    def nodes(self) -> list[tuple[str, str, float]]:
+        """``(node, url, seconds since its last claim)`` of the nodes seen within the last hour."""
+        return [tuple(r) for r in self.store._conn().execute(
+            f"SELECT node, url, {_NOW} - seen FROM cluster_nodes ORDER BY node").fetchall()]

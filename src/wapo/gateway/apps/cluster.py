@@ -11,8 +11,9 @@ the request. Every app answer carries ``X-Wapo-App-Node: OWNER``.
 
 Takeover: an owner that dies stops renewing; its leases expire within LEASE_TTL and the next
 claim of another node (within RENEW_EVERY) takes them and starts the apps: TAKEOVER_BOUND s in
-all, plus the app's own start. An owner that cannot reach the database stops its apps before
-its leases can expire (``FENCE_AFTER``), so an app does not run on two nodes at once. A node
+all, plus the app's own start. An owner that has not renewed for ``FENCE_AFTER`` s (a watchdog
+on time alone: a renewal may hang on an unreachable database) stops its apps before its leases
+can expire, so an app does not run on two nodes at once. A node
 shutting down releases its leases, so the others take over at their next claim.
 """
 
@@ -35,7 +36,10 @@ log = logging.getLogger("wapo.gateway.apps")
 
 LEASE_TTL = 5.0
 RENEW_EVERY = 1.0
-FENCE_AFTER = LEASE_TTL - RENEW_EVERY - 0.5  # no renewal for this long: stop this node's apps
+# no renewal sent for this long (counted from when the last successful one was sent): stop this
+# node's apps, so they are down (STOP_GRACE included) before the lease can expire
+FENCE_AFTER = LEASE_TTL / 2
+WATCH_EVERY = 0.25
 TAKEOVER_BOUND = LEASE_TTL + RENEW_EVERY  # from the owner's death to another node holding the app
 TOKEN_HEADER = "X-Wapo-Cluster-Token"
 APP_NODE_HEADER = "X-Wapo-App-Node"
@@ -55,6 +59,7 @@ class AppCluster:
         self.manager = None
         self._renewed = time.monotonic()
         self._task: asyncio.Task | None = None
+        self._watch: asyncio.Task | None = None
         self.session: aiohttp.ClientSession | None = None
 
     def owns(self, app_id: str) -> bool:
@@ -65,6 +70,7 @@ class AppCluster:
                                              timeout=aiohttp.ClientTimeout(total=None, sock_connect=3))
         await self.renew()
         self._task = asyncio.create_task(self._loop(), name="app leases")
+        self._watch = asyncio.create_task(self._watchdog(), name="app lease watchdog")
 
     async def _loop(self) -> None:
         while True:
@@ -74,28 +80,53 @@ class AppCluster:
             except Exception:
                 log.exception("renewing the app leases failed")
 
+    async def _watchdog(self) -> None:
+        """Fence on time alone: a renewal may itself hang on an unreachable database."""
+        while True:
+            await asyncio.sleep(WATCH_EVERY)
+            late = time.monotonic() - self._renewed
+            if self.owned and late > FENCE_AFTER:
+                log.error("no app lease renewal for %.1f s (the database is unreachable): stopping this node's "
+                          "apps before the leases expire and another node takes them", late)
+                self.owned, self.leases = set(), {}
+                try:
+                    await self._stop_unowned()
+                except Exception:
+                    log.exception("stopping the apps of an expired lease failed")
+
     async def renew(self) -> None:
+        sent = time.monotonic()
         try:
             owned = await asyncio.to_thread(self.records.claim, self.node, self.instance, self.url, LEASE_TTL)
             leases = await asyncio.to_thread(self.records.leases)
-            self._renewed = time.monotonic()
-        except Exception as exc:  # noqa: BLE001 (the database is away: fence, then keep trying)
-            if not self.owned or time.monotonic() - self._renewed < FENCE_AFTER:
-                return
-            log.error("cannot renew this node's app leases for %.1f s (%s): stopping its apps before the leases "
-                      "expire and another node takes them", time.monotonic() - self._renewed, exc)
-            owned, leases = set(), {}
+        except Exception as exc:  # noqa: BLE001 (the database is away: the watchdog fences; keep trying)
+            log.warning("could not renew the app leases: %s", exc)
+            return
+        if time.monotonic() - sent > FENCE_AFTER:
+            return  # too slow to trust: the lease may be close to its end; the next renewal decides
+        self._renewed = sent
         changed = owned != self.owned
         self.owned, self.leases = owned, leases
         if changed and self.manager is not None:
             if owned:
                 log.info("node %s runs app(s) %s", self.node, ", ".join(sorted(owned)))
-            await self.manager.reload()
+            try:
+                await self.manager.reload()
+            except Exception:  # noqa: BLE001 (no records without the database: still stop what is not ours)
+                await self._stop_unowned()
+                raise
+
+    async def _stop_unowned(self) -> None:
+        manager = self.manager
+        async with manager._lock:
+            for app_id in [a for a in manager.apps if not self.owns(a)]:
+                await manager.apps.pop(app_id).stop()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])
+        for task in (self._task, self._watch):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait([task])
         if self.owned:
             try:
                 await asyncio.wait_for(asyncio.to_thread(self.records.release, self.instance), 5)
