@@ -36,7 +36,8 @@ function output(bytes, encoding) {
   return encoding ? buf.toString(encoding) : buf;
 }
 
-class Hash {
+// Hash and Hmac gather chunks in update() and hash them at digest(), the way _result() says.
+class Digest {
   constructor(name) { this._a = algo(name); this._chunks = []; this._done = false; }
   update(data, encoding) {
     if (this._done) throw new Error("Digest already called");
@@ -46,14 +47,18 @@ class Hash {
   digest(encoding) {
     if (this._done) throw new Error("Digest already called");
     this._done = true;
-    return output(digestOf(this._a, concat(this._chunks)), encoding);
+    return output(this._result(digestOf(this._a, concat(this._chunks))), encoding);
   }
+}
+
+class Hash extends Digest {
+  _result(bytes) { return bytes; }
   copy() { const h = new Hash(this._a); h._chunks = this._chunks.slice(); return h; }
 }
 
-class Hmac {
+class Hmac extends Digest {
   constructor(name, key) {
-    this._a = algo(name);
+    super(name);
     let k = toBytes(key);
     const block = BLOCK[this._a];
     if (k.length > block) k = digestOf(this._a, k);
@@ -61,19 +66,8 @@ class Hmac {
     padded.set(k);
     this._okey = padded.map((b) => b ^ 0x5c);
     this._chunks = [padded.map((b) => b ^ 0x36)];
-    this._done = false;
   }
-  update(data, encoding) {
-    if (this._done) throw new Error("Digest already called");
-    this._chunks.push(toBytes(data, encoding));
-    return this;
-  }
-  digest(encoding) {
-    if (this._done) throw new Error("Digest already called");
-    this._done = true;
-    const inner = digestOf(this._a, concat(this._chunks));
-    return output(digestOf(this._a, concat([this._okey, inner])), encoding);
-  }
+  _result(inner) { return digestOf(this._a, concat([this._okey, inner])); }
 }
 
 export function createHash(name) { return new Hash(name); }
