@@ -13,13 +13,12 @@ iterations (``MAX_PBKDF2_ITERATIONS``), RSA modulus sizes, data sizes (the guest
 
 from __future__ import annotations
 
-import base64
 import json
 import struct
 from typing import TYPE_CHECKING, Any, Callable
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives import padding, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
 from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
@@ -27,6 +26,9 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
+from .cryptokeys import (CURVES, CURVE_BYTES, EC_ALGORITHMS, RSA_ALGORITHMS, check_family, fail, from_jwk, hash_algorithm,
+                         int_bytes, int_of, load_key, pkcs8, private_key, public_key, raw_public,
+                         spki, to_jwk)
 from .registry import ServiceError, service
 
 if TYPE_CHECKING:
@@ -34,25 +36,8 @@ if TYPE_CHECKING:
 
 MAX_PBKDF2_ITERATIONS = 2_000_000  # ~1 s of SHA-256 on one core: a call must not outlive a burst
 MAX_DERIVED_BITS = 8 * 16320  # HKDF-SHA512's own limit (255 blocks); PBKDF2 gets the same cap
-RSA_MODULUS_BITS = range(1024, 8192 + 1)
 RSA_GENERATE_MAX_BITS = 4096  # generating 8192-bit keys takes seconds
 
-HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
-    "SHA-1": hashes.SHA1, "SHA-256": hashes.SHA256, "SHA-384": hashes.SHA384, "SHA-512": hashes.SHA512,
-}
-CURVES: dict[str, Callable[[], ec.EllipticCurve]] = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1,
-                                                      "P-521": ec.SECP521R1}
-CURVE_BYTES = {"P-256": 32, "P-384": 48, "P-521": 66}
-RSA_ALGORITHMS = ("RSASSA-PKCS1-v1_5", "RSA-PSS", "RSA-OAEP")
-EC_ALGORITHMS = ("ECDSA", "ECDH")
-OKP_ALGORITHMS = ("Ed25519", "X25519")
-AES_ALGORITHMS = ("AES-GCM", "AES-CBC", "AES-CTR", "AES-KW")
-# JWK "alg" names per (algorithm, hash)
-_JWK_RSA_ALG = {"RSASSA-PKCS1-v1_5": "RS", "RSA-PSS": "PS"}
-
-
-def fail(name: str, message: str) -> ServiceError:
-    return ServiceError(name, message)
 
 
 # ---- the wire layout ------------------------------------------------------------------------
@@ -83,203 +68,6 @@ def _pack(header: dict[str, Any], *parts: bytes) -> bytes:
     return struct.pack("<I", len(head)) + head + b"".join(parts)
 
 
-def _hash(name: Any, what: str = "hash") -> hashes.HashAlgorithm:
-    make = HASHES.get(name) if isinstance(name, str) else None
-    if make is None:
-        raise fail("NotSupportedError", f"{what} {name!r} is not one of {', '.join(HASHES)}")
-    return make()
-
-
-def _b64u(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64u(text: Any, field: str) -> bytes:
-    if not isinstance(text, str):
-        raise fail("DataError", f"the JWK has no string {field!r}")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except ValueError:
-        raise fail("DataError", f"the JWK's {field!r} is not base64url") from None
-
-
-def _int(data: bytes) -> int:
-    return int.from_bytes(data, "big")
-
-
-def _int_bytes(value: int, size: int | None = None) -> bytes:
-    return value.to_bytes(size or max(1, (value.bit_length() + 7) // 8), "big")
-
-
-# ---- keys: parse, describe, serialize -----------------------------------------------------
-
-PrivateKey = Any  # one of cryptography's private key types
-PublicKey = Any
-
-
-def _private(der: bytes) -> PrivateKey:
-    try:
-        return serialization.load_der_private_key(der, password=None)
-    except (ValueError, TypeError, Exception) as exc:  # cryptography raises several kinds
-        raise fail("DataError", f"the private key cannot be read ({exc})") from None
-
-
-def _public(der: bytes) -> PublicKey:
-    try:
-        return serialization.load_der_public_key(der)
-    except (ValueError, TypeError, Exception) as exc:
-        raise fail("DataError", f"the public key cannot be read ({exc})") from None
-
-
-def _key(der: bytes, kind: str) -> Any:
-    return _private(der) if kind == "private" else _public(der)
-
-
-def _pkcs8(key: PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
-def _spki(key: PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-
-
-def _curve_name(key: Any) -> str:
-    for name, make in CURVES.items():
-        if key.curve.name == make().name:
-            return name
-    raise fail("NotSupportedError", f"the curve {key.curve.name} is not one of {', '.join(CURVES)}")
-
-
-def _check_family(alg: str, key: Any, named_curve: Any) -> dict[str, Any]:
-    """The key fits the algorithm asked for; returns what the CryptoKey's ``algorithm`` adds."""
-    if alg in RSA_ALGORITHMS:
-        if not isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
-            raise fail("DataError", f"the key is not an RSA key, as {alg} needs")
-        numbers = key.public_key().public_numbers() if isinstance(key, rsa.RSAPrivateKey) else key.public_numbers()
-        if numbers.n.bit_length() not in RSA_MODULUS_BITS:
-            raise fail("DataError", f"RSA keys of {numbers.n.bit_length()} bits are not supported (1024 to 8192)")
-        return {"modulusLength": numbers.n.bit_length(), "publicExponent": _int_bytes(numbers.e).hex()}
-    if alg in EC_ALGORITHMS:
-        if not isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
-            raise fail("DataError", f"the key is not an elliptic-curve key, as {alg} needs")
-        curve = _curve_name(key)
-        if curve != named_curve:
-            raise fail("DataError", f"the key is on {curve}, not on the namedCurve {named_curve}")
-        return {"namedCurve": curve}
-    want = {"Ed25519": (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey),
-            "X25519": (x25519.X25519PrivateKey, x25519.X25519PublicKey)}.get(alg)
-    if want is None:
-        raise fail("NotSupportedError", f"{alg} keys are not asymmetric keys")
-    if not isinstance(key, want):
-        raise fail("DataError", f"the key is not an {alg} key")
-    return {}
-
-
-def _from_jwk(alg: str, jwk: dict[str, Any]) -> tuple[str, Any]:
-    """(kind, key) of a JWK: "private"/"public" with a cryptography key, or "secret" with bytes."""
-    kty = jwk.get("kty")
-    private = "d" in jwk
-    try:
-        if kty == "oct":
-            return "secret", _unb64u(jwk.get("k"), "k")
-        if kty == "EC":
-            curve = CURVES.get(jwk.get("crv", ""))
-            if curve is None:
-                raise fail("DataError", f"the JWK's crv {jwk.get('crv')!r} is not one of {', '.join(CURVES)}")
-            pub = ec.EllipticCurvePublicNumbers(_int(_unb64u(jwk.get("x"), "x")), _int(_unb64u(jwk.get("y"), "y")),
-                                                curve())
-            if private:
-                return "private", ec.EllipticCurvePrivateNumbers(_int(_unb64u(jwk["d"], "d")), pub).private_key()
-            return "public", pub.public_key()
-        if kty == "OKP":
-            crv = jwk.get("crv")
-            kinds = {"Ed25519": (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey),
-                     "X25519": (x25519.X25519PrivateKey, x25519.X25519PublicKey)}
-            if crv not in kinds:
-                raise fail("DataError", f"the JWK's crv {crv!r} is not Ed25519 or X25519")
-            priv, pub_cls = kinds[crv]
-            if private:
-                key = priv.from_private_bytes(_unb64u(jwk["d"], "d"))
-                if "x" in jwk and key.public_key().public_bytes_raw() != _unb64u(jwk["x"], "x"):
-                    raise fail("DataError", "the JWK's x is not the public half of its d")
-                return "private", key
-            return "public", pub_cls.from_public_bytes(_unb64u(jwk.get("x"), "x"))
-        if kty == "RSA":
-            pub = rsa.RSAPublicNumbers(_int(_unb64u(jwk.get("e"), "e")), _int(_unb64u(jwk.get("n"), "n")))
-            if not private:
-                return "public", pub.public_key()
-            d = _int(_unb64u(jwk["d"], "d"))
-            if all(f in jwk for f in ("p", "q", "dp", "dq", "qi")):
-                p, q = _int(_unb64u(jwk["p"], "p")), _int(_unb64u(jwk["q"], "q"))
-                numbers = rsa.RSAPrivateNumbers(p, q, d, _int(_unb64u(jwk["dp"], "dp")),
-                                                _int(_unb64u(jwk["dq"], "dq")), _int(_unb64u(jwk["qi"], "qi")), pub)
-            else:
-                p, q = rsa.rsa_recover_prime_factors(pub.n, pub.e, d)
-                numbers = rsa.RSAPrivateNumbers(p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q),
-                                                rsa.rsa_crt_iqmp(p, q), pub)
-            return "private", numbers.private_key()
-    except ServiceError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise fail("DataError", f"the JWK is not a valid {kty} key ({exc})") from None
-    raise fail("DataError", f"the JWK's kty {kty!r} is not one of oct, EC, OKP, RSA")
-
-
-def _to_jwk(header: dict[str, Any], kind: str, material: bytes) -> dict[str, Any]:
-    alg = header.get("alg")
-    out: dict[str, Any] = {"key_ops": header.get("usages", []), "ext": True}
-    if kind == "secret":
-        out.update(kty="oct", k=_b64u(material))
-        if alg == "HMAC":
-            out["alg"] = "HS" + str(header.get("hash", "SHA-256"))[4:]
-        elif alg in AES_ALGORITHMS:
-            out["alg"] = f"A{len(material) * 8}{alg[4:]}"
-        return out
-    key = _key(material, kind)
-    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
-        curve = _curve_name(key)
-        pub = (key.public_key() if kind == "private" else key).public_numbers()
-        size = CURVE_BYTES[curve]
-        out.update(kty="EC", crv=curve, x=_b64u(_int_bytes(pub.x, size)), y=_b64u(_int_bytes(pub.y, size)))
-        if kind == "private":
-            out["d"] = _b64u(_int_bytes(key.private_numbers().private_value, size))
-    elif isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
-        pub = (key.public_key() if kind == "private" else key).public_numbers()
-        out.update(kty="RSA", n=_b64u(_int_bytes(pub.n)), e=_b64u(_int_bytes(pub.e)))
-        if kind == "private":
-            p = key.private_numbers()
-            out.update(d=_b64u(_int_bytes(p.d)), p=_b64u(_int_bytes(p.p)), q=_b64u(_int_bytes(p.q)),
-                       dp=_b64u(_int_bytes(p.dmp1)), dq=_b64u(_int_bytes(p.dmq1)), qi=_b64u(_int_bytes(p.iqmp)))
-        bits = str(header.get("hash", "SHA-256"))[4:]
-        if alg == "RSA-OAEP":
-            out["alg"] = "RSA-OAEP" if bits == "1" else f"RSA-OAEP-{bits}"
-        elif alg in _JWK_RSA_ALG:
-            out["alg"] = _JWK_RSA_ALG[alg] + bits
-    else:
-        pub_key = key.public_key() if kind == "private" else key
-        out.update(kty="OKP", crv=alg, x=_b64u(pub_key.public_bytes_raw()))
-        if kind == "private":
-            out["d"] = _b64u(key.private_bytes_raw())
-    return out
-
-
-def _raw_public(alg: str, named_curve: Any, data: bytes) -> PublicKey:
-    try:
-        if alg in EC_ALGORITHMS:
-            curve = CURVES.get(named_curve)
-            if curve is None:
-                raise fail("NotSupportedError", f"namedCurve {named_curve!r} is not one of {', '.join(CURVES)}")
-            return ec.EllipticCurvePublicKey.from_encoded_point(curve(), data)
-        if alg == "Ed25519":
-            return ed25519.Ed25519PublicKey.from_public_bytes(data)
-        if alg == "X25519":
-            return x25519.X25519PublicKey.from_public_bytes(data)
-    except ValueError as exc:
-        raise fail("DataError", f"the raw {alg} public key is not valid ({exc})") from None
-    raise fail("NotSupportedError", f"the raw format is not supported for {alg} keys (use spki, pkcs8 or jwk)")
-
-
 # ---- operations ------------------------------------------------------------------------------
 
 
@@ -292,25 +80,25 @@ def op_import(h: dict[str, Any], parts: list[bytes]) -> bytes:
             raise fail("DataError", "the JWK is not JSON") from None
         if not isinstance(jwk, dict):
             raise fail("DataError", "the JWK must be an object")
-        kind, key = _from_jwk(alg, jwk)
+        kind, key = from_jwk(alg, jwk)
         if kind == "secret":
             return _pack({"type": "secret"}, key)
     elif fmt == "raw":
-        kind, key = "public", _raw_public(alg, h.get("namedCurve"), data)
+        kind, key = "public", raw_public(alg, h.get("namedCurve"), data)
     elif fmt == "spki":
-        kind, key = "public", _public(data)
+        kind, key = "public", public_key(data)
     elif fmt == "pkcs8":
-        kind, key = "private", _private(data)
+        kind, key = "private", private_key(data)
     else:
         raise fail("NotSupportedError", f"key format {fmt!r} is not one of raw, spki, pkcs8, jwk")
-    extra = _check_family(alg, key, h.get("namedCurve"))
-    return _pack({"type": kind, **extra}, _pkcs8(key) if kind == "private" else _spki(key))
+    extra = check_family(alg, key, h.get("namedCurve"))
+    return _pack({"type": kind, **extra}, pkcs8(key) if kind == "private" else spki(key))
 
 
 def op_export(h: dict[str, Any], parts: list[bytes]) -> bytes:
     fmt, kind, (material,) = h.get("format"), h.get("type"), parts
     if fmt == "jwk":
-        return _pack({}, json.dumps(_to_jwk(h, kind, material)).encode())
+        return _pack({}, json.dumps(to_jwk(h, kind, material)).encode())
     if kind == "secret":
         if fmt != "raw":
             raise fail("NotSupportedError", f"a secret key exports as raw or jwk, not {fmt!r}")
@@ -318,7 +106,7 @@ def op_export(h: dict[str, Any], parts: list[bytes]) -> bytes:
     if fmt == "spki" and kind == "public" or fmt == "pkcs8" and kind == "private":
         return _pack({}, material)
     if fmt == "raw" and kind == "public":
-        key = _public(material)
+        key = public_key(material)
         if isinstance(key, ec.EllipticCurvePublicKey):
             return _pack({}, key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint))
         if isinstance(key, (ed25519.Ed25519PublicKey, x25519.X25519PublicKey)):
@@ -338,7 +126,7 @@ def op_generate(h: dict[str, Any], parts: list[bytes]) -> bytes:
     elif alg == "X25519":
         key = x25519.X25519PrivateKey.generate()
     elif alg in RSA_ALGORITHMS:
-        bits, exponent = h.get("modulusLength"), _int(bytes.fromhex(str(h.get("publicExponent", "010001"))))
+        bits, exponent = h.get("modulusLength"), int_of(bytes.fromhex(str(h.get("publicExponent", "010001"))))
         if not isinstance(bits, int) or not 1024 <= bits <= RSA_GENERATE_MAX_BITS or bits % 8:
             raise fail("OperationError", f"modulusLength must be a multiple of 8 from 1024 to {RSA_GENERATE_MAX_BITS}")
         if exponent not in (3, 65537):
@@ -346,22 +134,22 @@ def op_generate(h: dict[str, Any], parts: list[bytes]) -> bytes:
         key = rsa.generate_private_key(exponent, bits)
     else:
         raise fail("NotSupportedError", f"{alg} has no key pair")
-    extra = _check_family(alg, key, h.get("namedCurve"))
-    return _pack(extra, _pkcs8(key), _spki(key.public_key()))
+    extra = check_family(alg, key, h.get("namedCurve"))
+    return _pack(extra, pkcs8(key), spki(key.public_key()))
 
 
 def _signer(h: dict[str, Any], key: Any) -> tuple[str, Any]:
     alg = h.get("alg")
-    _check_family(alg, key, h.get("namedCurve"))
+    check_family(alg, key, h.get("namedCurve"))
     if alg == "ECDSA":
-        return "ecdsa", ec.ECDSA(_hash(h.get("hash")))
+        return "ecdsa", ec.ECDSA(hash_algorithm(h.get("hash")))
     if alg == "RSASSA-PKCS1-v1_5":
-        return "rsa", (rsa_padding.PKCS1v15(), _hash(h.get("hash")))
+        return "rsa", (rsa_padding.PKCS1v15(), hash_algorithm(h.get("hash")))
     if alg == "RSA-PSS":
         salt = h.get("saltLength")
         if not isinstance(salt, int) or salt < 0:
             raise fail("TypeError", "RSA-PSS needs a saltLength (a non-negative integer of bytes)")
-        hash_ = _hash(h.get("hash"))
+        hash_ = hash_algorithm(h.get("hash"))
         return "rsa", (rsa_padding.PSS(rsa_padding.MGF1(hash_), salt), hash_)
     if alg == "Ed25519":
         return "eddsa", None
@@ -370,13 +158,13 @@ def _signer(h: dict[str, Any], key: Any) -> tuple[str, Any]:
 
 def op_sign(h: dict[str, Any], parts: list[bytes]) -> bytes:
     der, data = parts
-    key = _private(der)
+    key = private_key(der)
     kind, params = _signer(h, key)
     try:
         if kind == "ecdsa":
             r, s = decode_dss_signature(key.sign(data, params))
             size = CURVE_BYTES[h["namedCurve"]]
-            return _pack({}, _int_bytes(r, size) + _int_bytes(s, size))  # IEEE P1363, as WebCrypto
+            return _pack({}, int_bytes(r, size) + int_bytes(s, size))  # IEEE P1363, as WebCrypto
         if kind == "rsa":
             return _pack({}, key.sign(data, *params))
         return _pack({}, key.sign(data))
@@ -386,14 +174,14 @@ def op_sign(h: dict[str, Any], parts: list[bytes]) -> bytes:
 
 def op_verify(h: dict[str, Any], parts: list[bytes]) -> bytes:
     der, signature, data = parts
-    key = _public(der)
+    key = public_key(der)
     kind, params = _signer(h, key)
     try:
         if kind == "ecdsa":
             size = CURVE_BYTES[h["namedCurve"]]
             if len(signature) != 2 * size:
                 return _pack({"ok": False})
-            key.verify(encode_dss_signature(_int(signature[:size]), _int(signature[size:])), data, params)
+            key.verify(encode_dss_signature(int_of(signature[:size]), int_of(signature[size:])), data, params)
         elif kind == "rsa":
             key.verify(signature, data, *params)
         else:
@@ -414,7 +202,7 @@ def _ctr_blocks(key: bytes, counter: bytes, length: int, data: bytes) -> bytes:
     their end the counter wraps to zero inside those bits, which plain CTR mode would carry."""
     if len(counter) != 16 or not 1 <= length <= 128:
         raise fail("OperationError", "AES-CTR needs a 16-byte counter and a length from 1 to 128 bits")
-    value, mask = _int(counter), (1 << length) - 1
+    value, mask = int_of(counter), (1 << length) - 1
     blocks = (len(data) + 15) // 16
     if blocks > (1 << length):
         raise fail("OperationError", f"the data is longer than a {length}-bit counter allows")
@@ -423,7 +211,7 @@ def _ctr_blocks(key: bytes, counter: bytes, length: int, data: bytes) -> bytes:
     for start, block_counter in ((0, value), (first * 16, value & ~mask)):
         chunk = data[start:first * 16] if start == 0 else data[start:]
         if chunk:
-            enc = Cipher(_aes_key(key), modes.CTR(_int_bytes(block_counter, 16))).encryptor()
+            enc = Cipher(_aes_key(key), modes.CTR(int_bytes(block_counter, 16))).encryptor()
             out += enc.update(chunk) + enc.finalize()
     return out
 
@@ -464,9 +252,9 @@ def op_crypt(h: dict[str, Any], parts: list[bytes]) -> bytes:
         if alg == "AES-CTR":
             return _pack({}, _ctr_blocks(material, iv, int(h.get("length", 0)), data))
         if alg == "RSA-OAEP":
-            key = _key(material, "public" if encrypt else "private")
-            _check_family(alg, key, None)
-            hash_ = _hash(h.get("hash"))
+            key = load_key(material, "public" if encrypt else "private")
+            check_family(alg, key, None)
+            hash_ = hash_algorithm(h.get("hash"))
             pad = rsa_padding.OAEP(rsa_padding.MGF1(hash_), hash_, extra or None)
             return _pack({}, key.encrypt(data, pad) if encrypt else key.decrypt(data, pad))
     except ServiceError:
@@ -481,9 +269,9 @@ def op_derive(h: dict[str, Any], parts: list[bytes]) -> bytes:
     """deriveBits: PBKDF2 and HKDF (secret key, salt[, info]) or ECDH/X25519 (private, peer public)."""
     alg, bits = h.get("alg"), h.get("length")
     if alg in ("ECDH", "X25519"):
-        private, peer = _private(parts[0]), _public(parts[1])
-        _check_family(alg, private, h.get("namedCurve"))
-        _check_family(alg, peer, h.get("namedCurve"))
+        private, peer = private_key(parts[0]), public_key(parts[1])
+        check_family(alg, private, h.get("namedCurve"))
+        check_family(alg, peer, h.get("namedCurve"))
         secret = private.exchange(ec.ECDH(), peer) if alg == "ECDH" else private.exchange(peer)
         if bits is None:
             return _pack({}, secret)
@@ -502,9 +290,9 @@ def op_derive(h: dict[str, Any], parts: list[bytes]) -> bytes:
             raise fail("OperationError", "PBKDF2 needs iterations >= 1")
         if iterations > MAX_PBKDF2_ITERATIONS:
             raise fail("OperationError", f"PBKDF2 iterations are at most {MAX_PBKDF2_ITERATIONS:,} here")
-        kdf: Any = PBKDF2HMAC(_hash(h.get("hash")), bits // 8, salt, iterations)
+        kdf: Any = PBKDF2HMAC(hash_algorithm(h.get("hash")), bits // 8, salt, iterations)
     elif alg == "HKDF":
-        kdf = HKDF(_hash(h.get("hash")), bits // 8, salt, info)
+        kdf = HKDF(hash_algorithm(h.get("hash")), bits // 8, salt, info)
     else:
         raise fail("NotSupportedError", f"{alg} does not derive bits")
     try:
