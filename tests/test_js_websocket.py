@@ -27,7 +27,8 @@ class Server:
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.port = 0
-        self.closed_codes: list[int | None] = []
+        # close codes by the connection's ?tag= (a late close of an earlier test's socket cannot mix in)
+        self.closed_by_tag: dict[str, list[int | None]] = {}
 
     async def echo(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(protocols=("chat", "superchat"), max_msg_size=64 * 1024 * 1024)
@@ -44,7 +45,7 @@ class Server:
                 await ws.send_str(msg.data)
             elif msg.type is WSMsgType.BINARY:
                 await ws.send_bytes(msg.data)
-        self.closed_codes.append(ws.close_code)
+        self.closed_by_tag.setdefault(request.query.get("tag", ""), []).append(ws.close_code)
         return ws
 
     async def bye(self, request: web.Request) -> web.WebSocketResponse:
@@ -117,12 +118,13 @@ def run(server: Server, code: str, *, allow=ALLOW, **limits):
     return run_js(prefix + code, limits=Limits(**limits), module=True, network=NetworkPolicy(allow=allow))
 
 
-def wait_codes(server: Server, n: int = 1) -> list:
-    """The close codes the server saw (its handler records one after the client's run may end)."""
+def wait_codes(server: Server, tag: str, n: int = 1) -> list:
+    """The close codes the server saw on the connections to /echo?tag=``tag`` (its handler records
+    one after the client's run may end)."""
     deadline = time.monotonic() + 5
-    while len(server.closed_codes) < n and time.monotonic() < deadline:
+    while len(server.closed_by_tag.get(tag, ())) < n and time.monotonic() < deadline:
         time.sleep(0.01)
-    return server.closed_codes
+    return server.closed_by_tag.get(tag, [])
 
 
 def output(result):
@@ -167,13 +169,12 @@ def test_text_and_binary_round_trip(server):
 
 
 def test_client_close_codes_and_validation(server):
-    server.closed_codes.clear()
     out = output(run(server, """
         const res = {};
         const bad = (f) => { try { f(); return 'ok' } catch (e) { return e.name } };
         res.ctor = ['ftp://x/', BASE + '/echo#frag', 'not a url'].map((u) => bad(() => new WebSocket(u)));
         res.proto = [['a b'], ['x', 'x'], ['']].map((p) => bad(() => new WebSocket(BASE + '/echo', p)));
-        const ws = new WebSocket(BASE.replace('ws:', 'http:') + '/echo');
+        const ws = new WebSocket(BASE.replace('ws:', 'http:') + '/echo?tag=codes');
         res.url = ws.url.slice(0, 6);
         res.sendEarly = bad(() => ws.send('x'));
         const log = events(ws);
@@ -195,7 +196,7 @@ def test_client_close_codes_and_validation(server):
     # the event has the code of the server's close frame: aiohttp answers 1000 (it does not echo)
     assert out["log"][-1] == ["close", 1000, "", True, 3]
     assert ["error"] not in [e[:1] for e in out["log"]]
-    assert wait_codes(server) == [4000]
+    assert wait_codes(server, "codes") == [4000]
 
 
 def test_server_initiated_close(server):
@@ -216,9 +217,8 @@ def test_server_initiated_close(server):
 
 def test_message_over_the_size_limit_closes_1009(server, monkeypatch):
     monkeypatch.setattr(ws_service, "LIMITS", ws_service.WebSocketLimits(max_message_size=1024 * 1024))
-    server.closed_codes.clear()
     out = output(run(server, """
-        const ws = new WebSocket(BASE + '/echo');
+        const ws = new WebSocket(BASE + '/echo?tag=big');
         ws.binaryType = 'arraybuffer';
         const log = events(ws);
         await opened(ws);
@@ -229,7 +229,7 @@ def test_message_over_the_size_limit_closes_1009(server, monkeypatch):
     assert out[0][0] == "open" and out[1] == ["message", "ab:1048576"]
     assert out[2][0] == "error" and "larger than the limit (1048576 bytes)" in out[2][1]
     assert out[3] == ["close", 1009, "", False, 3]
-    assert wait_codes(server) == [1009]
+    assert wait_codes(server, "big") == [1009]
 
 
 def test_default_limit_is_16_mib(server):
