@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from ..host import Limits
 from ..host.limits import parse_duration, parse_size
@@ -13,6 +14,8 @@ from ..host.net.policy import HttpLimits, NetworkPolicy, check_ca_file, parse_ci
 from ..paths import default_data_dir
 from ..store import AnyStore, ClusterKey, ClusterKeyError, InvalidCID, StoreError, parse_cid
 from ..store import open_store as open_store_at
+
+T = TypeVar("T")
 
 DATABASE_ENV = "WAPO_DATABASE_URL"
 CLUSTER_KEY_ENV = "WAPO_CLUSTER_KEY_FILE"
@@ -78,18 +81,20 @@ def open_store(args: argparse.Namespace) -> AnyStore:
     return store
 
 
-def size_arg(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def argument_type(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """``parse`` as an argparse type: its ValueError becomes the usage error argparse prints."""
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = parse.__name__  # argparse names the type in "invalid <name> value"
+    return convert
 
 
-def duration_arg(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+size_arg = argument_type(parse_size)
+duration_arg = argument_type(parse_duration)
+cidr_arg = argument_type(parse_cidr)
 
 
 def limit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,13 +116,6 @@ def limit_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"time from a fetch to its response head, redirects included (default {h.timeout:g}s)")
     parser.add_argument("--max-response-size", type=size_arg, default=h.max_response_size, metavar="SIZE",
                         help="largest fetch response body (default 100MB)")
-
-
-def cidr_arg(text: str):
-    try:
-        return parse_cidr(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def listen_arguments(parser: argparse.ArgumentParser) -> None:

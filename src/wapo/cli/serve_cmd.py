@@ -9,14 +9,9 @@ from pathlib import Path
 
 from ..gateway.config import GatewayConfig, load_config, parse_per_minute
 from .flags import cluster_key_file, data_dir, data_dir_argument, database_url
-from .flags import duration_arg, listen_arguments, listen_settings, size_arg
+from .flags import argument_type, duration_arg, listen_arguments, listen_settings, size_arg
 
-
-def rate_arg(text: str) -> float:
-    try:
-        return parse_per_minute(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+rate_arg = argument_type(parse_per_minute)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -19,6 +19,17 @@ LEDGER_FILE = "cron.sqlite"
 KEEP = 7 * 24 * 3600.0  # rows older than this are dropped when a new tick is claimed
 
 
+# cron_runs columns -> the keys of the rows runs() returns
+RUN_FIELDS = {"job": "job", "tick": "tick", "state": "state", "request_id": "requestId", "started": "started",
+              "ended": "ended"}
+
+
+def _latest_runs(fields: dict[str, str], job: str | None, limit: int) -> tuple[str, tuple]:
+    """The query (and its arguments) of the newest ``limit`` rows, of one job or of all."""
+    where, args = ("WHERE job = ?", (job,)) if job is not None else ("", ())
+    return f"SELECT {', '.join(fields)} FROM cron_runs {where} ORDER BY tick DESC LIMIT ?", (*args, limit)
+
+
 class Claim(Enum):
     RUN = "run"          # this process runs the tick
     SKIP = "skip"        # the previous run of the job is still going: this tick is skipped
@@ -76,14 +87,10 @@ class CronLedger:
 
     def runs(self, job: str | None = None, limit: int = 100) -> list[dict]:
         """The latest rows, newest first (for `wapo cron list` and the dashboard)."""
-        query = "SELECT job, tick, state, request_id, started, ended FROM cron_runs"
-        args: tuple = ()
-        if job is not None:
-            query += " WHERE job = ?"
-            args = (job,)
+        query, args = _latest_runs(RUN_FIELDS, job, limit)
         with self._lock:
-            rows = self._conn.execute(query + " ORDER BY tick DESC LIMIT ?", (*args, limit)).fetchall()
-        return [dict(zip(("job", "tick", "state", "requestId", "started", "ended"), row)) for row in rows]
+            rows = self._conn.execute(query, args).fetchall()
+        return [dict(zip(RUN_FIELDS.values(), row)) for row in rows]
 
     def close(self) -> None:
         self._conn.close()
@@ -121,13 +128,10 @@ class PgCronLedger:
                          (state, time.time(), job, tick))
 
     def runs(self, job: str | None = None, limit: int = 100) -> list[dict]:
-        query = "SELECT job, tick, state, request_id, started, ended, node FROM cron_runs"
-        args: tuple = ()
-        if job is not None:
-            query += " WHERE job = ?"
-            args = (job,)
-        rows = self.store._conn().execute(query + " ORDER BY tick DESC LIMIT ?", (*args, limit)).fetchall()
-        return [dict(zip(("job", "tick", "state", "requestId", "started", "ended", "node"), row)) for row in rows]
+        fields = {**RUN_FIELDS, "node": "node"}
+        query, args = _latest_runs(fields, job, limit)
+        rows = self.store._conn().execute(query, args).fetchall()
+        return [dict(zip(fields.values(), row)) for row in rows]
 
     def close(self) -> None:
         pass  # the store is the gateway's

@@ -41,29 +41,30 @@ __all__ = ["Store", "StoreError", "StoreUnavailable", "SCHEMA_VERSION", "DB_NAME
 DB_NAME = "wapo.sqlite3"
 SCHEMA_VERSION = 2
 
-# Migration i (1-based) brings the schema from version i-1 to i.
-_MIGRATIONS: list[str] = [
-    """
+def first_schema(*, integer: str, real: str, blob: str, row_id: str) -> str:
+    """Schema version 1 in one SQL dialect, given its names of the types (the PostgreSQL store
+    makes the same tables)."""
+    return f"""
     CREATE TABLE code (
         cid TEXT PRIMARY KEY,
-        size INTEGER NOT NULL,
-        data BLOB NOT NULL,
-        created REAL NOT NULL
+        size {integer} NOT NULL,
+        data {blob} NOT NULL,
+        created {real} NOT NULL
     );
     CREATE TABLE vaults (
         key TEXT PRIMARY KEY,
         cid TEXT NOT NULL,
-        token_hash BLOB NOT NULL,
+        token_hash {blob} NOT NULL,
         inherit TEXT,
-        data BLOB NOT NULL,
-        merged BLOB NOT NULL,
-        created REAL NOT NULL
+        data {blob} NOT NULL,
+        merged {blob} NOT NULL,
+        created {real} NOT NULL
     );
     CREATE TABLE logs (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        id {row_id},
         cid TEXT NOT NULL,
         request_id TEXT NOT NULL,
-        time REAL NOT NULL,
+        time {real} NOT NULL,
         level TEXT NOT NULL,
         message TEXT NOT NULL
     );
@@ -72,13 +73,18 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX logs_by_time ON logs (time);
     CREATE TABLE meta (
         name TEXT PRIMARY KEY,
-        value BLOB NOT NULL
-    );
-    """,
-    # 2: the node that ran each run (issue 14: several nodes may share one PostgreSQL store)
+        value {blob} NOT NULL
+    )
     """
-    ALTER TABLE logs ADD COLUMN node TEXT NOT NULL DEFAULT ''
-    """,
+
+
+# 2: the node that ran each run (issue 14: several nodes may share one PostgreSQL store)
+LOG_NODE_COLUMN = "ALTER TABLE logs ADD COLUMN node TEXT NOT NULL DEFAULT ''"
+
+# Migration i (1-based) brings the schema from version i-1 to i.
+_MIGRATIONS: list[str] = [
+    first_schema(integer="INTEGER", real="REAL", blob="BLOB", row_id="INTEGER PRIMARY KEY AUTOINCREMENT"),
+    LOG_NODE_COLUMN,
 ]
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .cluster import ClusterKey, ClusterKeyMismatch
 from .code import CodeMixin
-from .db import StoreError, StoreUnavailable
+from .db import LOG_NODE_COLUMN, StoreError, StoreUnavailable, first_schema
 from .logs import LogMixin, LogRetention
 from .vaults import VaultMixin
 
@@ -44,42 +44,9 @@ PG_SCHEMA_VERSION = 5
 # Migration i (1-based) brings the schema from version i-1 to i: a string of statements separated
 # by ";", or a list of statements (when one holds a ";" of its own, as a function body does).
 _MIGRATIONS: list[str | list[str]] = [
-    """
-    CREATE TABLE code (
-        cid TEXT PRIMARY KEY,
-        size BIGINT NOT NULL,
-        data BYTEA NOT NULL,
-        created DOUBLE PRECISION NOT NULL
-    );
-    CREATE TABLE vaults (
-        key TEXT PRIMARY KEY,
-        cid TEXT NOT NULL,
-        token_hash BYTEA NOT NULL,
-        inherit TEXT,
-        data BYTEA NOT NULL,
-        merged BYTEA NOT NULL,
-        created DOUBLE PRECISION NOT NULL
-    );
-    CREATE TABLE logs (
-        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        cid TEXT NOT NULL,
-        request_id TEXT NOT NULL,
-        time DOUBLE PRECISION NOT NULL,
-        level TEXT NOT NULL,
-        message TEXT NOT NULL
-    );
-    CREATE INDEX logs_by_cid ON logs (cid, id);
-    CREATE INDEX logs_by_request ON logs (cid, request_id, id);
-    CREATE INDEX logs_by_time ON logs (time);
-    CREATE TABLE meta (
-        name TEXT PRIMARY KEY,
-        value BYTEA NOT NULL
-    )
-    """,
-    # 2: the node that ran each run
-    """
-    ALTER TABLE logs ADD COLUMN node TEXT NOT NULL DEFAULT ''
-    """,
+    first_schema(integer="BIGINT", real="DOUBLE PRECISION", blob="BYTEA",
+                 row_id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"),
+    LOG_NODE_COLUMN,
     # 3: every change of a vault row is announced, so the nodes' vault caches drop it (pgcache.py)
     [
         """

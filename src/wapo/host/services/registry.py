@@ -83,6 +83,13 @@ def resource_arg(st: GuestState, payload: bytes, kind: type[R], what: str, prefi
         raise ServiceError("TypeError", f"{prefix}: {exc}") from None
 
 
+def resource_getter(kind: type[R], what: str, prefix: str) -> Callable[["GuestState", bytes], R]:
+    """``resource_arg`` for one kind of resource: a service module's ``_get``."""
+    def get(st: GuestState, payload: bytes) -> R:
+        return resource_arg(st, payload, kind, what, prefix)
+    return get
+
+
 def add_resources(st: GuestState, *resources: Resource) -> list[int]:
     """Give the guest several resources that belong together: all of them, or (at the resource
     limit) none, the ones already added closed again. Raises the table's ``OcallError``."""

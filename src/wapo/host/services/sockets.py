@@ -34,7 +34,7 @@ from ..abi import ErrorCode, OcallError
 from ..net.args import check_host, check_port, ip_literal
 from ..net.tcp import Connection, NetState, net_state
 from ..resources import Resource
-from .registry import ServiceError, add_resources, resource_arg, service
+from .registry import ServiceError, add_resources, resource_getter, service
 
 if TYPE_CHECKING:
     from ..state import GuestState
@@ -251,8 +251,7 @@ class SocketWriter(Resource):
             self.sock = None
 
 
-def _get(st: GuestState, payload: bytes) -> ScriptSocket:
-    return resource_arg(st, payload, ScriptSocket, "socket", "socket")
+_get = resource_getter(ScriptSocket, "socket", "socket")
 
 
 @service("tcp.connect")

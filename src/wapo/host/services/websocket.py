@@ -9,14 +9,13 @@ from urllib.parse import urlsplit
 
 from ..abi import OcallError
 from ..net.websocket import ClientWebSocket, WebSocketResource
-from .registry import ServiceError, resource_arg, service
+from .registry import ServiceError, resource_getter, service
 
 if TYPE_CHECKING:
     from ..state import GuestState
 
 
-def _get(st: GuestState, payload: bytes) -> WebSocketResource:
-    return resource_arg(st, payload, WebSocketResource, "WebSocket", "WebSocket")
+_get = resource_getter(WebSocketResource, "WebSocket", "WebSocket")
 
 
 @service("ws.open")
