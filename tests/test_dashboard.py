@@ -238,3 +238,43 @@ def test_the_live_tail_shows_lines_of_a_run_still_going(tmp_path, servers):
     finally:
         release.set()
         gate.shutdown()
+
+
+FLOOD = """\
+async function main(request) {
+  const line = "L".repeat(64 * 1024);
+  for (let i = 0; i < 3000; i++) {
+    console.log(i + " " + line);
+    if (i % 100 === 0) await new Promise((r) => setTimeout(r, 40));
+  }
+  return JSON.stringify({status: 200, headers: {}, body: "flooded"});
+}
+"""
+
+
+def test_the_live_tail_of_a_flooding_run_stops_at_the_runs_log_caps(tmp_path, servers):
+    """A run printing 3,000 lines of 64 KiB over ~1.2 s goes live (past LIVE_AFTER) and would publish
+    every line: the tail keeps what the stored logs keep (1 MiB of messages), no more. Unbounded, such
+    runs took a gateway past 3 GB in bench/soak.py."""
+    import sqlite3
+
+    data_dir = tmp_path / "data"
+    server = Server(data_dir, "--admin-token", TOKEN)
+    servers.append(server)
+    cid = publish(tmp_path, data_dir, "flood.js", FLOOD)
+    status, headers, body = http("GET", f"{server.base}/ipfs/{cid}")
+    assert (status, body) == (200, b"flooded")
+    request_id = headers["x-request-id"]
+    deadline = time.monotonic() + 10
+    while True:  # the run log flushes every 0.1 s, off the loop
+        with sqlite3.connect(data_dir / "runs.sqlite") as db:
+            count, size = db.execute("SELECT count(*), coalesce(sum(length(message)), 0) FROM live_lines "
+                                     "WHERE request_id = ?", (request_id,)).fetchone()
+            recorded = db.execute("SELECT count(*) FROM runs WHERE request_id = ?", (request_id,)).fetchone()[0]
+        if recorded or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert recorded == 1
+    assert 0 < count <= 16 + 1, f"{count} live lines of one run ({size} bytes)"  # 1 MiB / 64 KiB lines
+    status, _, logs = http("GET", f"{server.base}/logs/all/ipfs/{cid}?format=json")
+    assert status == 200 and b"dropped" in logs  # the stored logs say how many lines were dropped

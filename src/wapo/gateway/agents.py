@@ -19,7 +19,7 @@ from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, HOP_BY_HOP, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER,
                       RUN_LOG, RUN_OBSERVER, RUNS, STACKS, STORE, TELEMETRY, error_response, read_body)
 from .ipfs import CodeNotFound, fetch_from_gateways
-from .runlog import LiveLines
+from .runlog import LiveLines, within_log_caps
 
 log = logging.getLogger("wapo.gateway")
 
@@ -149,11 +149,11 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
     live = LiveLines(app[RUN_LOG], cid, request_id)  # the dashboard's live tail of a long run
     telemetry, span = app.get(TELEMETRY), None
     if telemetry is None:
-        options = options.with_settings(on_log=live)
+        options = options.with_settings(on_log=within_log_caps(live, options.limits))
     else:  # --otlp-endpoint: the run's span, its fetches' spans, its console lines
         span = telemetry.start_run(cid, request_id)
         options = options.with_settings(on_fetch=telemetry.fetch_hook(span),
-                                        on_log=_each(live, telemetry.console(span)))
+                                        on_log=within_log_caps(_each(live, telemetry.console(span)), options.limits))
     try:
         run = AgentRun(code, agent_request, options=options, name=f"{cid}.js", app_id=cid, max_body=config.max_answer)
     except BaseException:
