@@ -406,6 +406,17 @@ def test_deploy_cli_records_apps(tmp_path, capsys):
         AppRecords(data).deploy(tmp_path / "missing.wasm")
 
 
+def test_deploy_without_an_id_records_the_app_under_its_file_name(tmp_path):
+    """The id derived from the file is the record's key (it was stored under None, and a second
+    deploy then failed sorting the records)."""
+    data = tmp_path / "data"
+    first = AppRecords(data).deploy(GUEST)
+    AppRecords(data).deploy(GUEST)  # again: replaces it
+    records = AppRecords(data).load()
+    assert list(records) == [first.id] == ["http_app"]
+    assert (data / "apps" / records["http_app"].file).read_bytes() == GUEST.read_bytes()
+
+
 def test_stop_forces_an_app_that_ignores_its_channels(tmp_path, monkeypatch):
     monkeypatch.setattr(supervisor, "STOP_GRACE", 0.3)
     data = tmp_path / "data"

@@ -132,11 +132,11 @@ class AppRecords:
         record, code = new_record(source, app_id, on_demand=on_demand, listen=listen)
         with self._locked():
             records = self.load()
-            old = records.get(app_id)
+            old = records.get(record.id)
             (self.dir / record.file).write_bytes(code)
             if old is not None and old.file != record.file:
                 (self.dir / old.file).unlink(missing_ok=True)
-            records[app_id] = record
+            records[record.id] = record
             self._save(records)
         return record
 
