@@ -554,3 +554,19 @@ def test_each_cron_tick_runs_on_one_node_of_the_cluster(tmp_path, pg_url, cluste
     with urllib.request.urlopen(req, timeout=60) as r:
         shown = json.loads(r.read())["jobs"][0]["ticks"]
     assert len(shown) >= 6 and {t["node"] for t in shown} <= {"c1", "c2"}
+
+
+def test_cron_trigger_with_a_database_runs_against_the_cluster(tmp_path, pg_url, cluster_key):
+    """`wapo cron trigger --database URL` takes the code from, and writes the logs to, the cluster's
+    database (it used to open the data directory's SQLite store whatever the flags said)."""
+    agent = tmp_path / "ticker.js"
+    agent.write_text(CRON_TICKER)
+    cid = wapo("publish", str(agent), "--database", pg_url, "--cluster-key", str(cluster_key)).stdout.split()[-1]
+    config = tmp_path / "wapo.toml"
+    config.write_text(f'[cron.once]\ncid = "{cid}"\nschedule = "0 0 1 1 *"\n')
+    done = wapo("cron", "trigger", "once", "--config", str(config), "--data-dir", str(tmp_path / "empty"),
+                "--database", pg_url, "--cluster-key", str(cluster_key))
+    assert done.returncode == 0, done.stderr
+    request_id = done.stdout.strip().splitlines()[-1].split()[-1]
+    rows = pg_rows(pg_url, f"SELECT message FROM logs WHERE request_id = '{request_id}' AND message LIKE 'tick %'")
+    assert len(rows) == 1, rows

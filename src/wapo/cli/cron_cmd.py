@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .flags import data_dir_argument
+from .flags import cluster_key_file, data_dir_argument, database_url
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,17 +51,20 @@ def _list(config) -> int:
 
 def _trigger(config, args: argparse.Namespace) -> int:
     from ..gateway.cron import CronJobError, run_job
-    from ..store import Store, StoreError
+    from ..gateway.storage import open_gateway_store
+    from ..store import ClusterKeyError, StoreError
     job = next((j for j in config.cron if j.name == args.name), None)
     if job is None:
         names = ", ".join(j.name for j in config.cron) or "none"
         print(f"wapo cron: no job {args.name!r} in {args.config} (jobs: {names})", file=sys.stderr)
         return 2
     from ..paths import default_data_dir
-    config = config.with_(data_dir=Path(args.data_dir or config.data_dir or default_data_dir()))
-    try:
-        store = Store(config.data_dir)
-    except StoreError as exc:
+    config = config.with_(data_dir=Path(args.data_dir or config.data_dir or default_data_dir()),
+                          database_url=database_url(args, config.database_url),
+                          cluster_key_file=cluster_key_file(args, config.cluster_key_file))
+    try:  # the store `wapo serve` would use with the same flags and config: a cluster's database too
+        store = open_gateway_store(config)
+    except (StoreError, ClusterKeyError) as exc:
         print(f"wapo cron: {exc}", file=sys.stderr)
         return 1
 
