@@ -9,10 +9,11 @@ import asyncio
 import re
 
 from ..host import Limits
-from ..host.snapshot.image import ImageError, ImageTimeout, capture_image
-from ..js.precompiled import PRECOMPILE_EXPORT
-from ..js.sandbox import ScriptError, guest_args, wapojs_module
+from ..host.snapshot.image import ImageTimeout
+from ..js.precompiled import capture
+from ..js.sandbox import ScriptError
 from .request import AgentRequest
+from .response import STYLES
 from .runner import ENTRY, call_agent
 
 NOT_JS_SUFFIXES = {".md", ".markdown", ".txt", ".json", ".html", ".htm", ".css", ".yaml", ".yml", ".toml", ".py",
@@ -23,8 +24,6 @@ CHECK_LIMITS = Limits(memory=100 * 1000 * 1000, time=10.0, burst=5.0)
 STYLE_MARKERS = re.compile(
     r"\bmain\b|\bscriptOutput\b|\bexport\s+default\b|\bexport\s*\{[^}]*\bas\s+default\b|module\.exports"
     r"|\bexports\.default\b|\bfetch\s*[(:]")
-STYLES = ("(A) `async function main(request)`; (B) a bundle answering through `handle(app)` of "
-          "@phala/wapo-env (or setting scriptOutput); (C) `export default { fetch(request, env, ctx) }`")
 
 
 class AgentCheckFailed(ValueError):
@@ -50,16 +49,12 @@ def check_agent(code: str, name: str = "agent.js") -> None:
 def compile_error(code: str, name: str) -> str | None:
     """None if QuickJS compiles ``code`` as the gateway would (script or module), else why not."""
     try:
-        args = ["wapojs", *guest_args(code, (), Limits(), module=False, name=name, entry=ENTRY)]
+        if capture(code, name, ENTRY, CHECK_LIMITS.burst) is not None:
+            return None
     except ScriptError as exc:
         return str(exc)
-    try:
-        capture_image(wapojs_module(True), PRECOMPILE_EXPORT, args, deadline=CHECK_LIMITS.burst)
-        return None
     except ImageTimeout:
         return None  # too large to compile in time here: the runs will say (burst limit)
-    except ImageError:
-        pass
     # It did not compile: a run stops at the same error before any of the code runs.
     result = asyncio.run(call_agent(code, AgentRequest(), name=name, limits=CHECK_LIMITS))
     if result.error is None:

@@ -75,12 +75,11 @@ def _from_mapping(data: dict) -> AgentResponse:
     return AgentResponse(status, _headers(data.get("headers")), _body(data.get("body")))
 
 
-NO_ANSWER = (
-    "the agent finished without an answer: it must be written in one of three styles: "
-    "(A) `async function main(request)` returning JSON.stringify({status, headers, body}); "
-    "(B) a bundle that answers by itself, e.g. `handle(app)` of @phala/wapo-env; "
-    "(C) `export default { fetch(request, env, ctx) }` returning a Response "
-    "(a script run with `wapo exec` answers by setting scriptOutput)")
+STYLES = ("(A) `async function main(request)` returning JSON.stringify({status, headers, body}); "
+          "(B) a bundle that answers by itself, e.g. `handle(app)` of @phala/wapo-env; "
+          "(C) `export default { fetch(request, env, ctx) }` returning a Response")
+NO_ANSWER = (f"the agent finished without an answer: it must be written in one of three styles: {STYLES} "
+             "(a script run with `wapo exec` answers by setting scriptOutput)")
 MAIN_CONTRACT = ("main(request) must return (or resolve to) JSON.stringify({status, headers, body}) "
                  "or an object {status, headers, body}")
 
@@ -101,18 +100,19 @@ def parse_output(output: bytes) -> AgentResponse:
     """Style A (JSON text) or B (msgpack) output of a finished run."""
     if not output:
         raise BadAgentAnswer(NO_ANSWER)
-    if output[:1] not in (b"{", b" ", b"\n", b"\t", b"\r") and (wrong := _not_an_answer(output)) is not None:
-        raise wrong
     if output[:1] in (b"{", b" ", b"\n", b"\t", b"\r"):
         try:
             data = json.loads(output)
         except ValueError as exc:
             raise BadAgentAnswer(f"the agent's answer is not valid JSON: {exc}") from None
-    else:
+    else:  # msgpack (style B); JSON that is not an object (main returned a number) is told apart only here
         try:
             data = msgpack.unpackb(output, raw=False, strict_map_key=False)
         except (ValueError, msgpack.UnpackException, TypeError) as exc:
-            raise BadAgentAnswer(f"the agent's answer is neither JSON nor msgpack: {exc}") from None
+            raise _not_an_answer(output) or BadAgentAnswer(
+                f"the agent's answer is neither JSON nor msgpack: {exc}") from None
+        if not isinstance(data, dict) and (wrong := _not_an_answer(output)) is not None:
+            raise wrong
     if not isinstance(data, dict):
         raise BadAgentAnswer(f"the agent's answer is not an object with status, headers and body: {MAIN_CONTRACT}")
     if data.get("success") is False and "error" in data and "status" not in data:

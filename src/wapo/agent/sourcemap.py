@@ -58,7 +58,6 @@ class SourceMap:
             raise SourceMapError("only flat version 3 source maps are read")
         root = raw.get("sourceRoot") or ""
         self.sources = [root + s for s in raw.get("sources", [])]
-        self.sources_content = raw.get("sourcesContent") or []
         # per generated line: sorted generated columns and their (source, line, column)
         self._lines: list[tuple[list[int], list[tuple[int, int, int]]]] = []
         src = src_line = src_col = 0

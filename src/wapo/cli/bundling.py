@@ -9,6 +9,7 @@ else one wapo installs with npm into ``<cache>/esbuild/<version>/`` (``$WAPO_CAC
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -106,8 +107,19 @@ def project_root(start: Path) -> Path:
 
 
 def _run_version(esbuild: Path) -> str | None:
+    """What ``esbuild --version`` prints (None if it does not run), asked once per binary file: a
+    bundle looks at it two or three times, and `wapo dev` bundles on every change."""
     try:
-        out = subprocess.run([str(esbuild), "--version"], capture_output=True, text=True, timeout=60)
+        stamp = esbuild.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _version_of(str(esbuild), stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _version_of(esbuild: str, stamp: int) -> str | None:
+    try:
+        out = subprocess.run([esbuild, "--version"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None

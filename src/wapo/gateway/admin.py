@@ -12,6 +12,7 @@ is asked from it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -22,6 +23,7 @@ from typing import NoReturn
 from aiohttp import web
 
 from ..store import InvalidCID, parse_cid
+from ..store.logs import iso_time
 from .apps import proxy as apps_proxy
 from .apps.routes import APPS
 from .context import CONFIG, REQUEST_ID, RUN_LOG, STORE, error_response
@@ -64,6 +66,7 @@ def admin_only(handler):
     return guarded
 
 
+@functools.lru_cache(maxsize=None)
 def _asset(name: str) -> bytes:
     return resources.files("wapo.gateway").joinpath("dashboard", name).read_bytes()
 
@@ -161,14 +164,9 @@ async def api_logs_stream(request: web.Request) -> web.StreamResponse:
             live = await asyncio.to_thread(run_log.live_lines, cid, live_after)
             if live:
                 live_after = live[-1]["id"]
-            records = stored + [dict(line, id=0, cid=cid, time=_iso(line["time"])) for line in live]
+            records = stored + [dict(line, id=0, cid=cid, time=iso_time(line["time"])) for line in live]
     except ConnectionResetError:
         return response  # the page went away
-
-
-def _iso(t: float) -> str:
-    from datetime import datetime, timezone
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 async def api_vaults(request: web.Request) -> web.Response:

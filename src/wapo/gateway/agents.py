@@ -146,14 +146,16 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
     log_entries: list[tuple[str, str, float]] = [
         ("START", f"Request: {request.method} {request.rel_url.path}", time.time())]
     options = RunOptions(limits=config.limits_for(cid), data_dir=config.data_dir, network=app[NETWORK], tenant=cid)
-    live = LiveLines(app[RUN_LOG], cid, request_id)  # the dashboard's live tail of a long run
+    run_log = app[RUN_LOG]
+    live = LiveLines(run_log, cid, request_id) if run_log is not None else None  # the dashboard's live tail
     telemetry, span = app.get(TELEMETRY), None
-    if telemetry is None:
-        options = options.with_settings(on_log=within_log_caps(live, options.limits))
-    else:  # --otlp-endpoint: the run's span, its fetches' spans, its console lines
+    listeners = [live] if live is not None else []
+    if telemetry is not None:  # --otlp-endpoint: the run's span, its fetches' spans, its console lines
         span = telemetry.start_run(cid, request_id)
-        options = options.with_settings(on_fetch=telemetry.fetch_hook(span),
-                                        on_log=within_log_caps(_each(live, telemetry.console(span)), options.limits))
+        options = options.with_settings(on_fetch=telemetry.fetch_hook(span))
+        listeners.append(telemetry.console(span))
+    if listeners:
+        options = options.with_settings(on_log=within_log_caps(_each(*listeners), options.limits))
     try:
         run = AgentRun(code, agent_request, options=options, name=f"{cid}.js", app_id=cid, max_body=config.max_answer)
     except BaseException:
@@ -173,7 +175,7 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
             kind = result.error_kind or exc.kind
             metrics.errors.labels(kind).inc()
             exc = AgentFailed(await app[STACKS].map(cid, code, str(exc)), exc.kind)
-            status = {"answer_too_large": 502, "capacity": 503}.get(kind, 500)
+            status = _error_status(kind)
             detail = {"detail": str(exc)} if config.debug else {}
             request[FAILURE] = (str(exc).splitlines() or [kind])[0]
             if status != 500:
@@ -233,11 +235,19 @@ def _each(*callbacks):
     return on_log
 
 
+ERROR_STATUS = {"answer_too_large": 502, "capacity": 503}  # error kinds that are not 500
+
+
 def _status_of(head: asyncio.Future | None, kind: str | None) -> int:
     """The status a run answered with (the head it sent, else the error answer's)."""
     if head is not None and head.done() and not head.cancelled() and head.exception() is None:
         return head.result().status
-    return {"answer_too_large": 502, "capacity": 503}.get(kind or "", 500)
+    return _error_status(kind)
+
+
+def _error_status(kind: str | None) -> int:
+    """The status of a failed run's answer: its error kind's, else 500."""
+    return ERROR_STATUS.get(kind or "", 500)
 
 
 async def _finish_soon(task: asyncio.Task):
@@ -270,7 +280,8 @@ async def _store_run_logs(app: web.Application, cid: str, request_id: str, entri
         kind = result.error_kind if result else "host_error"
         if span is not None:
             app[TELEMETRY].end_run(span, duration, kind, result.error if result else "the host failed")
-        app[RUN_LOG].record(cid, request_id, _status_of(head, kind), duration, kind)
+        if app[RUN_LOG] is not None:
+            app[RUN_LOG].record(cid, request_id, _status_of(head, kind), duration, kind)
     entries.append(("END", f"Request: Duration: {duration * 1000:.0f} ms", time.time()))
     await app[LOGS].write(cid, request_id, entries)
     observer = app.get(RUN_OBSERVER)

@@ -104,9 +104,11 @@ async def readyz(request: web.Request) -> web.Response:
                              status=200 if ok else 503)
 
 
-async def add_node_header(request: web.Request, response: web.StreamResponse) -> None:
+def node_header(node: str):
     """Every answer says which node gave it (X-Wapo-Node), streamed ones and errors included."""
-    response.headers[NODE_HEADER] = request.app[CONFIG].node
+    async def add_node_header(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers[NODE_HEADER] = node
+    return add_node_header
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
@@ -134,10 +136,11 @@ def make_app(config: GatewayConfig, store: AnyStore | None = None) -> web.Applic
     app = web.Application(middlewares=[request_id_middleware], client_max_size=config.max_request_body)
     app[CONFIG] = config
     app[STORE] = store or open_gateway_store(config)
-    app.on_response_prepare.append(add_node_header)
+    app.on_response_prepare.append(node_header(config.node))
     app[METRICS] = Metrics(config.metrics_top_cids)
     app[LOGS] = LogWriter(app[STORE])
-    app[RUN_LOG] = RunLog(config.data_dir)
+    # every run, for the dashboard: kept only when there is one (a write and a timer per request)
+    app[RUN_LOG] = RunLog(config.data_dir) if config.admin_token else None
     app[CODE_CACHE] = {}
     app[RUNS] = {}
     app[BACKGROUND] = set()
@@ -152,7 +155,8 @@ def make_app(config: GatewayConfig, store: AnyStore | None = None) -> web.Applic
         if app[BACKGROUND]:
             await asyncio.wait(list(app[BACKGROUND]), timeout=DISCONNECT_GRACE)
         await app[LOGS].close()
-        await app[RUN_LOG].close()
+        if app[RUN_LOG] is not None:
+            await app[RUN_LOG].close()
 
     app.on_cleanup.append(flush_logs)
     cron.install(app, config)  # [cron.<name>] jobs, scheduled in every process (one runs each tick)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from typing import Optional
 
 from aiohttp import web
 
@@ -28,7 +29,7 @@ VAULT_RATE = web.AppKey("vault_rate", RateLimiter)
 # called as observer(cid, request_id, AgentResult | None, log entries) after each agent run (`wapo dev`)
 RUN_OBSERVER = web.AppKey("run_observer", object)
 STACKS = web.AppKey("stacks", object)  # a gateway.stacks.StackMapper: agents' errors through their source maps
-RUN_LOG = web.AppKey("run_log", RunLog)  # every run, for the dashboard (runs.sqlite)
+RUN_LOG = web.AppKey("run_log", Optional[RunLog])  # every run, for the dashboard (runs.sqlite); None: no dashboard
 TELEMETRY = web.AppKey("telemetry", object)  # a telemetry.Telemetry with --otlp-endpoint, else None
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "te", "trailer",
               "proxy-authenticate", "proxy-authorization"}

@@ -95,15 +95,16 @@ class Telemetry:
 
     def console(self, run_span: Any) -> Callable[[LogRecord], None]:
         """The run's console lines as OTLP logs in the run span's context."""
+        from opentelemetry._logs import SeverityNumber
         context = self._in_context(run_span)
         attributes = dict(run_span.attributes or {}) if hasattr(run_span, "attributes") else {}
+        attributes = {k: v for k, v in attributes.items() if k.startswith("wapo.")}
 
         def on_log(record: LogRecord) -> None:
-            from opentelemetry._logs import SeverityNumber
             self.logger.emit(timestamp=int(record.time * 1e9), context=context, body=record.message,
                              severity_text=record.level.upper(),
                              severity_number=SeverityNumber(SEVERITY.get(record.level, 9)),
-                             attributes={k: v for k, v in attributes.items() if k.startswith("wapo.")})
+                             attributes=attributes)
         return on_log
 
     def shutdown(self) -> None:

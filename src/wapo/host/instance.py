@@ -354,11 +354,7 @@ class Instance:
         if status is not None and status == 0 and error is None:
             return 0, None
         self._fuel = self.fuel_consumed() if self.limits.fuel is not None else None
-        if self._sandbox is not None:
-            try:
-                self._memory_peak = self._sandbox.memory_base_and_size()[1]
-            except RuntimeError:  # it never got a memory (instantiation failed)
-                pass
+        self._memory_peak = self._memory_used() or self._memory_peak
         self._release(st, here=True)
         return None, error
 
@@ -423,11 +419,16 @@ class Instance:
                                  hint="recursion too deep, e.g. deeply nested data")
         return GuestTrap(f"the guest trapped: {_trap_cause(trap)}", stack=_wasm_frames(trap))
 
+    def _memory_used(self) -> int:
+        """Bytes of the guest's linear memory now (0 before it has one: instantiation failed)."""
+        st = self._state
+        return st.memory.size() if st is not None and st.memory is not None else 0
+
     def _failure_from_report(self, report: GuestReport) -> RunError:
         head, _, stack = report.text.partition("\n")
         kind = report.kind
         if kind == ReportKind.UNHANDLED_REJECTION:
-            used = self._state.memory.size() if self._state and self._state.memory else 0
+            used = self._memory_used()
             if head in _OOM_REJECTIONS and used >= self.limits.memory * OOM_NEAR_LIMIT:
                 # with the heap full the engine cannot even make the error object and rejects with
                 # null (QuickJS's JS_ThrowError2): that is the memory limit, not the script's null
@@ -442,7 +443,7 @@ class Instance:
             return LimitExceeded("time", f"{time.monotonic() - self._started:.2f} s", f"{self.limits.time:g} s",
                                  stack=stack, hint="--time-limit raises it, 0 removes it")
         if kind == ReportKind.MEMORY_LIMIT:
-            used = self._state.memory.size() if self._state and self._state.memory else 0
+            used = self._memory_used()
             return LimitExceeded("memory", format_size(used), format_size(self.limits.memory), stack=stack,
                                  hint=f"{head}; --memory-limit raises it")
         return GuestError(head, stack=stack)

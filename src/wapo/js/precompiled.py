@@ -96,7 +96,7 @@ def agent_image(code: str, name: str, entry: str) -> MemoryImage | None:
     if key is None:
         return image
     try:
-        image = _capture(code, name, entry, INIT_TIME_LIMIT)
+        image = capture(code, name, entry, INIT_TIME_LIMIT)
     except ImageTimeout:
         return None
     return _remember(key, image)
@@ -129,7 +129,7 @@ def _compiled(key: str, task: asyncio.Task) -> None:
 
 async def _compile(key: str, code: str, name: str, entry: str, deadline: float, tenant: str) -> MemoryImage | None:
     try:
-        image = await run_step(tenant, lambda: _capture(code, name, entry, deadline))
+        image = await run_step(tenant, lambda: capture(code, name, entry, deadline))
     except ImageTimeout as exc:
         _too_slow[key] = max(_too_slow.get(key, 0.0), exc.deadline)
         raise _compile_limit(name, deadline) from None
@@ -142,7 +142,8 @@ def _compile_limit(name: str, deadline: float) -> LimitExceeded:
                          hint="compiling the agent's code is guest time too; --burst-limit raises it")
 
 
-def _capture(code: str, name: str, entry: str, deadline: float) -> MemoryImage | None:
+def capture(code: str, name: str, entry: str, deadline: float) -> MemoryImage | None:
+    """The image of ``code`` compiled, or None if it does not compile (ImageTimeout past ``deadline``)."""
     # per-run limits are not part of an image: wapojs_precompile drops them
     args = ["wapojs", *guest_args(code, (), Limits(), module=False, name=name, entry=entry)]
     try:

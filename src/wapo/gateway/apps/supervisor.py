@@ -293,12 +293,12 @@ class LogSink:
 class AppManager:
     def __init__(self, data_dir: Path, *, limits: Limits, network, logs=None, poll_interval: float = POLL_INTERVAL,
                  backoff_initial: float = BACKOFF_INITIAL, backoff_max: float = BACKOFF_MAX,
-                 wait_running: float = WAIT_RUNNING, records=None, owns=None) -> None:
+                 wait_running: float = WAIT_RUNNING) -> None:
         self.data_dir = Path(data_dir)
-        # the data directory's records, or (a cluster) the database's, of which this node runs
-        # only those ``owns(app_id)`` says are its own (apps/cluster.py)
-        self.records = records if records is not None else AppRecords(self.data_dir)
-        self.owns = owns or (lambda app_id: True)
+        # the data directory's records, or (a cluster: apps/cluster.py sets both) the database's, of
+        # which this node runs only those ``owns(app_id)`` says are its own
+        self.records = AppRecords(self.data_dir)
+        self.owns = lambda app_id: True
         self.limits = limits
         self.network = network
         self.logs = logs

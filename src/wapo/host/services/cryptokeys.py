@@ -29,7 +29,8 @@ RSA_ALGORITHMS = ("RSASSA-PKCS1-v1_5", "RSA-PSS", "RSA-OAEP")
 
 EC_ALGORITHMS = ("ECDSA", "ECDH")
 
-OKP_ALGORITHMS = ("Ed25519", "X25519")
+OKP_KEYS = {"Ed25519": (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey),
+            "X25519": (x25519.X25519PrivateKey, x25519.X25519PublicKey)}  # (private, public) classes
 
 AES_ALGORITHMS = ("AES-GCM", "AES-CBC", "AES-CTR", "AES-KW")
 # JWK "alg" names per (algorithm, hash)
@@ -79,14 +80,14 @@ PublicKey = Any
 def private_key(der: bytes) -> PrivateKey:
     try:
         return serialization.load_der_private_key(der, password=None)
-    except (ValueError, TypeError, Exception) as exc:  # cryptography raises several kinds
+    except Exception as exc:  # cryptography raises several kinds (ValueError, TypeError, its own)
         raise fail("DataError", f"the private key cannot be read ({exc})") from None
 
 
 def public_key(der: bytes) -> PublicKey:
     try:
         return serialization.load_der_public_key(der)
-    except (ValueError, TypeError, Exception) as exc:
+    except Exception as exc:
         raise fail("DataError", f"the public key cannot be read ({exc})") from None
 
 
@@ -126,8 +127,7 @@ def check_family(alg: str, key: Any, named_curve: Any) -> dict[str, Any]:
         if curve != named_curve:
             raise fail("DataError", f"the key is on {curve}, not on the namedCurve {named_curve}")
         return {"namedCurve": curve}
-    want = {"Ed25519": (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey),
-            "X25519": (x25519.X25519PrivateKey, x25519.X25519PublicKey)}.get(alg)
+    want = OKP_KEYS.get(alg)
     if want is None:
         raise fail("NotSupportedError", f"{alg} keys are not asymmetric keys")
     if not isinstance(key, want):
@@ -153,11 +153,9 @@ def from_jwk(alg: str, jwk: dict[str, Any]) -> tuple[str, Any]:
             return "public", pub.public_key()
         if kty == "OKP":
             crv = jwk.get("crv")
-            kinds = {"Ed25519": (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey),
-                     "X25519": (x25519.X25519PrivateKey, x25519.X25519PublicKey)}
-            if crv not in kinds:
+            if crv not in OKP_KEYS:
                 raise fail("DataError", f"the JWK's crv {crv!r} is not Ed25519 or X25519")
-            priv, pub_cls = kinds[crv]
+            priv, pub_cls = OKP_KEYS[crv]
             if private:
                 key = priv.from_private_bytes(unb64u(jwk["d"], "d"))
                 if "x" in jwk and key.public_key().public_bytes_raw() != unb64u(jwk["x"], "x"):

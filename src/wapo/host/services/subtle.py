@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from .cryptokeys import (CURVES, CURVE_BYTES, EC_ALGORITHMS, RSA_ALGORITHMS, check_family, fail, from_jwk, hash_algorithm,
                          int_bytes, int_of, load_key, pkcs8, private_key, public_key, raw_public,
                          spki, to_jwk)
-from .registry import ServiceError, service
+from .registry import ServiceError, service, u32
 
 if TYPE_CHECKING:
     from ..state import GuestState
@@ -65,7 +65,7 @@ def _unpack(payload: bytes) -> tuple[dict[str, Any], list[bytes]]:
 
 def _pack(header: dict[str, Any], *parts: bytes) -> bytes:
     head = json.dumps({**header, "parts": [len(p) for p in parts]}).encode()
-    return struct.pack("<I", len(head)) + head + b"".join(parts)
+    return u32(len(head)) + head + b"".join(parts)
 
 
 # ---- operations ------------------------------------------------------------------------------
@@ -301,12 +301,12 @@ def op_derive(h: dict[str, Any], parts: list[bytes]) -> bytes:
         raise fail("OperationError", f"{alg}: {exc}") from None
 
 
-OPERATIONS: dict[str, Callable[[dict[str, Any], list[bytes]], bytes]] = {
-    "import": op_import, "export": op_export, "generate": op_generate, "sign": op_sign, "verify": op_verify,
-    "encrypt": op_crypt, "decrypt": op_crypt, "derive": op_derive,
+# operation -> (its function, how many byte strings it takes)
+OPERATIONS: dict[str, tuple[Callable[[dict[str, Any], list[bytes]], bytes], tuple[int, ...]]] = {
+    "import": (op_import, (1,)), "export": (op_export, (1,)), "generate": (op_generate, (0,)),
+    "sign": (op_sign, (2,)), "verify": (op_verify, (3,)), "encrypt": (op_crypt, (2, 3, 4)),
+    "decrypt": (op_crypt, (2, 3, 4)), "derive": (op_derive, (2, 3)),
 }
-PART_COUNTS = {"import": (1,), "export": (1,), "generate": (0,), "sign": (2,), "verify": (3,),
-               "encrypt": (2, 3, 4), "decrypt": (2, 3, 4), "derive": (2, 3)}
 
 
 @service("subtle", inline=True)
@@ -314,9 +314,10 @@ def subtle(st: GuestState, payload: bytes) -> bytes:
     """One WebCrypto operation (see the module docstring for the layout)."""
     header, parts = _unpack(payload)
     op = header.get("op")
-    run = OPERATIONS.get(op) if isinstance(op, str) else None
-    if run is None:
+    entry = OPERATIONS.get(op) if isinstance(op, str) else None
+    if entry is None:
         raise fail("TypeError", f"subtle: unknown operation {op!r}")
-    if len(parts) not in PART_COUNTS[op]:
-        raise fail("TypeError", f"subtle: {op} takes {' or '.join(map(str, PART_COUNTS[op]))} parts, got {len(parts)}")
+    run, counts = entry
+    if len(parts) not in counts:
+        raise fail("TypeError", f"subtle: {op} takes {' or '.join(map(str, counts))} parts, got {len(parts)}")
     return run(header, parts)

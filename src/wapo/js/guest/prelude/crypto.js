@@ -10,7 +10,7 @@
 const ILLEGAL = Symbol("illegal constructor guard");
 const MAX_RANDOM = 65536;
 
-const { u32, readU32, concat, copyBytes, HEX, domException } = host.internal("shared");
+const { u32, readU32, concat, copyBytes, HEX, hex, fromHex, domException } = host.internal("shared");
 
 function randomBytes(n) {
   return host.call("random", u32(n));
@@ -189,19 +189,13 @@ function aesLength(alg, op) {
   return length;
 }
 
-function bytesFromHex(text) {
-  const out = new Uint8Array(text.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.substr(2 * i, 2), 16);
-  return out;
-}
-
 // The CryptoKey.algorithm of a key: the family's parameters (from the host's description).
 function keyAlgorithm(name, params, info) {
   if (name === "HMAC") return { name, hash: Object.freeze({ name: params.hash }), length: params.length };
   if (AES.includes(name)) return { name, length: params.length };
   if (name === "ECDSA" || name === "ECDH") return { name, namedCurve: info.namedCurve };
   if (RSA.includes(name))
-    return { name, modulusLength: info.modulusLength, publicExponent: bytesFromHex(info.publicExponent),
+    return { name, modulusLength: info.modulusLength, publicExponent: fromHex(info.publicExponent),
              hash: Object.freeze({ name: params.hash }) };
   return { name };
 }
@@ -264,14 +258,20 @@ function importSecret(name, params, raw, extractable, usages, op) {
   return makeKey("secret", name, {}, {}, false, usages, raw);
 }
 
+const FORMATS = ["raw", "spki", "pkcs8", "jwk"];
+
+function checkFormat(format, op) {
+  if (!FORMATS.includes(format))
+    throw domException(`${op}: key format ${JSON.stringify(format)} is not one of ${FORMATS.join(", ")}`, "NotSupportedError");
+}
+
 function importKey(format, keyData_, algorithm, extractable, keyUsages) {
   const op = "SubtleCrypto.importKey";
   const name = supported(algorithm, op);
   const params = keyParams(name, algorithm, op);
   format = String(format);
   const kinds = USAGES[name];
-  if (!["raw", "spki", "pkcs8", "jwk"].includes(format))
-    throw domException(`${op}: key format ${JSON.stringify(format)} is not one of raw, spki, pkcs8, jwk`, "NotSupportedError");
+  checkFormat(format, op);
   let data;
   if (format === "jwk") {
     if (keyData_ === null || typeof keyData_ !== "object" || ArrayBuffer.isView(keyData_) || keyData_ instanceof ArrayBuffer)
@@ -324,7 +324,7 @@ function generateKey(algorithm, extractable, keyUsages) {
     header.modulusLength = Number(algorithm.modulusLength);
     const e = algorithm.publicExponent;
     if (!(e instanceof Uint8Array)) throw new TypeError(`${op}: publicExponent must be a Uint8Array (e.g. [1, 0, 1])`);
-    header.publicExponent = Array.from(e, (b) => HEX[b]).join("") || "00";
+    header.publicExponent = hex(e) || "00";
   }
   const reply = subtleCall(header);
   const privateKey = makeKey("private", name, params, reply, extractable, privateUsages, reply.parts[0]);
@@ -337,8 +337,7 @@ function exportKey(format, key) {
   format = String(format);
   requireKey(key, op);
   if (!key.extractable) throw domException(`${op}: the key is not extractable`, "InvalidAccessError");
-  if (!["raw", "spki", "pkcs8", "jwk"].includes(format))
-    throw domException(`${op}: key format ${JSON.stringify(format)} is not one of raw, spki, pkcs8, jwk`, "NotSupportedError");
+  checkFormat(format, op);
   const material = keyData.get(key);
   if (key.type === "secret" && format === "raw") return material.slice().buffer;
   const reply = subtleCall({ op: "export", format, type: key.type, alg: key.algorithm.name,
@@ -382,7 +381,6 @@ function sign(algorithm, key, data) {
   const bytes = bufferSource(data, op);
   const name = keyFor(algorithm, key, "sign", op);
   if (name === "HMAC") return toArrayBuffer(hmac(key.algorithm.hash.name, keyData.get(key), bytes));
-  if (!USAGES[name].private || !USAGES[name].private.includes("sign")) throw notSupported(op, name);
   const reply = subtleCall({ op: "sign", ...signParams(name, algorithm, key, op) }, [keyData.get(key), bytes]);
   return toArrayBuffer(reply.parts[0]);
 }

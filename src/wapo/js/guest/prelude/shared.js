@@ -49,6 +49,13 @@ function hex(bytes) {
   return s;
 }
 
+// Bytes of a string of hex digit pairs the prelude itself made (no checks: see Wapo.hexDecode).
+function fromHex(text) {
+  const out = new Uint8Array(text.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.substr(2 * i, 2), 16);
+  return out;
+}
+
 // ---- web objects ----------------------------------------------------------------
 
 function isObject(v) { return (typeof v === "object" && v !== null) || typeof v === "function"; }
@@ -132,7 +139,7 @@ const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 
 return {
   shared: Object.freeze({
-    u32, readU32, concat, asBytes, copyBytes, HEX, hex,
+    u32, readU32, concat, asBytes, copyBytes, HEX, hex, fromHex,
     isObject, records, stateOf, tag, fieldGetters, domException,
     hostRead, NULL_BODY_STATUS,
   }),

@@ -3,7 +3,7 @@
 // JS; hashing, derived secrets and nested runs are host services; URL parsing,
 // HTTP and SCALE delegate to the web globals (looked up when called).
 
-const { readU32, concat, asBytes, hex } = host.internal("shared");
+const { readU32, concat, asBytes, hex, fromHex } = host.internal("shared");
 
 function bytesOf(value, what) {
   const bytes = asBytes(value, true);
@@ -188,12 +188,6 @@ function httpRequest(request, callback) {
 
 
 // ---- nested sandboxes ------------------------------------------------------------------
-
-function fromHex(text) {
-  const out = new Uint8Array(text.length / 2);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.substr(2 * i, 2), 16);
-  return out;
-}
 
 // run(code, {args, env, timeLimit (ms), gasLimit, memoryLimit (bytes)}) -> Promise of
 // {isOk, isError, error, value, logs: [{message, level, time}]} from a separate sandbox.
