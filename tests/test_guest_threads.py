@@ -91,3 +91,39 @@ def test_a_bad_environment_setting_names_the_variable(monkeypatch, text) -> None
     monkeypatch.setenv("WAPO_GUEST_THREADS", text)
     with pytest.raises(ValueError, match="WAPO_GUEST_THREADS"):
         threads_from_env()
+
+
+def test_a_step_hands_what_it_wrote_to_the_loop_past_a_bound() -> None:
+    """Log lines of a step wait for the step's end, but not past DEFERRED_BYTES: a step that logs 4 MiB,
+    then computes, has its first lines on the loop while it still runs (unbounded, a flooding step held
+    everything it wrote: gigabytes in bench/soak.py). Lines stay in order either way."""
+    from wapo.host import Limits
+    from wapo.host.options import RunOptions
+    from wapo.host.state import DEFERRED_BYTES
+    from wapo.host.threads import guest_threads
+    from wapo.js.sandbox import js_instance
+
+    if guest_threads() is None:
+        pytest.skip("guests run on the loop itself (WAPO_GUEST_THREADS=0): nothing is deferred")
+    seen: list[tuple[int, bool]] = []  # (line number, its step still running)
+    inst = None
+
+    def on_log(record) -> None:
+        if "dropped" in record.message[:100]:
+            return  # the host's closing line about the run's log caps
+        step = inst._in_step
+        seen.append((int(record.message.split(" ", 1)[0]), step is not None and not step.done()))
+
+    code = f"""
+        const line = "x".repeat(64 * 1024);
+        for (let i = 0; i < {4 * DEFERRED_BYTES // (64 * 1024)}; i++) console.log(i + " " + line);
+        const until = Date.now() + 300;
+        while (Date.now() < until) {{}}
+        scriptOutput = "done";
+    """
+    inst = js_instance(code, options=RunOptions(limits=Limits(burst=5.0), on_log=on_log))
+    result = asyncio.run(inst.run())
+    assert result.ok and result.output == b"done", result.error
+    numbers = [n for n, _ in seen]
+    assert numbers == sorted(numbers) and len(numbers) == 4 * DEFERRED_BYTES // (64 * 1024)
+    assert any(running for _, running in seen), "every line waited for the step's end"

@@ -30,6 +30,9 @@ T = TypeVar("T")
 # distinct task ids queued by mark_task_ready at once (more: ResourceLimited); the host's own
 # wake-ups are bounded by the resources (one waiter each) and always get in
 MAX_READY_TASKS = 16384
+# Output and log lines of a guest step waiting for the step to end: past this many bytes they go to
+# the loop at once (a log-flooding or streaming step otherwise held all it wrote, up to the burst limit)
+DEFERRED_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -61,7 +64,8 @@ class GuestState:
         self.loop: asyncio.AbstractEventLoop = asyncio.get_event_loop()
         self.loop_thread = threading.get_ident()  # the thread that owns every asyncio object here
         self._tasks_lock = threading.Lock()  # the task and waker queues: the loop wakes, the guest pops
-        self._deferred: list[tuple[Callable[..., Any], tuple]] = []  # output and log callbacks of a step
+        self._deferred: list[tuple[Callable[..., Any], Any]] = []  # output and log callbacks of a step
+        self._deferred_bytes = 0
         self.sandbox: Sandbox | None = None  # set at instantiation, cleared when dropped
         self.memory: GuestMemory = None  # type: ignore[assignment]  # set at instantiation
         # the table wakes the guest through a weak reference: no cycle through the resources
@@ -120,20 +124,28 @@ class GuestState:
                 del error
         return value
 
-    def _on_loop_soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Call ``fn(*args)`` on the loop's thread, in order, without waiting (output, log lines):
-        from a guest thread, when the step ends (``run_deferred``): one wake-up of the loop per
-        step, not one per line, and the step's result comes after what it wrote."""
+    def _on_loop_soon(self, fn: Callable[..., Any], arg: Any, size: int) -> None:
+        """Call ``fn(arg)`` on the loop's thread, in order, without waiting (output, log lines of
+        ``size`` bytes): from a guest thread, when the step ends (``run_deferred``): one wake-up of
+        the loop per step, not one per line, and the step's result comes after what it wrote. A
+        step that writes more than DEFERRED_BYTES hands what it wrote so far to the loop at once,
+        so one step cannot hold more than that (a step may run for the whole burst limit)."""
         if self.on_loop_thread():
-            fn(*args)
-        else:
-            self._deferred.append((fn, args))
+            fn(arg)
+            return
+        self._deferred.append((fn, arg))
+        self._deferred_bytes += size
+        if self._deferred_bytes >= DEFERRED_BYTES:
+            batch, self._deferred, self._deferred_bytes = self._deferred, [], 0
+            try:
+                self.loop.call_soon_threadsafe(_run_calls, batch)  # before the step's result: scheduled first
+            except RuntimeError:  # the loop is closed: nobody is left to read what the guest wrote
+                pass
 
     def run_deferred(self) -> None:
         """On the loop's thread, after a step: what the guest wrote during it, in order."""
-        deferred, self._deferred = self._deferred, []
-        for fn, args in deferred:
-            fn(*args)
+        batch, self._deferred, self._deferred_bytes = self._deferred, [], 0
+        _run_calls(batch)
 
     # tasks and wakers
     def wake(self, task: int, waker: int) -> None:
@@ -199,7 +211,7 @@ class GuestState:
             self.logs.append(record)
             self.log_bytes += size
         if self.options.on_log is not None:
-            self._on_loop_soon(self.options.on_log, record)
+            self._on_loop_soon(self.options.on_log, record, len(record.message))
 
     def finish_logs(self) -> None:
         """The run is over: say how many log lines the caps dropped (one line, if any were)."""
@@ -211,7 +223,7 @@ class GuestState:
 
     def emit_output(self, data: bytes) -> None:
         if self.options.on_output is not None:  # streamed to the caller as it is produced
-            self._on_loop_soon(self.options.on_output, bytes(data))
+            self._on_loop_soon(self.options.on_output, bytes(data), len(data))
             return
         if len(self.output) + len(data) > MAX_OUTPUT:
             raise OcallError(ErrorCode.RESOURCE_LIMITED, f"program output is capped at {format_size(MAX_OUTPUT)}")
@@ -246,6 +258,11 @@ class GuestState:
 
     def node_key(self) -> NodeKey:
         return node_key(self.options.data_dir)
+
+
+def _run_calls(calls: list[tuple[Callable[..., Any], Any]]) -> None:
+    for fn, arg in calls:
+        fn(arg)
 
 
 def _weak_wake(st: GuestState) -> Callable[[int, int], None]:
