@@ -203,3 +203,39 @@ def test_serve_listen_and_tls_settings_from_flags_and_toml(wapo_cli, tmp_path):
         ((8080, 8080), str(ca), 8443, "0.0.0.0")  # the SNI port listens on the gateway's host by default
     config = load_config(write(tmp_path, "ok2.toml", 'listen_ports = "9000-9009"\nsni_port = "127.0.0.1:9443"\n'))
     assert (config.network().listen_ports, config.network().sni_host) == ((9000, 9009), "127.0.0.1")
+
+
+def test_log_caps_on_the_command_line(wapo_cli, tmp_path):
+    script = write(tmp_path, "logs.js", "for (let i = 0; i < 50; i++) console.log('line', i)")
+    p = wapo_cli("exec", str(script), "--max-log-lines", "3")
+    assert p.returncode == 0, p.stderr
+    assert b"line 2" in p.stderr and b"line 3" not in p.stderr
+    assert b"47 log line(s)" in p.stderr  # the one line that says what was dropped
+    p = wapo_cli("exec", str(script), "--max-log-bytes", "20")
+    assert p.returncode == 0 and b"line 1" in p.stderr and b"line 9" not in p.stderr, p.stderr
+    p = wapo_cli("exec", str(script), "--max-log-lines", "0")
+    assert p.returncode == 2 and b"the log caps must be >= 1" in p.stderr
+    p = wapo_cli("serve", "--max-log-bytes", "much", timeout=30)
+    assert p.returncode == 2 and b"invalid size" in p.stderr
+
+
+def test_log_caps_in_the_config_file(tmp_path):
+    from wapo.gateway.config import load_config
+    cid = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
+    config = load_config(write(tmp_path, "caps.toml", '[limits]\nmax_log_lines = 5\nmax_log_bytes = "2KiB"\n'
+                                                      f'[cid."{cid}"]\nmemory = "50MB"\n'))
+    assert (config.limits.max_log_lines, config.limits.max_log_bytes) == (5, 2048)
+    per_cid = config.limits_for(cid)  # an override of one limit keeps the server's log caps
+    assert (per_cid.memory, per_cid.max_log_lines, per_cid.max_log_bytes) == (50_000_000, 5, 2048)
+    raised = load_config(write(tmp_path, "big.toml", f'[cid."{cid}"]\nmax_log_lines = 10000000\n'))
+    assert raised.limits_for(cid).max_log_lines == raised.max_limits.max_log_lines  # capped by [max_limits]
+    for text, message in (('[limits]\nmax_log_lines = "many"\n', "[limits]: max_log_lines is a whole number"),
+                          ('[limits]\nmax_log_lines = 0\n', "[limits]: the log caps must be >= 1"),
+                          ('[max_limits]\nmax_log_bytes = "lots"\n', "[max_limits]: "),
+                          (f'[cid."{cid}"]\nburst = "soon"\n', f"[cid.'{cid}']: ")):
+        try:
+            load_config(write(tmp_path, "bad.toml", text))
+        except ValueError as exc:
+            assert message in str(exc), (text, str(exc))
+        else:
+            raise AssertionError(f"accepted: {text!r}")

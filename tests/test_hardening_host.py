@@ -100,6 +100,23 @@ def test_log_caps_are_limits(tmp: Path) -> None:
         Limits(max_log_lines=0)
 
 
+def test_on_log_sees_the_kept_lines_or_with_log_past_caps_every_line(tmp_path: Path) -> None:
+    """A run's listeners (live tail, OTLP, a terminal) stop where its stored logs do, and get the line
+    saying how many were dropped; a long-running app's sink (log_past_caps) sees every line."""
+    async def lines(**settings: object) -> list[str]:
+        seen: list[str] = []
+        instance = Instance(module(LOG_LOOP), limits=Limits(time=20, max_log_lines=10), data_dir=tmp_path,
+                            on_log=lambda record: seen.append(record.message), **settings)
+        await instance.run()
+        return seen
+
+    capped = asyncio.run(lines())
+    assert capped[:10] == ["a log line"] * 10 and len(capped) == 12
+    assert capped[10].startswith("4990 log line(s)") and "unreachable" in capped[11]
+    every = asyncio.run(lines(log_past_caps=True))
+    assert every[:5000] == ["a log line"] * 5000 and every[5000].startswith("4990 log line(s)")
+
+
 def test_a_finished_run_is_freed_by_reference_counting(tmp_path: Path) -> None:
     """No reference cycle keeps a finished run (its logs, output, resources) alive: with the cycle
     collector off, dropping the Instance frees it and its GuestState at once."""

@@ -13,12 +13,6 @@ from . import bundling
 from .flags import limit_arguments, limits_from, listen_arguments, network_from
 
 WASM_MAGIC = b"\0asm"
-_VALUE_OPTIONS = {"--memory-limit", "--time-limit", "--burst-limit", "--fuel", "--allow-address",
-                  "--fetch-timeout", "--max-response-size", "--listen-ports", "--tls-ca", "--sni-port",
-                  "--ws-max-message"}
-_FLAG_OPTIONS = {"--module", "--trace", "-h", "--help"}
-
-
 def _parser(prog: str = "wapo exec") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog, description="Run a JavaScript file (or a .wasm guest of the Wapo ABI) in a fresh sandbox. "
@@ -39,8 +33,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    description=model.description)
 
 
+def _option_names() -> tuple[set[str], set[str]]:
+    """The parser's options that take a value, and those that do not (a flag added to the parser
+    is known here without a second list)."""
+    value: set[str] = set()
+    flag: set[str] = set()
+    for action in _parser()._actions:
+        (flag if action.nargs == 0 else value).update(action.option_strings)
+    return value, flag
+
+
 def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     """Our options may come before or after FILE; everything else after FILE is the script's."""
+    value_options, flag_options = _option_names()
     ours: list[str] = []
     script: list[str] = []
     seen_file = False
@@ -51,12 +56,12 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
         if tok == "--":
             script += argv[i + 1:]
             break
-        if name in _VALUE_OPTIONS:
+        if name in value_options:
             take = 1 if "=" in tok else 2
             ours += argv[i:i + take]
             i += take
             continue
-        if tok in _FLAG_OPTIONS:
+        if tok in flag_options:
             ours.append(tok)
         elif not seen_file:
             ours.append(tok)

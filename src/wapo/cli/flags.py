@@ -106,6 +106,10 @@ def limit_arguments(parser: argparse.ArgumentParser) -> None:
                         help="wall time of the run, e.g. 60s (default); 0 = unlimited")
     parser.add_argument("--burst-limit", type=duration_arg, default=d.burst, metavar="DURATION",
                         help="CPU time inside the guest between two returns to the host (default 1s)")
+    parser.add_argument("--max-log-lines", type=int, default=d.max_log_lines, metavar="N",
+                        help=f"log lines kept per run (default {d.max_log_lines}); more are counted, then dropped")
+    parser.add_argument("--max-log-bytes", type=size_arg, default=d.max_log_bytes, metavar="SIZE",
+                        help="bytes of log messages kept per run (default 1MiB)")
     parser.add_argument("--fuel", type=int, default=None, metavar="N",
                         help="meter execution with N units of wasmtime fuel (off by default; costs speed)")
     h = HttpLimits()
@@ -164,7 +168,8 @@ def network_from(args: argparse.Namespace) -> NetworkPolicy:
 
 
 def limits_from(args: argparse.Namespace) -> Limits:
-    return Limits(memory=args.memory_limit, time=args.time_limit, burst=args.burst_limit, fuel=args.fuel)
+    return Limits(memory=args.memory_limit, time=args.time_limit, burst=args.burst_limit, fuel=args.fuel,
+                  max_log_lines=args.max_log_lines, max_log_bytes=args.max_log_bytes)
 
 
 def cid_arg(text: str) -> str:

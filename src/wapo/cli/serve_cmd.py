@@ -36,6 +36,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-limit", type=size_arg, default=None, metavar="SIZE", help="per run (default 100MB)")
     p.add_argument("--time-limit", type=duration_arg, default=None, metavar="DURATION", help="per run (default 60s)")
     p.add_argument("--burst-limit", type=duration_arg, default=None, metavar="DURATION", help="per run (default 1s)")
+    p.add_argument("--max-log-lines", type=int, default=None, metavar="N",
+                   help="log lines kept per run; more are counted in one 'dropped' line (default 1000)")
+    p.add_argument("--max-log-bytes", type=size_arg, default=None, metavar="SIZE",
+                   help="bytes of log messages kept per run (default 1MiB)")
     p.add_argument("--max-vault-size", type=size_arg, default=None, metavar="SIZE",
                    help="the largest POST /vaults body (default 64KiB)")
     p.add_argument("--vault-rate-limit", type=rate_arg, default=None, metavar="RATE",
@@ -90,6 +94,10 @@ def config_from(args: argparse.Namespace) -> GatewayConfig:
         limits["time"] = args.time_limit
     if args.burst_limit is not None:
         limits["burst"] = args.burst_limit
+    if args.max_log_lines is not None:
+        limits["max_log_lines"] = args.max_log_lines
+    if args.max_log_bytes is not None:
+        limits["max_log_bytes"] = args.max_log_bytes
     if limits:
         changes["limits"] = config.limits.with_(**limits)
     net = listen_settings(args, default_host=None)  # ValueError names the bad flag

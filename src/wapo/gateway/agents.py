@@ -19,7 +19,7 @@ from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, HOP_BY_HOP, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER,
                       RUN_LOG, RUN_OBSERVER, RUNS, STACKS, STORE, TELEMETRY, error_response, read_body)
 from .ipfs import CodeNotFound, fetch_from_gateways
-from .runlog import LiveLines, within_log_caps
+from .runlog import LiveLines
 
 log = logging.getLogger("wapo.gateway")
 
@@ -155,7 +155,7 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
         options = options.with_settings(on_fetch=telemetry.fetch_hook(span))
         listeners.append(telemetry.console(span))
     if listeners:
-        options = options.with_settings(on_log=within_log_caps(_each(*listeners), options.limits))
+        options = options.with_settings(on_log=_each(*listeners))
     try:
         run = AgentRun(code, agent_request, options=options, name=f"{cid}.js", app_id=cid, max_body=config.max_answer)
     except BaseException:

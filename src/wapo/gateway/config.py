@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 from ..host import Limits
 from ..host.limits import parse_duration, parse_size
@@ -31,7 +32,8 @@ class GatewayConfig:
     workers: int = 1
     debug: bool = False  # show errors and stacks to callers (never in production)
     limits: Limits = Limits()
-    max_limits: Limits = Limits(memory=4 * 1024**3, time=0, burst=10.0)  # what a per-CID override may reach
+    max_limits: Limits = Limits(memory=4 * 1024**3, time=0, burst=10.0,  # what a per-CID override may reach
+                                max_log_lines=100_000, max_log_bytes=64 * 1024**2)
     cid_limits: dict[str, Limits] = field(default_factory=dict)  # per-CID overrides (v0 CIDs)
     max_request_body: int = 10 * MB
     max_vault_size: int = 64 * KiB  # the largest POST /vaults body (413 above)
@@ -109,8 +111,10 @@ class GatewayConfig:
         def capped(value: float, ceiling: float) -> float:
             return value if ceiling == 0 else (min(value, ceiling) if value else ceiling)
 
-        return Limits(memory=min(wanted.memory, cap.memory), time=capped(wanted.time, cap.time),
-                      burst=min(wanted.burst, cap.burst), fuel=wanted.fuel)
+        return wanted.with_(memory=min(wanted.memory, cap.memory), time=capped(wanted.time, cap.time),
+                            burst=min(wanted.burst, cap.burst),
+                            max_log_lines=min(wanted.max_log_lines, cap.max_log_lines),
+                            max_log_bytes=min(wanted.max_log_bytes, cap.max_log_bytes))
 
     def with_(self, **changes: object) -> "GatewayConfig":
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -132,17 +136,28 @@ class GatewayConfig:
             raise ValueError(f"max_runs_per_cid (--max-runs-per-cid) is at least 1, not {self.max_runs_per_cid}")
 
 
-def _limits(table: dict, base: Limits) -> Limits:
-    changes: dict = {}
-    if "memory" in table:
-        changes["memory"] = parse_size(str(table["memory"]))
-    if "time" in table:
-        changes["time"] = parse_duration(str(table["time"]))
-    if "burst" in table:
-        changes["burst"] = parse_duration(str(table["burst"]))
-    if "fuel" in table:
-        changes["fuel"] = int(table["fuel"])
-    return base.with_(**changes)
+def _limits(table: dict, base: Limits, where: str) -> Limits:
+    """A [limits]-like table over ``base``; ValueError naming the table and the bad value."""
+    try:
+        changes = {key: parse(table[key]) for key, parse in _LIMIT_KEYS.items() if key in table}
+        return base.with_(**changes)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _whole_number(key: str) -> Callable[[object], int]:
+    def parse(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{key} is a whole number, not {value!r}")
+        return value
+    return parse
+
+
+_LIMIT_KEYS: dict[str, Callable[[object], object]] = {
+    "memory": lambda v: parse_size(str(v)), "time": lambda v: parse_duration(str(v)),
+    "burst": lambda v: parse_duration(str(v)), "fuel": _whole_number("fuel"),
+    "max_log_lines": _whole_number("max_log_lines"), "max_log_bytes": lambda v: parse_size(str(v)),
+}
 
 
 def parse_per_minute(value: object) -> float:
@@ -248,9 +263,9 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     if "ipfs_gateways" in data:
         changes["ipfs_gateways"] = tuple(data["ipfs_gateways"])
     if "limits" in data:
-        changes["limits"] = _limits(data["limits"], base.limits)
+        changes["limits"] = _limits(data["limits"], base.limits, f"config {path}: [limits]")
     if "max_limits" in data:
-        changes["max_limits"] = _limits(data["max_limits"], base.max_limits)
+        changes["max_limits"] = _limits(data["max_limits"], base.max_limits, f"config {path}: [max_limits]")
     if "app" in data:
         changes["apps"] = _apps(data["app"], Path(path).parent, path)
     changes.update(_cluster_keys(data, Path(path)))
@@ -261,7 +276,8 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     if "cid" in data:
         from ..store import parse_cid
         limits = changes.get("limits", base.limits)
-        changes["cid_limits"] = {parse_cid(cid).v0: _limits(table, limits) for cid, table in data["cid"].items()}
+        changes["cid_limits"] = {parse_cid(cid).v0: _limits(table, limits, f"config {path}: [cid.{cid!r}]")
+                                for cid, table in data["cid"].items()}
     return base.with_(**changes)
 
 

@@ -25,7 +25,7 @@ from .cronledger import Claim, CronLedger, PgCronLedger
 from .cronspec import CronJob, next_tick
 from .ipfs import CodeNotFound, fetch_from_gateways
 from .metrics import Metrics
-from .runlog import RunLog, within_log_caps
+from .runlog import RunLog
 
 log = logging.getLogger("wapo.gateway")
 
@@ -90,7 +90,7 @@ async def run_job(job: CronJob, config: GatewayConfig, store: Store, write_logs:
         span = telemetry.start_run(job.cid, request_id, kind="cron")
         span.set_attribute("wapo.cron.job", job.name)
         options = options.with_settings(on_fetch=telemetry.fetch_hook(span),
-                                        on_log=within_log_caps(telemetry.console(span), options.limits))
+                                        on_log=telemetry.console(span))
     entries: list[tuple[str, str, float]] = [("START", f"Cron: {job.name} ({job.schedule})", time.time())]
     started = time.monotonic()
     result = None

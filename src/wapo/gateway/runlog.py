@@ -14,9 +14,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
 
-from ..host.limits import Limits
 from ..store.db import create_private_file, make_private_dir
 
 log = logging.getLogger("wapo.gateway")
@@ -192,19 +190,3 @@ class LiveLines:
         """The run ended: its logs go to the store; nothing more to publish."""
         self._timer.cancel()
         self._buffer = []
-
-
-def within_log_caps(on_log: Callable[[Any], None], limits: Limits) -> Callable[[Any], None]:
-    """``on_log`` for the lines a run keeps (``limits.max_log_lines`` lines, ``max_log_bytes`` bytes of
-    messages): the live tail and the OTLP logs of a flooding agent stop where its stored logs do.
-    (The host calls ``on_log`` for every line, as a long-running app's log sink needs; a run that
-    printed 64 KiB lines in a loop for 3 s took a gateway past 3 GB before this.)"""
-    lines = size = 0
-
-    def capped(record: Any) -> None:
-        nonlocal lines, size
-        lines += 1
-        size += len(record.message)
-        if lines <= limits.max_log_lines and size <= limits.max_log_bytes:
-            on_log(record)
-    return capped

@@ -41,8 +41,11 @@ class RunOptions:
     inherit_stdio: bool = False
     # who the run is for, when guest threads are shared fairly: an agent's CID, an app's id
     tenant: str = ""
-    # each log line as it is written (they are also in RunResult.logs)
+    # each log line the run keeps, as it is written (they are also in RunResult.logs), and the line
+    # saying how many the caps dropped
     on_log: Callable[[LogRecord], None] | None = None
+    # on_log also sees the lines past the log caps: a long-running app's sink, which has no caps
+    log_past_caps: bool = False
     # output as it is emitted; when set, RunResult.output stays empty
     on_output: Callable[[bytes], None] | None = None
     # called with (method, url) as each outgoing fetch starts (tracing: gateway/telemetry.py)

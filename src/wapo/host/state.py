@@ -194,7 +194,10 @@ class GuestState:
         """Keep a log line, within the run's caps: a line longer than ``MAX_LOG_LINE`` bytes is cut;
         past ``limits.max_log_lines`` lines or ``limits.max_log_bytes`` bytes the rest are only
         counted (``finish_logs`` adds one line saying how many). ``final`` lines (the host's own
-        account of how the run ended) are kept past the cap. ``on_log`` sees every line (cut)."""
+        account of how the run ended) are kept past the cap. ``on_log`` sees the kept lines (cut),
+        or every line with ``options.log_past_caps``: a flooding run's live tail, OTLP logs and
+        terminal stop where its stored logs do (a run that printed 64 KiB lines in a loop for 3 s
+        took a gateway past 3 GB through them)."""
         data = message.encode("utf-8", "replace")
         size = original = len(data)
         if size > MAX_LOG_LINE:
@@ -203,14 +206,15 @@ class GuestState:
         del data
         record = LogRecord(level, message)
         limits = self.limits
-        if not final and (self.logs_dropped or len(self.logs) >= limits.max_log_lines
-                          or self.log_bytes + size > limits.max_log_bytes):
-            self.logs_dropped += 1
-            self.log_bytes_dropped += original
-        else:
+        kept = final or not (self.logs_dropped or len(self.logs) >= limits.max_log_lines
+                             or self.log_bytes + size > limits.max_log_bytes)
+        if kept:
             self.logs.append(record)
             self.log_bytes += size
-        if self.options.on_log is not None:
+        else:
+            self.logs_dropped += 1
+            self.log_bytes_dropped += original
+        if self.options.on_log is not None and (kept or self.options.log_past_caps):
             self._on_loop_soon(self.options.on_log, record, len(record.message))
 
     def finish_logs(self) -> None:

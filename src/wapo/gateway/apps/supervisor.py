@@ -100,7 +100,7 @@ class ManagedApp:
         if self.record.listen is not None:
             network = replace(network, listen_ports=(self.record.listen, self.record.listen))
         options = RunOptions(limits=limits, data_dir=self.manager.data_dir, network=network, on_log=on_log,
-                             tenant=f"app:{self.id}")
+                             log_past_caps=True, tenant=f"app:{self.id}")
         if self._module is not None:
             return Instance(self._module, options=options)
         return js_instance(self._code or "", options=options, name=self.record.file)
