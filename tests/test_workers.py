@@ -109,6 +109,24 @@ def test_workers_share_one_node_key(tmp_path, servers):
     assert len(values) == 1 and len(values.pop()) == 128, "every worker derives the same secret"
 
 
+def test_workers_share_the_vault_rate_limit(tmp_path, servers):
+    """--vault-rate-limit is per client address for the whole `wapo serve`, not per worker: 20 POSTs
+    on fresh connections (spread over both workers) get at most the rate (5 a minute, plus what
+    refills while the test runs) before the 429s."""
+    data_dir = tmp_path / "fresh"
+    server = Server(data_dir, "--workers", "2", "--vault-rate-limit", "5")
+    servers.append(server)
+    wait_for_workers(server, 2)
+    body = json.dumps({"cid": "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG", "data": {}}).encode()
+    started = time.monotonic()
+    answers = [http("POST", f"{server.base}/vaults", body) for _ in range(20)]
+    refilled = int((time.monotonic() - started) / 12)  # 5 a minute: one more every 12 s
+    limited = [headers for status, headers, _ in answers if status == 429]
+    assert 20 - len(limited) <= 5 + refilled, [status for status, _, _ in answers]
+    assert limited and all(int(h["retry-after"]) >= 1 for h in limited)
+    assert (data_dir / "vault_rate.sqlite").stat().st_mode & 0o777 == 0o600
+
+
 def test_a_dead_worker_is_replaced(tmp_path, servers):
     data_dir = tmp_path / "data"
     server = Server(data_dir, "--workers", "3")

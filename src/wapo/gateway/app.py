@@ -145,7 +145,7 @@ def make_app(config: GatewayConfig, store: AnyStore | None = None) -> web.Applic
     app[RUNS] = {}
     app[BACKGROUND] = set()
     app[NETWORK] = config.network()
-    app[VAULT_RATE] = RateLimiter(config.vault_rate_limit)
+    app[VAULT_RATE] = RateLimiter(config.vault_rate_limit, config.data_dir)  # shared by --workers
     app[STACKS] = StackMapper(app[STORE])
     if config.ws_max_message is not None:
         set_max_message_size(config.ws_max_message)
@@ -157,6 +157,7 @@ def make_app(config: GatewayConfig, store: AnyStore | None = None) -> web.Applic
         await app[LOGS].close()
         if app[RUN_LOG] is not None:
             await app[RUN_LOG].close()
+        app[VAULT_RATE].close()
 
     app.on_cleanup.append(flush_logs)
     cron.install(app, config)  # [cron.<name>] jobs, scheduled in every process (one runs each tick)

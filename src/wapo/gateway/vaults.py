@@ -70,7 +70,7 @@ async def create_vault(request: web.Request) -> web.Response:
         response.headers.update(headers)
         return response
 
-    wait = request.app[VAULT_RATE].take(request.remote or "")
+    wait = await asyncio.to_thread(request.app[VAULT_RATE].take, request.remote or "")  # a file's transaction
     if wait:
         return fail(429, f"too many vaults created from your address: at most {config.vault_rate_limit:g} a minute",
                     **{"Retry-After": RateLimiter.retry_after(wait)})
