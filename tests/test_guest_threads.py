@@ -121,7 +121,8 @@ def test_a_step_hands_what_it_wrote_to_the_loop_past_a_bound() -> None:
         while (Date.now() < until) {{}}
         scriptOutput = "done";
     """
-    inst = js_instance(code, options=RunOptions(limits=Limits(burst=5.0), on_log=on_log))
+    inst = js_instance(code, options=RunOptions(limits=Limits(burst=5.0, max_log_bytes=8 * DEFERRED_BYTES),
+                                                     on_log=on_log))
     result = asyncio.run(inst.run())
     assert result.ok and result.output == b"done", result.error
     numbers = [n for n, _ in seen]
