@@ -10,6 +10,8 @@ interleaved in blocks of 25 in the same process, so drift lands on both.
 "idle RSS" starts N sandboxes whose script waits on a long timer (each has
 made its first wapo_poll: runtime and context exist) and reports the growth of
 the process RSS divided by N.
+
+Goal (issue 17): the snapshot row p50 <= 0.1 ms and p90 <= 0.15 ms; exit 1 on a miss.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def percentile(samples: list[float], q: float) -> float:
 SCRIPT, EXPECT = "scriptOutput='x'", b"x"
 BLOCK = 25
 ROWS = {"snapshot": True, "scratch": False}
+GOAL_P50_MS, GOAL_P90_MS = 0.10, 0.15
 
 
 async def block(n: int, snap: bool) -> list[int]:
@@ -120,6 +123,11 @@ def main() -> None:
     print("  guest module: " + ", ".join(f"{k} {v // 1024} KiB" for k, v in out["sizes"].items()))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
+    snap = out["rows"]["snapshot"]
+    met = snap["p50"] <= GOAL_P50_MS and snap["p90"] <= GOAL_P90_MS
+    print(f"goal: snapshot p50 {snap['p50']:.3f} <= {GOAL_P50_MS} ms, p90 {snap['p90']:.3f} <= {GOAL_P90_MS} ms: "
+          f"{'MET' if met else 'MISSED'}")
+    sys.exit(0 if met else 1)
 
 
 if __name__ == "__main__":

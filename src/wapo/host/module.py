@@ -1,12 +1,19 @@
 """Guest code: ``GuestModule`` (checked once, instantiated per run) and the compiled-module cache
-on disk (so a process start costs a deserialize, not a compile)."""
+on disk (so a process start costs a deserialize, not a compile).
+
+A serialized module is machine code that wasmtime maps and runs without checking it, so a cache
+file is trusted only if it lives in a private directory (ours, mode 0700, its parent not writable
+by others) and its SHA-256 matches the digest written beside it when it was stored; anything else
+(stale, truncated, tampered, another user's) is compiled again from the wasm, never loaded."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import wasmtime
 
@@ -16,47 +23,106 @@ from .errors import GuestLoadError
 from .linker import linker_for
 
 _loaded: dict[tuple[EngineConfig, str], wasmtime.Module] = {}
+DIGEST_SUFFIX = ".sha256"
 
 
-def _module_dir() -> Path:
-    return cache_dir() / "modules"
+def _module_dir(kind: str = "modules") -> Path:
+    return cache_dir() / kind
 
 
 def load_module(wasm: bytes, config: EngineConfig = EngineConfig()) -> wasmtime.Module:
     """Compile ``wasm`` (binary or WAT text) for the engine of ``config``, using the disk cache."""
-    digest = hashlib.sha256(wasm).hexdigest()
-    memo_key = (config, digest)
+    return load_keyed(hashlib.sha256(wasm).hexdigest(), lambda: wasm, config)
+
+
+def load_keyed(key: str, make_wasm: Callable[[], bytes], config: EngineConfig = EngineConfig(),
+               kind: str = "modules") -> wasmtime.Module:
+    """The module ``make_wasm()`` returns, compiled for ``config``'s engine; ``key`` must name
+    that wasm exactly (a hash of it or of everything it is made from): it keys the memo and the
+    disk cache (``cache_dir()/<kind>``), so a process start finds it without making the wasm."""
+    memo_key = (config, key)
     module = _loaded.get(memo_key)
     if module is not None:
         return module
     engine = get_engine(config)
-    key = hashlib.sha256(f"{config.cache_tag()};{digest}".encode()).hexdigest()[:32]
-    path = _module_dir() / f"{key}.cwasm"
-    module = None
-    if path.exists():
-        try:
-            module = wasmtime.Module.deserialize_file(engine, str(path))
-        except wasmtime.WasmtimeError:
-            path.unlink(missing_ok=True)  # stale or truncated: recompile below
+    name = hashlib.sha256(f"{config.cache_tag()};{key}".encode()).hexdigest()[:32]
+    path = _module_dir(kind) / f"{name}.cwasm"
+    module = read_verified(path, engine)
     if module is None:
         try:
-            module = wasmtime.Module(engine, wasm)
+            module = wasmtime.Module(engine, make_wasm())
         except wasmtime.WasmtimeError as exc:
             raise GuestLoadError(f"not a valid WebAssembly module: {str(exc).splitlines()[0]}") from exc
-        _store_serialized(path, module)
+        if store_verified(path, module):
+            # loaded back from the file: wasmtime then maps memory images from it (shared by every
+            # process that loads it) instead of a private copy
+            module = read_verified(path, engine) or module
     _loaded[memo_key] = module
     return module
 
 
-def _store_serialized(path: Path, module: wasmtime.Module) -> None:
+def private_dir(path: Path, create: bool = False) -> bool:
+    """``path`` is a directory of ours that no other user can write to (made 0700 if asked)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(module.serialize())
-        os.replace(tmp, path)
+        if create:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        uid = os.getuid()
+        info = path.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid:
+            return False
+        if info.st_mode & 0o077:
+            os.chmod(path, 0o700)
+        parent = path.parent.stat()
+        return parent.st_uid in (uid, 0) and not (parent.st_mode & 0o022 and not parent.st_mode & stat.S_ISVTX)
     except OSError:
-        pass  # a read-only cache only costs compile time
+        return False
+
+
+def read_verified(path: Path, engine: wasmtime.Engine) -> wasmtime.Module | None:
+    """The module serialized at ``path`` if the file is intact (its digest matches) and the
+    directory private; None (the bad file removed) otherwise."""
+    digest_path = path.with_name(path.name + DIGEST_SUFFIX)
+    if not private_dir(path.parent):
+        return None
+    try:
+        expected = digest_path.read_text().strip()
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+    if expected != actual:
+        _remove(path, digest_path)
+        return None
+    try:
+        return wasmtime.Module.deserialize_file(engine, str(path))
+    except wasmtime.WasmtimeError:  # another wasmtime or engine setting: compile again
+        _remove(path, digest_path)
+        return None
+
+
+def _remove(*paths: Path) -> None:
+    for p in paths:
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+def store_verified(path: Path, module: wasmtime.Module) -> bool:
+    """Write ``module`` serialized to ``path`` with its digest beside it (False if the cache
+    directory is not private or not writable: the module then lives in this process only)."""
+    if not private_dir(path.parent, create=True):
+        return False
+    data = module.serialize()
+    try:
+        for target, payload in ((path, data), (path.with_name(path.name + DIGEST_SUFFIX),
+                                               hashlib.sha256(data).hexdigest().encode())):
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+            os.replace(tmp, target)
+        return True
+    except OSError:
+        return False
 
 
 class GuestModule:
@@ -91,7 +157,7 @@ class GuestModule:
     def instance_pre(self, config: EngineConfig) -> wasmtime.InstancePre:
         pre = self._pres.get(config)
         if pre is None:
-            module = load_module(self.wasm, config)
+            module = self._load(config)
             self._check_shape(module)
             try:
                 pre = linker_for(config).instantiate_pre(module)
@@ -100,6 +166,9 @@ class GuestModule:
                                      f"{str(exc).splitlines()[0]}") from exc
             self._pres[config] = pre
         return pre
+
+    def _load(self, config: EngineConfig) -> wasmtime.Module:
+        return load_module(self.wasm, config)
 
     def _check_shape(self, module: wasmtime.Module) -> None:
         kinds = {e.name: e.type for e in module.exports}

@@ -12,6 +12,11 @@ Images live in this process (an LRU bounded by count and bytes). A code that doe
 gets no image (its runs compile the source and report the error) and is remembered as such.
 ``WAPO_PRECOMPILE=0`` turns this off; it is off whenever snapshots are.
 
+A hot image (used by ``HOT_RUNS`` runs in this process) is then compiled into a module of its
+own (wapo.host.snapshot.image_module) on a background thread, cached on disk for every worker
+process; runs after that map it copy-on-write instead of copying the image
+(``WAPO_IMAGE_MODULE_RUNS``, 0 = never).
+
 Compiling is guest work (``image_for_run``): it runs on a guest thread as a step of the run's
 tenant, never on the event loop, under the run's burst limit (as in the reference, where the
 code is evaluated inside the guest), and concurrent first runs of one code share one compile.
@@ -21,15 +26,20 @@ A compile that overran is remembered: runs with no larger a burst limit fail at 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..host import LimitExceeded, Limits
+from ..host.errors import WapoError
 from ..host.limits import MIB
+from ..host.engine import EngineConfig
 from ..host.snapshot.image import INIT_TIME_LIMIT, ImageError, ImageTimeout, MemoryImage, capture_image
+from ..host.snapshot.image_module import ImageModule
 from ..host.threads import run_step
 from .sandbox import guest_args, snapshots_enabled, wapojs_module
 
@@ -43,12 +53,17 @@ MAX_CODE = 16 * MIB           # larger code is compiled per run, as before
 # Smaller code compiles faster than its image is written (a hello agent: image 188 KiB, 1.1x
 # slower from the image; a 215 KiB bundle: 55.6 -> 6.0 ms per request; bench/precompile_bench.py)
 MIN_CODE = 1024
+# Runs of one image in this process after which it is compiled into a module of its own (~1.5 s
+# of Cranelift, once per image and machine: the artifact is cached on disk). bench/precompile_bench.py
+HOT_RUNS = int(os.environ.get("WAPO_IMAGE_MODULE_RUNS", "8"))
 
 _images: OrderedDict[str, MemoryImage | None] = OrderedDict()
 _bytes = 0
 _lock = threading.Lock()
 _compiling: dict[str, asyncio.Task] = {}  # key -> the compile in progress (one event loop's)
 _too_slow: dict[str, float] = {}  # key -> the longest deadline a compile overran
+_uses: dict[str, int] = {}  # key -> runs from its image, until it is hot
+_compiler: ThreadPoolExecutor | None = None  # one background thread compiles image modules
 
 
 def precompile_enabled() -> bool:
@@ -58,7 +73,18 @@ def precompile_enabled() -> bool:
 
 
 def _key(code: str, name: str, entry: str) -> str:
+    return _key_memo(code, name, entry) if len(code) <= KEY_MEMO_CODE else _key_of(code, name, entry)
+
+
+def _key_of(code: str, name: str, entry: str) -> str:
     return hashlib.sha256(f"{entry}\0{name}\0".encode() + code.encode()).hexdigest()
+
+
+# hashing a 215 KB code cost ~0.1 ms a request; a repeated code is usually the same str object, so
+# a memo hit costs an identity check. Bounded: at most KEY_MEMO x KEY_MEMO_CODE bytes kept alive.
+KEY_MEMO = 32
+KEY_MEMO_CODE = 1 * MIB
+_key_memo = functools.lru_cache(maxsize=KEY_MEMO)(_key_of)
 
 
 def _eligible(code: str) -> bool:
@@ -73,8 +99,39 @@ def _cached(code: str, name: str, entry: str) -> tuple[str | None, MemoryImage |
     with _lock:
         if key in _images:
             _images.move_to_end(key)
-            return None, _images[key]
+            image = _images[key]
+            if image is not None and not image.compiled and key in _uses:
+                _uses[key] += 1
+                if _uses[key] >= HOT_RUNS > 0:
+                    del _uses[key]
+                    _compile_in_background(image)
+            return None, image
     return key, None
+
+
+def _compile_in_background(image: MemoryImage) -> Future:
+    global _compiler
+    if _compiler is None:
+        _compiler = ThreadPoolExecutor(1, thread_name_prefix="wapo-image-module")
+    return _compiler.submit(compile_module, image)
+
+
+def compile_module(image: MemoryImage) -> ImageModule | None:
+    """Compile ``image`` into a module of its own and attach it (``image.compiled``); None if
+    it cannot be (logged: its runs keep copying the image)."""
+    if image.compiled:
+        return image.compiled[0]  # type: ignore[return-value]
+    try:
+        module = ImageModule(wapojs_module(True), image)
+        overflow = EngineConfig().overflow()
+        if EngineConfig().uses_pool:
+            module.instance_pre(overflow)  # where runs go when the pool is full: loaded now too
+    except WapoError as exc:
+        log.warning("no image module: %s", exc)
+        return None
+    if not image.compiled:
+        image.compiled.append(module)
+    return image.compiled[0]  # type: ignore[return-value]
 
 
 def _remember(key: str, image: MemoryImage | None) -> MemoryImage | None:
@@ -83,8 +140,11 @@ def _remember(key: str, image: MemoryImage | None) -> MemoryImage | None:
         if key not in _images:
             _images[key] = image
             _bytes += image.nbytes if image else 0
+            if image is not None:
+                _uses[key] = 1
             while len(_images) > MAX_IMAGES or _bytes > MAX_IMAGE_BYTES:
-                _, old = _images.popitem(last=False)
+                old_key, old = _images.popitem(last=False)
+                _uses.pop(old_key, None)
                 _bytes -= old.nbytes if old else 0
         return _images.get(key, image)
 
@@ -161,4 +221,5 @@ def clear() -> None:
     with _lock:
         _images.clear()
         _too_slow.clear()
+        _uses.clear()
         _bytes = 0

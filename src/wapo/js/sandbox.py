@@ -104,4 +104,9 @@ def js_instance(
         options = options.with_settings(app_address=hashlib.sha256(b"wapo-js:" + code.encode()).digest())
     argv = guest_args("" if memory_image is not None else code, args, options.limits, module=module, name=name,
                       entry=entry)
-    return Instance(wapojs_module(snapshot), args=argv, options=options, memory_image=memory_image)
+    guest = wapojs_module(snapshot)
+    if memory_image is not None and memory_image.compiled and options.limits.fuel is None:
+        # the image compiled into a module of its own: mapped copy-on-write, nothing to copy
+        # (a fuel-metered run needs other machine code: it copies the image as before)
+        guest, memory_image = memory_image.compiled[0], None
+    return Instance(guest, args=argv, options=options, memory_image=memory_image)

@@ -11,7 +11,7 @@ sandbox before its first call, through the bounds-checked ``GuestMemory``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
 import wasmtime
@@ -45,6 +45,9 @@ class ImageTimeout(ImageError):
 class MemoryImage:
     size: int                             # bytes of memory the image needs
     runs: tuple[tuple[int, bytes], ...]   # (offset, bytes) to write, in order
+    # the image as a module of its own (snapshot.image_module.ImageModule), once one is compiled:
+    # sandboxes then start from it instead of a copy of ``runs``
+    compiled: list["GuestModule"] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def nbytes(self) -> int:
