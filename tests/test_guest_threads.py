@@ -128,3 +128,47 @@ def test_a_step_hands_what_it_wrote_to_the_loop_past_a_bound() -> None:
     numbers = [n for n, _ in seen]
     assert numbers == sorted(numbers) and len(numbers) == 4 * DEFERRED_BYTES // (64 * 1024)
     assert any(running for _, running in seen), "every line waited for the step's end"
+
+
+def test_many_awaited_steps_arrive_in_batches_each_with_its_own_outcome() -> None:
+    """Finished steps reach the loop in batches: every awaiting side gets its own result or error,
+    with fewer loop wake-ups than steps."""
+    pool = GuestThreads(4)
+
+    def step(i: int) -> int:
+        if i % 7 == 0:
+            raise ValueError(f"step {i}")
+        return i * i
+
+    async def main() -> list:
+        return await asyncio.gather(*(pool.run(f"t{i % 3}", lambda i=i: step(i)) for i in range(300)),
+                                    return_exceptions=True)
+
+    results = asyncio.run(main())
+    for i, got in enumerate(results):
+        if i % 7 == 0:
+            assert isinstance(got, ValueError) and str(got) == f"step {i}"
+        else:
+            assert got == i * i
+    assert pool.wakeups <= pool.handoffs == 300
+    assert pool.stats()["running"] == 0 and pool.stats()["waiting"] == 0
+
+
+def test_a_step_of_a_closed_loop_does_not_stop_its_thread() -> None:
+    pool = GuestThreads(1)
+    gate = threading.Event()
+    loop = asyncio.new_event_loop()
+    pool.start("a", lambda: gate.wait(10), loop.create_future())
+    loop.close()  # nobody is left to deliver to
+    gate.set()
+    assert pool.submit("a", lambda: "still running").result(timeout=10) == "still running"
+
+
+def test_instantiation_keeps_the_gil_only_for_modules_without_a_start_function() -> None:
+    import wasmtime
+    from wapo.host.module import has_start_function
+
+    assert has_start_function(wasmtime.wat2wasm("(module (func $f) (start $f))"))
+    assert not has_start_function(wasmtime.wat2wasm("(module (func $f) (memory 1))"))
+    assert has_start_function(b"(module)")  # text, or anything not read as a binary: assume one
+    assert has_start_function(b"\0asm\1\0\0\0\x01\xff")  # a truncated section size

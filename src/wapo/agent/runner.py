@@ -8,6 +8,7 @@ answer, at the end for styles A and B) and ``chunks`` yields the body.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import weakref
@@ -49,18 +50,18 @@ class AgentRun:
         self.max_body = max_body
         self.head: asyncio.Future[AgentResponse] = asyncio.get_running_loop().create_future()
         self.head.add_done_callback(lambda f: f.cancelled() or f.exception())  # no "never retrieved" noise
-        self.chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._chunks: asyncio.Queue[bytes | None] | None = None  # made when a streamed answer starts
         self._buffer = bytearray()
         self._streaming: bool | None = None
         self._head_parsed = False
         self._sent = 0
         self._too_big = False
-        address = hashlib.sha256(b"wapo-agent:" + (app_id or code).encode()).digest()
+        address = _address(app_id) if app_id else hashlib.sha256(b"wapo-agent:" + code.encode()).digest()
         # style B agents read their secrets as process.env.secret: a JSON string, '""' without any
-        secret = json.dumps(request.secret if request.secret else "", ensure_ascii=False, separators=(",", ":"))
+        secret = json.dumps(request.secret, ensure_ascii=False, separators=(",", ":")) if request.secret else '""'
         self._code, self._name = code, name
-        self._options = (options or RunOptions()).with_settings(**settings).with_settings(
-            app_address=address, env=(("secret", secret),), on_output=_weak_output(self))
+        self._options = (options or RunOptions()).with_settings(
+            **settings, app_address=address, env=(("secret", secret),), on_output=_weak_output(self))
         self._instance: Instance | None = None  # made in run(), once the code is compiled
         self._cancelled = False
 
@@ -111,6 +112,13 @@ class AgentRun:
         self._buffer.clear()
         if rest:
             self._body_chunk(rest)
+
+    @property
+    def chunks(self) -> asyncio.Queue[bytes | None]:
+        """The body of a streamed (style C) answer, chunk by chunk, then None (or INCOMPLETE)."""
+        if self._chunks is None:
+            self._chunks = asyncio.Queue()
+        return self._chunks
 
     @property
     def streaming(self) -> bool:
@@ -171,6 +179,12 @@ class AgentRun:
         if not self.head.done():
             self.head.set_exception(AgentFailed(message, error.kind))
         return AgentResult(None, message, error.kind, [LogRecord("error", message)], 0.0, False)
+
+
+@functools.lru_cache(maxsize=1024)
+def _address(app: str) -> bytes:
+    """The app address of an agent by its app id (a CID): what its keys derive from."""
+    return hashlib.sha256(b"wapo-agent:" + app.encode()).digest()
 
 
 def _weak_output(run: AgentRun):

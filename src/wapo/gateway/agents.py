@@ -17,13 +17,14 @@ from ..store import InvalidCID, VaultForbidden, VaultNotFound, parse_cid
 from .accesslog import FAILURE
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, HOP_BY_HOP, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER,
-                      RUN_LOG, RUN_OBSERVER, RUNS, STACKS, STORE, TELEMETRY, error_response, read_body)
+                      RUN_LOG, RUN_OBSERVER, RUN_OPTIONS, RUNS, STACKS, STORE, TELEMETRY, error_response, read_body)
 from .ipfs import CodeNotFound, fetch_from_gateways
 from .runlog import LiveLines
 
 log = logging.getLogger("wapo.gateway")
 
 CODE_CACHE_BYTES = 64 * 1024 * 1024  # content by CID never changes: keep recent code decoded in memory
+RUN_OPTIONS_KEPT = 4096  # CIDs whose run options are kept made
 DISCONNECT_POLL = 0.1
 DISCONNECT_GRACE = 5.0  # how long an agent may take to notice its client left, before the handler returns
 
@@ -97,10 +98,12 @@ async def serve_agent(request: web.Request, cid_text: str, path: str) -> web.Str
 
     if request.content_length is not None and request.content_length > config.max_request_body:
         return error_response(413, f"request body over {config.max_request_body} bytes", request_id)
-    try:
-        body = await read_body(request, config.max_request_body)
-    except web.HTTPRequestEntityTooLarge:
-        return error_response(413, f"request body over {config.max_request_body} bytes", request_id)
+    body = b""
+    if request.body_exists:  # (a GET has none: no reader to make)
+        try:
+            body = await read_body(request, config.max_request_body)
+        except web.HTTPRequestEntityTooLarge:
+            return error_response(413, f"request body over {config.max_request_body} bytes", request_id)
 
     query = [(k, v) for k, v in request.query.items() if k != "key"]
     agent_request = AgentRequest(
@@ -145,7 +148,7 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
     started = time.monotonic()
     log_entries: list[tuple[str, str, float]] = [
         ("START", f"Request: {request.method} {request.rel_url.path}", time.time())]
-    options = RunOptions(limits=config.limits_for(cid), data_dir=config.data_dir, network=app[NETWORK], tenant=cid)
+    options = _run_options(app, cid)
     run_log = app[RUN_LOG]
     live = LiveLines(run_log, cid, request_id) if run_log is not None else None  # the dashboard's live tail
     telemetry, span = app.get(TELEMETRY), None
@@ -225,6 +228,20 @@ async def run_agent(request: web.Request, cid: str, code: str, agent_request: Ag
                                                           live, code))
             app[BACKGROUND].add(pending)
             pending.add_done_callback(app[BACKGROUND].discard)
+
+
+def _run_options(app: web.Application, cid: str) -> RunOptions:
+    """The options every run of ``cid`` starts from (made once per CID: they depend on the
+    configuration only)."""
+    cache = app[RUN_OPTIONS]
+    options = cache.get(cid)
+    if options is None:
+        if len(cache) >= RUN_OPTIONS_KEPT:
+            cache.clear()
+        config = app[CONFIG]
+        options = cache[cid] = RunOptions(limits=config.limits_for(cid), data_dir=config.data_dir,
+                                          network=app[NETWORK], tenant=cid)
+    return options
 
 
 def _each(*callbacks):

@@ -13,13 +13,13 @@ from aiohttp import web
 from ..host.net.websocket import set_max_message_size
 from ..paths import default_data_dir
 from ..store import AnyStore, StoreUnavailable
-from .accesslog import write_line
+from .accesslog import flush as flush_access_log, write_line
 from .agents import DISCONNECT_GRACE, handle_agent
 from .apps import proxy as apps_proxy, routes as app_routes
 from . import admin, cron
 from .config import GatewayConfig
 from .context import (BACKGROUND, CODE_CACHE, CONFIG, LOGS, METRICS, NETWORK, REQUEST_ID, REQUEST_ID_HEADER, RUNS,
-                      RUN_LOG, STACKS, STORE, TELEMETRY, VAULT_RATE, error_response, new_request_id)
+                      RUN_LOG, RUN_OPTIONS, STACKS, STORE, TELEMETRY, VAULT_RATE, error_response, new_request_id)
 from .stacks import StackMapper
 from .logs import get_logs
 from .logwriter import LogWriter
@@ -59,23 +59,23 @@ async def _answer(request: web.Request, handler, request_id: str, metrics: Metri
     try:
         response = await handler(request)
     except web.HTTPException as exc:
-        metrics.requests.labels(route, str(exc.status)).inc()
+        metrics.count_request(route, exc.status)
         if exc.status < 400:
             exc.headers[REQUEST_ID_HEADER] = request_id
             raise
         return _json_error(exc, request_id)  # aiohttp's own errors (404, 405, 413...) answer JSON like ours
     except StoreUnavailable as exc:  # the shared database is down or slow: say so, never hang
-        metrics.requests.labels(route, "503").inc()
+        metrics.count_request(route, 503)
         response = error_response(503, f"the database is unavailable, try again shortly: {exc}", request_id)
         response.headers["Retry-After"] = "1"
         return response
     except Exception:
         log.exception("unhandled error in %s", request.path)
-        metrics.requests.labels(route, "500").inc()
+        metrics.count_request(route, 500)
         return error_response(500, "internal error", request_id)
     if REQUEST_ID_HEADER not in response.headers and not response.prepared:
         response.headers[REQUEST_ID_HEADER] = request_id
-    metrics.requests.labels(route, str(response.status)).inc()
+    metrics.count_request(route, response.status)
     return response
 
 
@@ -143,6 +143,7 @@ def make_app(config: GatewayConfig, store: AnyStore | None = None) -> web.Applic
     app[RUN_LOG] = RunLog(config.data_dir) if config.admin_token else None
     app[CODE_CACHE] = {}
     app[RUNS] = {}
+    app[RUN_OPTIONS] = {}
     app[BACKGROUND] = set()
     app[NETWORK] = config.network()
     app[VAULT_RATE] = RateLimiter(config.vault_rate_limit, config.data_dir)  # shared by --workers
@@ -158,6 +159,7 @@ def make_app(config: GatewayConfig, store: AnyStore | None = None) -> web.Applic
         if app[RUN_LOG] is not None:
             await app[RUN_LOG].close()
         app[VAULT_RATE].close()
+        flush_access_log()
 
     app.on_cleanup.append(flush_logs)
     cron.install(app, config)  # [cron.<name>] jobs, scheduled in every process (one runs each tick)

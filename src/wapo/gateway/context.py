@@ -24,6 +24,7 @@ LOGS = web.AppKey("logs", LogWriter)
 BACKGROUND = web.AppKey("background", set)
 NETWORK = web.AppKey("network", object)
 CODE_CACHE = web.AppKey("code_cache", dict)
+RUN_OPTIONS = web.AppKey("run_options", dict)  # CID -> the RunOptions its runs start from
 RUNS = web.AppKey("runs", dict)  # CID -> runs of it in progress (the per-CID cap)
 VAULT_RATE = web.AppKey("vault_rate", RateLimiter)
 # called as observer(cid, request_id, AgentResult | None, log entries) after each agent run (`wapo dev`)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -50,6 +51,18 @@ class Metrics:
                                      registry=self.registry)
         self.top_cids = top_cids
         self._labelled: set[str] = set()
+        # labelled children, looked up once (``labels()`` builds a key and takes a lock each time)
+        self._request_counters: dict[tuple[str, str], Any] = {}
+        self._cid_counters: dict[tuple[str, int], Any] = {}
+        self._cid_histograms: dict[str, Any] = {}
+
+    def count_request(self, route: str, status: int | str) -> None:
+        """One answered HTTP request of ``route`` (its canonical path) with ``status``."""
+        key = (route, str(status))
+        child = self._request_counters.get(key)
+        if child is None:
+            child = self._request_counters[key] = self.requests.labels(*key)
+        child.inc()
 
     def cid_label(self, cid: str) -> str:
         """``cid`` itself while fewer than ``top_cids`` CIDs have a label, else ``other``."""
@@ -63,8 +76,14 @@ class Metrics:
     def observe_run(self, cid: str, status: int, seconds: float) -> None:
         """One answered request (or scheduled run) of an agent."""
         label = self.cid_label(cid)
-        self.cid_requests.labels(label, str(status)).inc()
-        self.cid_seconds.labels(label).observe(seconds)
+        counter = self._cid_counters.get((label, status))
+        if counter is None:
+            counter = self._cid_counters[(label, status)] = self.cid_requests.labels(label, str(status))
+        counter.inc()
+        histogram = self._cid_histograms.get(label)
+        if histogram is None:
+            histogram = self._cid_histograms[label] = self.cid_seconds.labels(label)
+        histogram.observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         if self.shared:

@@ -64,6 +64,12 @@ def _bind(name: str, restype, *argtypes):
     return func
 
 
+# Variants that keep the GIL, for callers that know the call is short this time (a module without a
+# start function, a Store whose memory is small, a small copy): sandbox.py and memory.py choose.
+store_delete_quick = _KEEP_GIL["wasmtime_store_delete"]
+store_delete_quick.restype, store_delete_quick.argtypes = None, [c_void_p]
+memmove_quick = ctypes.PYFUNCTYPE(c_void_p, c_void_p, c_void_p, c_size_t)(ctypes._memmove_addr)  # type: ignore[attr-defined]
+
 store_new = _bind("wasmtime_store_new", c_void_p, c_void_p, c_void_p, c_void_p)
 store_context = _bind("wasmtime_store_context", c_void_p, c_void_p)
 store_delete = _bind("wasmtime_store_delete", None, c_void_p)
@@ -84,6 +90,9 @@ instance_pre_instantiate = _bind("wasmtime_instance_pre_instantiate", c_void_p,
                                  c_void_p, c_void_p, POINTER(InstanceHandle), POINTER(c_void_p))
 instance_export_get = _bind("wasmtime_instance_export_get", c_bool,
                             c_void_p, POINTER(InstanceHandle), c_char_p, c_size_t, POINTER(Extern))
+instance_pre_instantiate_quick = _KEEP_GIL["wasmtime_instance_pre_instantiate"]
+instance_pre_instantiate_quick.restype = c_void_p
+instance_pre_instantiate_quick.argtypes = [c_void_p, c_void_p, POINTER(InstanceHandle), POINTER(c_void_p)]
 func_call_unchecked = _bind("wasmtime_func_call_unchecked", c_void_p,
                             c_void_p, POINTER(Func), POINTER(ValRaw), c_size_t, POINTER(c_void_p))
 memory_data = _bind("wasmtime_memory_data", c_void_p, c_void_p, POINTER(Memory))

@@ -9,7 +9,6 @@ ready, until the guest says it is finished, fails, or a limit stops it.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import math
 import re
@@ -29,10 +28,10 @@ from .memory import GuestMemory
 from .module import GuestModule
 from .options import RunOptions
 from .resources import Oneshot
-from .sandbox import Sandbox
+from .sandbox import QUICK_DROP_BYTES, Sandbox
 from .snapshot.image import MemoryImage, apply_image
 from .state import GuestReport, GuestState, LogRecord, current
-from .threads import guest_threads
+from .threads import Step, guest_threads
 
 T = TypeVar("T")
 
@@ -70,8 +69,8 @@ def _count_sandbox(change: int) -> None:
         _live += change
 
 
-def _drop(sandbox: Sandbox) -> None:
-    sandbox.close()
+def _drop(sandbox: Sandbox, quick: bool = False) -> None:
+    sandbox.close(quick)
     _count_sandbox(-1)
 
 
@@ -99,7 +98,7 @@ class Instance:
         self._done = False
         self._threads = guest_threads()
         self._tenant = self.options.tenant or module.name
-        self._in_step: concurrent.futures.Future | None = None  # a step running on a guest thread
+        self._in_step: Step | None = None  # a step queued or running on a guest thread
         self._fuel: int | None = None  # fuel used, read when the last step ends
 
     # --- host API for input (queries, requests, tests) ---------------------------
@@ -187,14 +186,17 @@ class Instance:
     async def _step(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` (a call into the guest, or anything whose duration the guest controls) on a
         guest thread, or here with ``--guest-threads 0``."""
-        if self._threads is None:
+        threads = self._threads
+        if threads is None:
             return fn()
-        future = self._threads.submit(self._tenant, fn)
-        self._in_step = future
+        future = self._state.loop.create_future() if self._state is not None else \
+            asyncio.get_running_loop().create_future()
+        step = threads.start(self._tenant, fn, future)
+        self._in_step = step
         try:
-            return await asyncio.wrap_future(future)
+            return await future
         finally:
-            if future.done():
+            if step.done():
                 self._in_step = None
                 if self._state is not None:
                     self._state.run_deferred()
@@ -209,12 +211,12 @@ class Instance:
         if sandbox is None:
             return
         if here:
-            _drop(sandbox)
+            _drop(sandbox, 0 < self._memory_peak <= QUICK_DROP_BYTES)
             return
         step = self._in_step
-        if step is not None and not step.done():
-            step.add_done_callback(lambda _: _drop(sandbox))
-        elif self._threads is not None:
+        if step is not None and self._threads is not None and self._threads.when_done(step, lambda: _drop(sandbox)):
+            return
+        if self._threads is not None:
             self._threads.submit(self._tenant, lambda: _drop(sandbox))
         else:
             _drop(sandbox)
@@ -246,7 +248,7 @@ class Instance:
         self._set_deadline()
         self._poll_started = time.monotonic()  # a start function runs inside instantiate
         try:
-            sandbox.instantiate(self.module.instance_pre(config))
+            sandbox.instantiate(self.module.instance_pre(config), self.module.quick_instantiate)
         except wasmtime.WasmtimeError as exc:
             if config.uses_pool and "maximum concurrent" in str(exc):
                 self._sandbox = None

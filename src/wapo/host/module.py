@@ -24,6 +24,36 @@ from .linker import linker_for
 
 _loaded: dict[tuple[EngineConfig, str], wasmtime.Module] = {}
 DIGEST_SUFFIX = ".sha256"
+# A module at most this large, without a start function, is instantiated holding the GIL: with
+# nothing of it running, instantiation is a slot taken and at most this much data copied.
+QUICK_INSTANTIATE_BYTES = 4 * 1024 * 1024
+START_SECTION = 8
+
+
+def has_start_function(wasm: bytes) -> bool:
+    """True if the binary module has a start section, or cannot be read as one (WAT text)."""
+    if wasm[:4] != b"\0asm" or len(wasm) < 8:
+        return True
+    pos, end = 8, len(wasm)
+    while pos < end:
+        section = wasm[pos]
+        pos += 1
+        size = shift = 0
+        while True:
+            if pos >= end:
+                return True
+            byte = wasm[pos]
+            pos += 1
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+            if shift > 35:
+                return True
+        if section == START_SECTION:
+            return True
+        pos += size
+    return False
 
 
 def _module_dir(kind: str = "modules") -> Path:
@@ -138,6 +168,8 @@ class GuestModule:
         self.name = name
         self.backtrace_export = backtrace_export
         self.burst_grace = burst_grace
+        # instantiation runs no guest code and is short: the call may keep the GIL (sandbox.py)
+        self.quick_instantiate = len(self.wasm) <= QUICK_INSTANTIATE_BYTES and not has_start_function(self.wasm)
         self._pres: dict[EngineConfig, wasmtime.InstancePre] = {}
         self.instance_pre(EngineConfig())  # compile now: a bad module fails here, not mid-run
 

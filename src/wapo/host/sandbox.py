@@ -28,6 +28,9 @@ MAX_TABLES = 1
 MAX_MEMORIES = 1
 TABLE_ELEMENT_COST = 16
 MAX_TABLE_ELEMENTS = 1 << 20
+# A Store whose memory is at most this large is dropped holding the GIL (a pool slot's reset is a
+# memset of at most this much: ~0.1 ms); larger ones drop it while they unmap or reset.
+QUICK_DROP_BYTES = 8 * 1024 * 1024
 
 
 def table_elements_limit(memory_limit: int) -> int:
@@ -109,25 +112,30 @@ class Sandbox:
         return self._ctx
 
     # --- lifecycle --------------------------------------------------------------------
-    def instantiate(self, pre: wasmtime.InstancePre) -> None:
+    def instantiate(self, pre: wasmtime.InstancePre, quick: bool = False) -> None:
         """Instantiate ``pre`` here; a trap (start function) raises ``wasmtime.Trap``, a failure
-        (a full pool, a memory limit below the module's minimum) ``wasmtime.WasmtimeError``."""
+        (a full pool, a memory limit below the module's minimum) ``wasmtime.WasmtimeError``.
+        ``quick``: the module runs no code when instantiated and is small, so the call keeps the
+        GIL (docs/design.md, the threading model: dropping it costs a wait to take it back)."""
         ctx = self._context()
         if self._instance is not None:
             raise RuntimeError("a sandbox holds one instance")
         handle = _capi.InstanceHandle()
         trap = c_void_p()
-        error = _capi.instance_pre_instantiate(pre.ptr(), ctx, byref(handle), byref(trap))
+        instantiate = _capi.instance_pre_instantiate_quick if quick else _capi.instance_pre_instantiate
+        error = instantiate(pre.ptr(), ctx, byref(handle), byref(trap))
         if error:
             raise _capi.take_error(error)
         if trap.value:
             raise _capi.take_trap(trap.value)
         self._instance = handle
 
-    def close(self) -> None:
+    def close(self, quick: bool = False) -> None:
+        """Drop the Store. ``quick``: its memory is small (the drop resets or unmaps at most
+        QUICK_DROP_BYTES), so the call keeps the GIL."""
         store, self._store, self._ctx, self._instance, self.memory_extern = self._store, None, None, None, None
         if store:
-            _capi.store_delete(store)
+            (_capi.store_delete_quick if quick else _capi.store_delete)(store)
 
     @property
     def closed(self) -> bool:
