@@ -101,6 +101,7 @@ class ImageModule(GuestModule):
         self.name = base.name
         self.backtrace_export = base.backtrace_export
         self.burst_grace = base.burst_grace
+        self.quick_instantiate = False  # its memory may be more than QUICK_INSTANTIATE_BYTES to set up
         self._pres: dict[EngineConfig, wasmtime.InstancePre] = {}
         self.instance_pre(EngineConfig())
 
