@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -80,10 +81,12 @@ def main() -> int:
             bases = {}
             for name, flags in stores.items():
                 port = free_port()
-                proc = subprocess.Popen([sys.executable, "-m", "wapo.cli.main", "serve", "--port", str(port), *flags],
+                proc = subprocess.Popen([sys.executable, "-m", "wapo.cli.main", "serve", "--port", str(port), "--quiet", *flags],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
                 procs.append(proc)
                 wait_for_line(proc, "sample agent:", 300)
+                # what the node prints later (warnings) must not fill the pipe and block it
+                threading.Thread(target=proc.stdout.read, daemon=True).start()
                 bases[name] = f"http://127.0.0.1:{port}"
             urls = {}
             for name, base in bases.items():
