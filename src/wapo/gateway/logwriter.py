@@ -56,7 +56,7 @@ class LogWriter:
             batch, waiters = self._pending, self._waiters
             self._pending, self._waiters = [], []
             try:
-                await asyncio.to_thread(self._store.append_log_batch, batch)
+                await asyncio.to_thread(self._store.append_log_batch, batch, ids=False)
             except StoreUnavailable as exc:
                 log.warning("the database is unavailable; keeping run logs in memory until it returns: %s", exc)
                 self._keep(batch)
@@ -93,7 +93,7 @@ class LogWriter:
     async def _write_backlog(self) -> bool:
         batch = list(self._backlog)
         try:
-            await asyncio.to_thread(self._store.append_log_batch, batch)
+            await asyncio.to_thread(self._store.append_log_batch, batch, ids=False)
         except StoreUnavailable:
             return False
         except Exception:

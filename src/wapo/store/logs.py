@@ -119,8 +119,9 @@ class LogMixin:
     _log_total: int
     node: str
 
-    def _insert_logs(self, conn: Any, rows: list[tuple]) -> list[int]:
-        """Insert rows ``(cid, request_id, time, level, message, node)``; their ids in order.
+    def _insert_logs(self, conn: Any, rows: list[tuple], ids: bool = True) -> list[int]:
+        """Insert rows ``(cid, request_id, time, level, message, node)``; their ids in order (with
+        ``ids`` false a backend may return ``[]`` and write the rows more cheaply).
 
         SQLite runs in-process, so one statement per row costs no round trip (a server backend
         overrides this with one statement for the batch)."""
@@ -144,8 +145,10 @@ class LogMixin:
         """Append a run's records ``(level, message[, time])`` in one transaction; returns their ids."""
         return self.append_log_batch([(cid, request_id, entries)])
 
-    def append_log_batch(self, runs: Iterable[tuple[str, str, Iterable[tuple]]]) -> list[int]:
-        """Append the records of several runs ``(cid, request_id, entries)`` in one transaction.
+    def append_log_batch(self, runs: Iterable[tuple[str, str, Iterable[tuple]]], *, ids: bool = True) -> list[int]:
+        """Append the records of several runs ``(cid, request_id, entries)`` in one transaction;
+        their ids (with ``ids=False``, for the gateway's writer, which never reads them, a server
+        backend writes with COPY and returns ``[]``).
 
         Why: a busy gateway commits the logs of many requests at once (group commit)."""
         now = _now()
@@ -166,11 +169,11 @@ class LogMixin:
         if not rows:
             return []
         with self._log_write() as conn:
-            ids = self._insert_logs(conn, rows)
+            written_ids = self._insert_logs(conn, rows, ids)
         written: Counter[str] = Counter(row[0] for row in rows)
         for key, n in written.items():
             self._after_log_write(key, n)
-        return ids
+        return written_ids
 
     def _after_log_write(self, key: str, n: int) -> None:
         every = max(1, self.retention.prune_every)
