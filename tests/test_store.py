@@ -299,6 +299,30 @@ def test_logs_retention_cheap_on_write(store_at):
         assert len(s.query_logs(HELLO)) == 10
 
 
+def test_log_writer_acknowledges_then_applies_retention(store_at):
+    """The gateway's writer: a write returns once its lines are readable; the retention they make
+    due runs afterwards, in the background, and is applied by the time the writer closes."""
+    import asyncio
+
+    from wapo.gateway.logwriter import LogWriter
+
+    with store_at(log_retention=LogRetention(max_per_cid=5, max_age=None, prune_every=3)) as s:
+        async def scenario() -> None:
+            writer = LogWriter(s)
+            for i in range(12):
+                await writer.write(HELLO, f"r{i}", [("info", f"m{i}")])
+                assert s.query_logs(HELLO, request_id=f"r{i}")[0].message == f"m{i}"  # acknowledged: readable
+            await asyncio.gather(*(writer.write(OTHER, f"o{i}", [("info", f"o{i}"), ("END", "e")])
+                                   for i in range(10)))
+            await writer.close()
+            assert not s.retention_due
+
+        asyncio.run(scenario())
+        assert [r.message for r in s.query_logs(HELLO)][:5] == [f"m{i}" for i in range(11, 6, -1)]
+        assert 5 <= len(s.query_logs(HELLO)) <= 5 + 3 - 1
+        assert 5 <= len(s.query_logs(OTHER)) <= 5 + 3 - 1
+
+
 def test_logs_retention_by_age(store_at):
     now = time.time()
     with store_at(log_retention=LogRetention(max_per_cid=1000, max_age=3600, prune_every=1)) as s:

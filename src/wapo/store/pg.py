@@ -202,6 +202,7 @@ class PgStore(CodeMixin, VaultMixin, LogMixin):
         self._log_lock = threading.Lock()
         self._log_writes: Counter[str] = Counter()
         self._log_total = 0
+        self._log_due: set[str | None] = set()
         self._closed = False
         self._vault_cache = None
         statement_ms = int(statement_timeout * 1000)
