@@ -263,6 +263,23 @@ def test_logs_validation(store):
     assert store.query_logs(HELLO)[0].message.endswith("[truncated]")
 
 
+def test_log_batch_without_ids_keeps_every_line_in_order(store):
+    """The gateway's writer asks for no ids (PostgreSQL then writes with COPY): every line lands,
+    in order, whatever it holds (tabs, newlines, backslashes, NUL, non-ASCII, the truncation)."""
+    odd = ["tab\there", "new\nline", "back\\slash \\N", "nul\x00byte", "unicode é 🎉", "\\.", "x" * 70_000]
+    runs = [(HELLO, "r1", [("START", "Request: GET /", 1000.0)] + [("log", m, 1000.0 + i) for i, m in enumerate(odd)]),
+            (OTHER, "r2", [("error", "other", None)])]
+    assert store.append_log_batch(runs, ids=False) in ([], [1, 2, 3, 4, 5, 6, 7, 8, 9])
+    got = [r.message for r in reversed(store.query_logs(HELLO, request_id="r1"))]
+    assert got[0] == "Request: GET /" and got[1:4] == odd[:3] and got[5:7] == odd[4:6]
+    assert got[4] in ("nul\x00byte", "nul\ufffdbyte")  # PostgreSQL text cannot hold NUL
+    assert got[7].startswith("x" * 1000) and got[7].endswith("[truncated]")
+    assert [(r.level, r.time) for r in reversed(store.query_logs(HELLO))][:2] == [("START", 1000.0), ("log", 1000.0)]
+    assert [r.message for r in store.query_logs(OTHER)] == ["other"]
+    ids = [r.id for r in store.query_logs(HELLO)]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == 8
+
+
 def test_logs_retention_by_count(store_at):
     with store_at(log_retention=LogRetention(max_per_cid=5, max_age=None, prune_every=1)) as s:
         for i in range(12):
@@ -280,6 +297,30 @@ def test_logs_retention_cheap_on_write(store_at):
             assert len(s.query_logs(HELLO)) <= 13
         s.prune_logs()
         assert len(s.query_logs(HELLO)) == 10
+
+
+def test_log_writer_acknowledges_then_applies_retention(store_at):
+    """The gateway's writer: a write returns once its lines are readable; the retention they make
+    due runs afterwards, in the background, and is applied by the time the writer closes."""
+    import asyncio
+
+    from wapo.gateway.logwriter import LogWriter
+
+    with store_at(log_retention=LogRetention(max_per_cid=5, max_age=None, prune_every=3)) as s:
+        async def scenario() -> None:
+            writer = LogWriter(s)
+            for i in range(12):
+                await writer.write(HELLO, f"r{i}", [("info", f"m{i}")])
+                assert s.query_logs(HELLO, request_id=f"r{i}")[0].message == f"m{i}"  # acknowledged: readable
+            await asyncio.gather(*(writer.write(OTHER, f"o{i}", [("info", f"o{i}"), ("END", "e")])
+                                   for i in range(10)))
+            await writer.close()
+            assert not s.retention_due
+
+        asyncio.run(scenario())
+        assert [r.message for r in s.query_logs(HELLO)][:5] == [f"m{i}" for i in range(11, 6, -1)]
+        assert 5 <= len(s.query_logs(HELLO)) <= 5 + 3 - 1
+        assert 5 <= len(s.query_logs(OTHER)) <= 5 + 3 - 1
 
 
 def test_logs_retention_by_age(store_at):

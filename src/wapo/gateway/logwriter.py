@@ -1,5 +1,7 @@
 """Run logs written with group commit: each request waits for its logs to be durable, but the
-requests of the same moment share one transaction (one commit instead of one each).
+requests of the same moment share one transaction (one commit instead of one each). Retention
+(``prune_every`` records) runs after the acknowledgement, in its own task: no request waits for
+a prune, which reads a full CID's whole quota (milliseconds on PostgreSQL).
 
 When the store is unavailable (a shared database that went away), requests stop waiting: their
 logs are kept in memory, up to ``max_buffered`` lines (the oldest runs are dropped beyond, and
@@ -31,6 +33,7 @@ class LogWriter:
         self._max_buffered = max_buffered
         self._retry_every = retry_every
         self._retrying: asyncio.Task | None = None
+        self._pruning: asyncio.Task | None = None
         self.dropped_lines = 0  # lines lost because the backlog was full
 
     @property
@@ -56,7 +59,7 @@ class LogWriter:
             batch, waiters = self._pending, self._waiters
             self._pending, self._waiters = [], []
             try:
-                await asyncio.to_thread(self._store.append_log_batch, batch)
+                await asyncio.to_thread(self._store.append_log_batch, batch, ids=False, prune=False)
             except StoreUnavailable as exc:
                 log.warning("the database is unavailable; keeping run logs in memory until it returns: %s", exc)
                 self._keep(batch)
@@ -66,6 +69,21 @@ class LogWriter:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+            self._prune_soon()
+
+    def _prune_soon(self) -> None:
+        """Apply the retention the writes made due, in the background (one prune at a time; what
+        becomes due meanwhile waits for the next batch)."""
+        if self._store.retention_due and (self._pruning is None or self._pruning.done()):
+            self._pruning = asyncio.create_task(self._prune())
+
+    async def _prune(self) -> None:
+        try:
+            await asyncio.to_thread(self._store.prune_due)
+        except StoreUnavailable as exc:
+            log.debug("log retention skipped, the database is unavailable: %s", exc)
+        except Exception:
+            log.exception("could not apply the log retention")
 
     def _keep(self, runs: list[tuple[str, str, list]]) -> None:
         for run in runs:
@@ -93,7 +111,7 @@ class LogWriter:
     async def _write_backlog(self) -> bool:
         batch = list(self._backlog)
         try:
-            await asyncio.to_thread(self._store.append_log_batch, batch)
+            await asyncio.to_thread(self._store.append_log_batch, batch, ids=False, prune=False)
         except StoreUnavailable:
             return False
         except Exception:
@@ -102,11 +120,16 @@ class LogWriter:
         while self._backlog and id(self._backlog[0]) in written:  # (the oldest may have been dropped meanwhile)
             _, _, entries = self._backlog.popleft()
             self._backlog_lines -= len(entries)
+        self._prune_soon()
         return True
 
     async def close(self) -> None:
         if self._flushing is not None:
             await self._flushing
+        if self._pruning is not None:
+            await self._pruning
+        if self._store.retention_due:  # (made due while the last prune ran)
+            await self._prune()
         if self._retrying is not None and not self._retrying.done():
             self._retrying.cancel()
             if self._backlog and not await self._write_backlog():

@@ -160,6 +160,7 @@ class Store(CodeMixin, VaultMixin, LogMixin):
         self._log_lock = threading.Lock()
         self._log_writes: Counter[str] = Counter()
         self._log_total = 0
+        self._log_due: set[str | None] = set()
         try:
             make_private_dir(self.data_dir)
             # SQLite creates the database 0644 but its -wal, -shm and -journal files with the

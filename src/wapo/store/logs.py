@@ -7,9 +7,12 @@ the caller writes around each run: ``START`` (message ``Request: GET /ipfs/...``
 START/END records print as ``START <message>`` / ``END <message>``.
 
 Retention is enforced on write, cheaply: every ``prune_every`` records written
-for a CID its oldest records beyond ``max_per_cid`` are deleted, and every
-``prune_every`` records overall those older than ``max_age`` seconds are. So
-a CID may briefly hold up to ``prune_every - 1`` records over its quota.
+for a CID (or every eighth of ``max_per_cid``, if more) its oldest records
+beyond ``max_per_cid`` are deleted, and every ``prune_every`` records overall
+those older than ``max_age`` seconds are. So a CID may briefly hold up to
+``max(prune_every, max_per_cid // 8) - 1`` records over its quota. Why the
+eighth: a prune reads the CID's whole quota (10,000 index entries by default),
+so pruning every 256 records made each record pay for reading 40.
 """
 
 from __future__ import annotations
@@ -117,10 +120,12 @@ class LogMixin:
     _log_lock: threading.Lock
     _log_writes: Counter[str]
     _log_total: int
+    _log_due: set[str | None]
     node: str
 
-    def _insert_logs(self, conn: Any, rows: list[tuple]) -> list[int]:
-        """Insert rows ``(cid, request_id, time, level, message, node)``; their ids in order.
+    def _insert_logs(self, conn: Any, rows: list[tuple], ids: bool = True) -> list[int]:
+        """Insert rows ``(cid, request_id, time, level, message, node)``; their ids in order (with
+        ``ids`` false a backend may return ``[]`` and write the rows more cheaply).
 
         SQLite runs in-process, so one statement per row costs no round trip (a server backend
         overrides this with one statement for the batch)."""
@@ -144,10 +149,15 @@ class LogMixin:
         """Append a run's records ``(level, message[, time])`` in one transaction; returns their ids."""
         return self.append_log_batch([(cid, request_id, entries)])
 
-    def append_log_batch(self, runs: Iterable[tuple[str, str, Iterable[tuple]]]) -> list[int]:
-        """Append the records of several runs ``(cid, request_id, entries)`` in one transaction.
+    def append_log_batch(self, runs: Iterable[tuple[str, str, Iterable[tuple]]], *, ids: bool = True,
+                         prune: bool = True) -> list[int]:
+        """Append the records of several runs ``(cid, request_id, entries)`` in one transaction;
+        their ids (with ``ids=False``, for the gateway's writer, which never reads them, a server
+        backend writes with COPY and returns ``[]``). With ``prune=False`` the retention these
+        writes make due is left to :meth:`prune_due`.
 
-        Why: a busy gateway commits the logs of many requests at once (group commit)."""
+        Why: a busy gateway commits the logs of many requests at once (group commit), and
+        acknowledges them before it prunes (a prune of a full CID reads its whole quota)."""
         now = _now()
         rows = []
         for cid, request_id, entries in runs:
@@ -166,27 +176,40 @@ class LogMixin:
         if not rows:
             return []
         with self._log_write() as conn:
-            ids = self._insert_logs(conn, rows)
-        written: Counter[str] = Counter(row[0] for row in rows)
-        for key, n in written.items():
-            self._after_log_write(key, n)
-        return ids
+            written_ids = self._insert_logs(conn, rows, ids)
+        self._count_log_writes(Counter(row[0] for row in rows))
+        if prune:
+            self.prune_due()
+        return written_ids
 
-    def _after_log_write(self, key: str, n: int) -> None:
+    def _count_log_writes(self, written: Counter[str]) -> None:
         every = max(1, self.retention.prune_every)
+        every_cid = max(every, (self.retention.max_per_cid or 0) // 8)
         with self._log_lock:
-            self._log_writes[key] += n
-            prune_cid = self._log_writes[key] >= every
-            if prune_cid:
-                del self._log_writes[key]
-            self._log_total += n
-            prune_age = self._log_total >= every
-            if prune_age:
+            for key, n in written.items():
+                self._log_writes[key] += n
+                if self._log_writes[key] >= every_cid:
+                    del self._log_writes[key]
+                    self._log_due.add(key)
+            self._log_total += sum(written.values())
+            if self._log_total >= every:
                 self._log_total = 0
-        if prune_cid:
-            self._prune_count(key)
-        if prune_age:
-            self._prune_age()
+                self._log_due.add(None)  # None: the prune by age
+
+    @property
+    def retention_due(self) -> bool:
+        """Whether writes made a prune due that :meth:`prune_due` has not applied yet."""
+        return bool(self._log_due)
+
+    def prune_due(self) -> int:
+        """Apply the retention that the writes so far made due (see the module's docstring);
+        returns the number of records deleted."""
+        with self._log_lock:
+            due, self._log_due = self._log_due, set()
+        deleted = sum(self._prune_count(key) for key in due if key is not None)
+        if None in due:
+            deleted += self._prune_age()
+        return deleted
 
     def _prune_count(self, key: str) -> int:
         keep = self.retention.max_per_cid
