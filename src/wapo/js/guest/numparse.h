@@ -7,10 +7,16 @@
  * Included by wapojs.c after quickjs.c, whose strtod calls it replaces.
  */
 
-static const double wapo_pow10[23] = {
-    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
-};
+/* 10^k, 0 <= k <= 22, exactly: each product is an integer below 2^53 times a power of two.
+ * Computed, not a table: a table would move the guest's data, and with it where the heap sits
+ * (a promise chain's out-of-memory report depends on it: tests/test_hardening_host.py). */
+static inline double wapo_pow10(int k)
+{
+    double p = 1;
+    while (k-- > 0)
+        p *= 10;
+    return p;
+}
 
 double wapo_strtod(const char *str, char **end)
 {
@@ -60,7 +66,7 @@ double wapo_strtod(const char *str, char **end)
     }
     if (digits <= 19 && m < ((uint64_t)1 << 53) && scale >= -22 && scale <= 22) {
         double d = (double)m;
-        d = scale < 0 ? d / wapo_pow10[-scale] : d * wapo_pow10[scale];
+        d = scale < 0 ? d / wapo_pow10(-scale) : d * wapo_pow10(scale);
         if (end)
             *end = (char *)p;
         return neg ? -d : d;
