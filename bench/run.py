@@ -20,7 +20,9 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -41,6 +43,7 @@ except ImportError:  # pragma: no cover - the bench extra is not installed
 import wapo.host._capi as wapo_capi  # noqa: E402
 import wapo.host.linker as wapo_linker  # noqa: E402
 from wapo.host.abi import Call  # noqa: E402
+from wapo.host import Limits  # noqa: E402
 from wapo.js.runner import js_instance, wapojs_module  # noqa: E402
 
 now_ns = time.perf_counter_ns
@@ -48,6 +51,10 @@ now_ns = time.perf_counter_ns
 TARGET_SANDBOX_P50_MS = 0.5   # fresh sandbox, p50, wall time on the host
 GOAL_SANDBOX_MS = (0.1, 0.15)  # issue 7's goal for a fresh sandbox: p50, p90
 TARGET_SPEED_RATIO = 1.5      # wapo time / native time, per JS workload
+TARGET_JSON_RATIO = 1.3       # issue 17: JSON matters most (LLM APIs, SCALE, web3 payloads)
+# The limits stay on (memory limit, epoch deadline, interrupt handler); the burst allowance is
+# raised so that a noisy neighbour cannot fail a run that would take 300 ms on a quiet machine.
+SPEED_LIMITS_BURST = 30.0
 SANDBOX_BLOCK = 25            # sandbox runs per interleaved block
 
 
@@ -298,13 +305,30 @@ async def bench_sandbox(runs: int, warmup: int) -> dict[str, Any]:
 
 # --- 2. JS speed -------------------------------------------------------------------
 
+def target_ratio(w: W.Workload) -> float:
+    return TARGET_JSON_RATIO if w.name.startswith("json") else TARGET_SPEED_RATIO
+
+
 async def run_wapo_workload(w: W.Workload) -> dict[str, Any]:
-    result = await js_instance(W.wapo_script(w)).run()
+    result = await js_instance(W.wapo_script(w), limits=Limits(burst=SPEED_LIMITS_BURST)).run()
     if not result.ok:
         raise BenchError(f"{w.name}: the wapo run failed: {result.error.describe() if result.error else '?'}")
     out = json.loads(result.output)
     out["wall_ms"] = result.duration * 1000
     return out
+
+
+def run_node_workload(w: W.Workload) -> dict[str, Any] | None:
+    """The same workload in Node (V8), if `node` is installed: informational, not a target."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    proc = subprocess.run([node, "-e", "console.log(require('vm').runInThisContext(process.argv[1]))",
+                           W.native_script(w)],
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise BenchError(f"{w.name}: node failed: {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout)
 
 
 def run_native_workload(w: W.Workload) -> dict[str, Any]:
@@ -340,6 +364,14 @@ async def bench_speed(repeats: int, warmup: bool, only: set[str] | None) -> list
                 checks.add(r["check"])
         if len(checks) != 1:
             raise BenchError(f"{w.name}: the engines disagree on the result: {sorted(checks)}")
+        node_ms = []
+        if w.name in W.NODE_TOO:
+            for _ in range(repeats):
+                r = run_node_workload(w)
+                if r is None:
+                    break
+                node_ms.append(r["ms"])
+                checks.add(r["check"])
         wapo_med, native_med = statistics.median(wapo_ms), statistics.median(native_ms)
         r = ratio(wapo_med, native_med)
         rows.append({
@@ -351,9 +383,10 @@ async def bench_speed(repeats: int, warmup: bool, only: set[str] | None) -> list
             "wapo_median_ms": wapo_med,
             "native_median_ms": native_med,
             "wapo_wall_median_ms": statistics.median(wall_ms),
+            "node_median_ms": statistics.median(node_ms) if node_ms else None,
             "ratio": r,
-            "target_ratio": TARGET_SPEED_RATIO,
-            "target_met": r <= TARGET_SPEED_RATIO,
+            "target_ratio": target_ratio(w),
+            "target_met": r <= target_ratio(w),
             "check": checks.pop(),
         })
     return rows
@@ -469,17 +502,25 @@ def print_speed(rows: list[dict[str, Any]]) -> None:
         return
     reps = rows[0]["repeats"]
     print(f"2. JS speed: time measured inside the engine (performance.now), median of {reps} runs, ms")
-    print(f"   {'workload':18} {'native':>9} {'wapo':>9} {'ratio':>7} {'spread':>8}  target <= {TARGET_SPEED_RATIO}x")
+    print(f"   {'workload':18} {'native':>9} {'wapo':>9} {'ratio':>7} {'spread':>8}  target")
     for r in rows:
         spread = (max(r["wapo_ms"]) - min(r["wapo_ms"])) / r["wapo_median_ms"] * 100
         print(f"   {r['name']:18} {r['native_median_ms']:9.1f} {r['wapo_median_ms']:9.1f} "
-              f"{r['ratio']:6.2f}x {spread:7.0f}%  {verdict(r['target_met'])}")
+              f"{r['ratio']:6.2f}x {spread:7.0f}%  <= {r['target_ratio']}x {verdict(r['target_met'])}")
+    for r in rows:
+        if r["node_median_ms"]:
+            scale = 2048 / W.BIP39_ITERATIONS if r["name"] == W.BIP39.name else 1
+            print(f"   {r['name']} in Node {r['node_median_ms']:.1f} ms: wapo {ratio(r['wapo_median_ms'], r['node_median_ms']):.1f}x, "
+                  f"native QuickJS {ratio(r['native_median_ms'], r['node_median_ms']):.1f}x Node's time"
+                  + (f"; a full seed (x{scale:g}): wapo ~{r['wapo_median_ms'] * scale:.0f} ms, "
+                     f"native ~{r['native_median_ms'] * scale:.0f} ms, Node ~{r['node_median_ms'] * scale:.0f} ms"
+                     if scale != 1 else ""))
     ratios = [r["ratio"] for r in rows]
     geo = math.exp(statistics.fmean(math.log(x) for x in ratios))
     met = sum(r["target_met"] for r in rows)
     print(f"   geometric mean {geo:.2f}x; worst {max(ratios):.2f}x ({max(rows, key=lambda r: r['ratio'])['name']})")
-    print(f"   target: every workload <= {TARGET_SPEED_RATIO}x native -> {verdict(met == len(rows))} "
-          f"({met}/{len(rows)} met)")
+    print(f"   target: every workload <= {TARGET_SPEED_RATIO}x native, JSON <= {TARGET_JSON_RATIO}x -> "
+          f"{verdict(met == len(rows))} ({met}/{len(rows)} met)")
     print("   (spread = (max-min)/median of the wapo runs)")
     print()
 
@@ -535,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     elapsed = (now_ns() - started) / 1e9
     print(f"total benchmark time {elapsed:.1f} s")
+    missed = [r["name"] for r in speed if not r["target_met"]]
 
     if args.json:
         out = {
@@ -551,6 +593,9 @@ def main(argv: list[str] | None = None) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(out, indent=2) + "\n")
         print(f"results written to {path}")
+    if missed:
+        print(f"JS speed target missed: {', '.join(missed)}", file=sys.stderr)
+        return 1
     return 0
 
 
