@@ -34,13 +34,12 @@ GUEST_DIR = Path(__file__).resolve().parent / "guest"
 GLUE_SOURCES = ("wapojs.c",)
 ENGINE_SOURCES = ("libregexp.c", "libunicode.c", "dtoa.c")  # quickjs.c is #included by wapojs.c
 C_STACK_SIZE = 1024 * 1024
-# -mllvm -inline-threshold=1000: a call costs more in wasm than natively (each function entry
-# checks the stack limit and the epoch, and saves the registers it uses), and LLVM's default
-# (225) leaves string_getc, string_buffer_putc... as calls: -8% instructions for JSON, the guest
-# 1.39 -> 2.23 MB (docs/design.md, "JS speed against native QuickJS-ng").
+# Not -mllvm -inline-threshold=1000 (-8% instructions for JSON): the bigger frames of the inlined
+# interpreter cut JS recursion below 1,000 calls in the 640 KiB JS stack (docs/design.md, "JS speed
+# against native QuickJS-ng").
 CFLAGS = (
     "-target", "wasm32-wasi", "-O2", "-D_GNU_SOURCE", "-DNDEBUG",
-    "-fno-strict-aliasing", "-Wno-everything", "-mllvm", "-inline-threshold=1000",
+    "-fno-strict-aliasing", "-Wno-everything",
 )
 LDFLAGS = (
     "-mexec-model=reactor",
