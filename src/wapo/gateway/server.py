@@ -26,6 +26,7 @@ from .context import CONFIG, REQUEST_ID_HEADER, error_response, new_request_id
 from .app import make_app
 from .apps.proxy import socket_path
 from .config import GatewayConfig
+from .heap import keep_trimmed
 from .metrics import prepare_shared_metrics, worker_gone
 
 log = logging.getLogger("wapo.gateway")
@@ -214,6 +215,7 @@ async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready=None,
     parent = multiprocessing.parent_process()
     if parent is not None:  # a worker ends with the process that started it, even a killed one
         loop.add_reader(parent.sentinel, stop.set)
+    trimmer = asyncio.create_task(keep_trimmed(stop))
     supervisor = None
     if workers is not None:
         workers.start_all()
@@ -223,7 +225,8 @@ async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready=None,
     try:
         await stop.wait()
     finally:
-        stop.set()  # also when cancelled: the supervisor ends
+        stop.set()  # also when cancelled: the supervisor and the trimmer end
+        await trimmer
         if supervisor is not None:
             await supervisor
         if workers is not None:
