@@ -8,8 +8,9 @@
  */
 
 /* 10^k, 0 <= k <= 22, exactly: each product is an integer below 2^53 times a power of two.
- * Computed, not a table: a table would move the guest's data, and with it where the heap sits
- * (a promise chain's out-of-memory report depends on it: tests/test_hardening_host.py). */
+ * (Computed rather than a table since a table once moved the heap and exposed QuickJS dropping
+ * an out-of-memory in a promise chain; wapojs.c now reports that wherever the heap sits, and a
+ * table was checked to be harmless: docs/design.md, "a latent fragility".) */
 static inline double wapo_pow10(int k)
 {
     double p = 1;

@@ -135,6 +135,8 @@ static struct {
     int32_t next_waker;
     JSValue *rejections;  /* unhandled rejected promises */
     int n_rejections, cap_rejections;
+    size_t heap_limit;  /* the JS heap's limit (--memory-limit), enforced by heap_malloc & co.; 0: none */
+    bool heap_exhausted;  /* an allocation of the JS heap failed in this run (the limit, or malloc) */
 } S = { .host_timer = -1, .next_timer_id = 1, .burst_ms = 1000, .time_ms = 0, .next_waker = FIRST_WATCH_WAKER };
 
 static double now_ms(void)
@@ -143,6 +145,63 @@ static double now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
+
+/* ---- the JS heap and its limit ----------------------------------------- */
+
+/* The runtime's allocator. The memory limit is enforced here, not by JS_SetMemoryLimit, so that
+ * the guest knows when the heap ran out: QuickJS drops some out-of-memory errors (a failed
+ * JS_EnqueueJob in a promise reaction is ignored: the chain just stops, and the run would end
+ * "ok"; an error object that cannot be allocated is thrown as null), and which allocation fails
+ * first depends on where the heap sits in memory. heap_exhausted lets the event loop report such
+ * a run as the memory limit (check_swallowed, fail_with_exception, fail_on_unhandled_rejection).
+ * QuickJS serves blocks up to 512 bytes from 4 KiB arenas and comes here only for a new arena or
+ * a larger block; the limit applies to the heap as QuickJS counts it (malloc_state.malloc_size,
+ * the blocks in use), as JS_SetMemoryLimit's check would, so it refuses at most one arena early. */
+static bool heap_refuses(size_t growth)
+{
+    if (!S.heap_limit || !S.rt || S.rt->malloc_state.malloc_size + growth <= S.heap_limit)
+        return false;
+    S.heap_exhausted = true;
+    return true;
+}
+
+static void *heap_failed(void *p)
+{
+    if (!p)
+        S.heap_exhausted = true;  /* malloc itself failed: the Store's memory limit */
+    return p;
+}
+
+static void *heap_calloc(void *opaque, size_t count, size_t size)
+{
+    (void)opaque;
+    return heap_refuses(count * size) ? NULL : heap_failed(calloc(count, size));
+}
+
+static void *heap_malloc(void *opaque, size_t size)
+{
+    (void)opaque;
+    return heap_refuses(size) ? NULL : heap_failed(malloc(size));
+}
+
+static void heap_free(void *opaque, void *ptr)
+{
+    (void)opaque;
+    free(ptr);
+}
+
+static void *heap_realloc(void *opaque, void *ptr, size_t size)
+{
+    (void)opaque;
+    size_t old = ptr ? js__malloc_usable_size(ptr) : 0;
+    if (size > old && heap_refuses(size - old))
+        return NULL;
+    return size ? heap_failed(realloc(ptr, size)) : realloc(ptr, size);
+}
+
+static const JSMallocFunctions heap_funcs = {
+    heap_calloc, heap_malloc, heap_free, heap_realloc, js__malloc_usable_size,
+};
 
 /* ---- backtrace without allocation ------------------------------------- */
 
@@ -442,6 +501,70 @@ static bool is_out_of_memory(JSContext *ctx, JSValueConst exc)
     return oom;
 }
 
+/* What an exhausted heap leaves instead of an "out of memory" error (JS_ThrowOutOfMemory): an
+ * error object QuickJS could not allocate is thrown as null; an InternalError whose message it
+ * could not allocate has the message "Invalid error message" or no message of its own
+ * (JS_MakeError2). Only counted when an allocation of the heap failed in this run. */
+static bool is_oom_remains(JSContext *ctx, JSValueConst v)
+{
+    if (is_out_of_memory(ctx, v))
+        return true;
+    if (!S.heap_exhausted)
+        return false;
+    if (!JS_IsObject(v))
+        return JS_IsNull(v) || JS_IsUndefined(v);
+    if (!JS_IsError(v))
+        return false;
+    JSValue proto = JS_GetPrototype(ctx, v);
+    bool internal = JS_VALUE_GET_PTR(proto) == JS_VALUE_GET_PTR(ctx->native_error_proto[JS_INTERNAL_ERROR]);
+    JS_FreeValue(ctx, proto);
+    if (!internal)
+        return false;
+    JSPropertyDescriptor desc;
+    int own = JS_GetOwnProperty(ctx, &desc, v, JS_ATOM_message);
+    bool oom = own == 0;
+    if (own > 0) {
+        if (JS_IsString(desc.value)) {
+            const char *s = JS_ToCString(ctx, desc.value);
+            oom = s && strcmp(s, "Invalid error message") == 0;
+            if (s)
+                JS_FreeCString(ctx, s);
+        }
+        JS_FreeValue(ctx, desc.value);
+        JS_FreeValue(ctx, desc.getter);
+        JS_FreeValue(ctx, desc.setter);
+    }
+    if (JS_HasException(ctx))
+        JS_FreeValue(ctx, JS_GetException(ctx));
+    return oom;
+}
+
+/* Report `exc` (owned) as the run's failure: the memory limit when it is what an exhausted heap
+ * leaves (oom), else an uncaught exception. */
+static void fail_with(JSValue exc, bool oom)
+{
+    JSContext *ctx = S.ctx;
+    int kind = REPORT_UNCAUGHT;
+    Buf b = {0};
+    if (S.stop_reason) {
+        kind = S.stop_reason;
+        /* the uncatchable "interrupted" error carries the stack where the run stopped */
+        buf_put_error(ctx, &b, exc);
+    } else if (oom) {
+        kind = REPORT_MEMORY_LIMIT;
+        if (is_out_of_memory(ctx, exc))
+            buf_put_error(ctx, &b, exc);
+        else
+            buf_put(&b, "out of memory", 13);
+    } else {
+        buf_put_error(ctx, &b, exc);
+    }
+    JS_FreeValue(ctx, exc);
+    host_report(kind, b.buf ? b.buf : "", b.len);
+    free(b.buf);
+    S.finished = true;
+}
+
 /* Report the pending exception as the run's failure. */
 static void fail_with_exception(void)
 {
@@ -452,29 +575,25 @@ static void fail_with_exception(void)
         S.finished = true;
         return;
     }
-    int kind = REPORT_UNCAUGHT;
-    Buf b = {0};
-    if (S.stop_reason) {
-        kind = S.stop_reason;
-        /* the uncatchable "interrupted" error carries the stack where the run stopped */
-        buf_put_error(ctx, &b, exc);
-    } else if (is_out_of_memory(ctx, exc) ||
-               (!JS_IsObject(exc) && S.rt->malloc_state.malloc_limit &&
-                S.rt->malloc_state.malloc_size > S.rt->malloc_state.malloc_limit / 10 * 9)) {
-        /* with the heap full, even the error object may not be allocated */
-        kind = REPORT_MEMORY_LIMIT;
-        if (!JS_IsObject(exc))
-            buf_put(&b, "out of memory", 13);
-        kind = REPORT_MEMORY_LIMIT;
-        if (JS_IsObject(exc))
-            buf_put_error(ctx, &b, exc);
-    } else {
-        buf_put_error(ctx, &b, exc);
+    fail_with(exc, !S.stop_reason && is_oom_remains(ctx, exc));
+}
+
+/* After the engine returned without an exception: an exception still pending was swallowed by
+ * QuickJS (a failed JS_EnqueueJob leaves its out-of-memory error there, and the promise chain
+ * that needed the job silently stops). With the heap exhausted in this run that is the memory
+ * limit, and the run fails (false); otherwise it is dropped, as QuickJS would have. */
+static bool check_swallowed(void)
+{
+    JSContext *ctx = S.ctx;
+    if (!JS_HasException(ctx))
+        return true;
+    JSValue exc = JS_GetException(ctx);
+    if (!S.heap_exhausted || S.exit_requested) {
+        JS_FreeValue(ctx, exc);
+        return true;
     }
-    JS_FreeValue(ctx, exc);
-    host_report(kind, b.buf ? b.buf : "", b.len);
-    free(b.buf);
-    S.finished = true;
+    fail_with(exc, true);
+    return false;
 }
 
 static bool fail_on_unhandled_rejection(void)
@@ -485,12 +604,16 @@ static bool fail_on_unhandled_rejection(void)
     JSValue reason = JS_PromiseResult(ctx, S.rejections[0]);
     Buf b = {0};
     /* running out of memory inside an async function is still the memory limit */
-    int kind = is_out_of_memory(ctx, reason) ? REPORT_MEMORY_LIMIT : REPORT_UNHANDLED_REJECTION;
-    if (kind == REPORT_UNHANDLED_REJECTION)
-        buf_put(&b, "Uncaught (in promise) ", 22);
-    buf_put_inspect(ctx, &b, reason);
+    bool oom = is_oom_remains(ctx, reason);
+    if (oom && !is_out_of_memory(ctx, reason)) {
+        buf_put(&b, "out of memory", 13);
+    } else {
+        if (!oom)
+            buf_put(&b, "Uncaught (in promise) ", 22);
+        buf_put_inspect(ctx, &b, reason);
+    }
     JS_FreeValue(ctx, reason);
-    host_report(kind, b.buf ? b.buf : "", b.len);
+    host_report(oom ? REPORT_MEMORY_LIMIT : REPORT_UNHANDLED_REJECTION, b.buf ? b.buf : "", b.len);
     free(b.buf);
     S.finished = true;
     return true;
@@ -804,7 +927,7 @@ static JSValue js_host_memory_usage(JSContext *ctx, JSValueConst this_val, int a
     if (JS_IsException(o))
         return o;
     JS_SetPropertyStr(ctx, o, "mallocSize", JS_NewInt64(ctx, u.malloc_size));
-    JS_SetPropertyStr(ctx, o, "mallocLimit", JS_NewInt64(ctx, u.malloc_limit));
+    JS_SetPropertyStr(ctx, o, "mallocLimit", JS_NewInt64(ctx, (int64_t)S.heap_limit));
     JS_SetPropertyStr(ctx, o, "memoryUsedSize", JS_NewInt64(ctx, u.memory_used_size));
     JS_SetPropertyStr(ctx, o, "mallocCount", JS_NewInt64(ctx, u.malloc_count));
     JS_SetPropertyStr(ctx, o, "objCount", JS_NewInt64(ctx, u.obj_count));
@@ -1071,7 +1194,7 @@ void wapojs_init(void)
     if (S.init_done)
         return;
     S.init_done = true;
-    S.rt = JS_NewRuntime();
+    S.rt = JS_NewRuntime2(&heap_funcs, NULL);
     if (!S.rt)
         return;
     JS_SetInterruptHandler(S.rt, interrupt_handler, NULL);
@@ -1195,8 +1318,7 @@ static bool start(void)
     if (!S.ctx)
         return false;
     JS_UpdateStackTop(S.rt);  /* the stack top of this call, not of the (snapshotted) init */
-    if (S.memory_limit)
-        JS_SetMemoryLimit(S.rt, S.memory_limit);
+    S.heap_limit = S.memory_limit;  /* enforced by heap_funcs */
     if (S.stack_size)
         JS_SetMaxStackSize(S.rt, S.stack_size);
     reseed(S.ctx);
@@ -1270,7 +1392,7 @@ static bool main_done(JSContext *ctx, JSValue r)
         return false;
     }
     JS_FreeValue(ctx, r);
-    return true;
+    return check_swallowed();
 }
 
 /* Hand the code to a prelude entry point: entry(code, name, isModule). */
@@ -1308,6 +1430,8 @@ static bool run_jobs(void)
             fail_with_exception();
             return false;
         }
+        if (!check_swallowed())
+            return false;
     }
 }
 
@@ -1345,7 +1469,7 @@ static bool run_due_timers(void)
             return false;
         }
         JS_FreeValue(S.ctx, r);
-        if (!run_jobs())
+        if (!check_swallowed() || !run_jobs())
             return false;
     }
 }
@@ -1386,7 +1510,7 @@ static bool drain_wakers(void)
                 ok = false;
             } else {
                 JS_FreeValue(S.ctx, ret);
-                ok = run_jobs();
+                ok = check_swallowed() && run_jobs();
             }
             break;
         }
