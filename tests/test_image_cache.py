@@ -154,6 +154,7 @@ def test_a_damaged_artifact_is_rejected_and_compiled_again(images, damage):
     os.replace(tmp, path)
     assert read_verified(path, get_engine(EngineConfig())) is None
     assert not path.exists()  # rejected and removed
+    assert read_verified(path, get_engine(EngineConfig())) is None  # and gone (as if pruned): a miss
 
     forget(module)
     again = compiled(code)

@@ -7,8 +7,10 @@ minimum raised to the image's size) and compiled; wasmtime then maps the memory 
 sandbox from the compiled artifact copy-on-write, and the pool restores only what a run dirtied.
 The artifact is cached on disk (``cache_dir()/images``, keyed by the hash of the snapshot, of the
 image and of the engine settings; checked on load, wapo.host.module), so every worker process
-maps the same file. Compiling costs what the snapshot's compile costs (~1.5 s of Cranelift), so
-callers do it once an image is hot, off the request path (wapo.js.precompiled).
+maps the same file; the directory is bounded, least recently used artifacts pruned when one is
+written (wapo.host.cache_bound; ``mark_used`` keeps a used module's mtime fresh). Compiling costs
+what the snapshot's compile costs (~1.5 s of Cranelift), so callers do it once an image is hot,
+off the request path (wapo.js.precompiled).
 """
 
 from __future__ import annotations
