@@ -55,6 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="open connections per process; more are answered 503 (default 1000; 0 = none)")
     p.add_argument("--shutdown-grace", type=duration_arg, default=None, metavar="DURATION",
                    help="on SIGTERM, what requests in flight have to finish (default 10s)")
+    p.add_argument("--image-cache-size", type=size_arg, default=None, metavar="SIZE",
+                   help="disk for hot agents' compiled image modules, least recently used removed beyond "
+                        "(default $WAPO_IMAGE_CACHE_SIZE or 1GiB; 0 = no bound)")
     p.add_argument("--otlp-endpoint", default=None, metavar="URL",
                    help="export traces and agent logs over OTLP/HTTP to URL (/v1/traces, /v1/logs; default "
                         "$WAPO_OTLP_ENDPOINT; off without)")
@@ -107,7 +110,7 @@ def config_from(args: argparse.Namespace) -> GatewayConfig:
     if net.get("sni_host") is not None:
         changes["sni_host"] = net["sni_host"]
     for name in ("max_vault_size", "vault_rate_limit", "header_timeout", "keepalive_timeout", "min_body_rate",
-                 "max_connections", "shutdown_grace"):
+                 "max_connections", "shutdown_grace", "image_cache_size"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     if args.ws_max_message is not None:

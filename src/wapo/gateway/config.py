@@ -64,6 +64,9 @@ class GatewayConfig:
     access_log: bool = True  # one line per request on stdout (`--quiet` / access_log = false: none)
     cron: tuple[CronJob, ...] = ()  # scheduled runs ([cron.<name>]; gateway/cron.py)
     metrics_top_cids: int = 20  # CIDs with their own label in the per-CID metrics; the rest are "other"
+    # bytes of hot agents' compiled image modules on disk (cache_dir()/images), least recently
+    # used pruned beyond (0 = no bound; None: $WAPO_IMAGE_CACHE_SIZE or 1 GiB): host/cache_bound.py
+    image_cache_size: int | None = None
     otlp_endpoint: str | None = None  # OTLP/HTTP base URL: traces and logs exported there (gateway/telemetry.py)
     admin_token: str | None = None  # the dashboard and admin routes (none: they answer 404)
     # a cluster (issue 14, docs/cluster.md): a shared PostgreSQL store, its key, this node's name
@@ -130,6 +133,8 @@ class GatewayConfig:
         if self.otlp_endpoint and not self.otlp_endpoint.startswith(("http://", "https://")):
             raise ValueError(f"otlp_endpoint (--otlp-endpoint) is an http:// or https:// URL of an OTLP/HTTP "
                              f"receiver (e.g. http://127.0.0.1:4318), not {self.otlp_endpoint!r}")
+        if self.image_cache_size is not None and self.image_cache_size < 0:
+            raise ValueError(f"image_cache_size (--image-cache-size) is 0 (no bound) or more, not {self.image_cache_size}")
         if self.metrics_top_cids < 0:
             raise ValueError(f"metrics_top_cids is 0 or more, not {self.metrics_top_cids}")
         if self.max_runs_per_cid < 1:
@@ -227,7 +232,8 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     Scheduled runs: ``[cron.<name>]`` tables with ``cid``, ``schedule`` (cron syntax, optionally
     ``"CRON_TZ=Europe/Paris ..."``; 6 fields put seconds first), optional ``timezone``, ``path``,
     ``method``, ``body`` and ``vault_key`` (gateway/cronspec.py). ``metrics_top_cids`` (20): CIDs
-    with their own label in the per-CID metrics. ``otlp_endpoint`` (an OTLP/HTTP base URL) exports
+    with their own label in the per-CID metrics. ``image_cache_size`` ("1GiB"; 0 = no bound): the
+    disk taken by hot agents' compiled image modules. ``otlp_endpoint`` (an OTLP/HTTP base URL) exports
     traces and logs; ``admin_token`` turns on the dashboard (``/dashboard``) and the admin routes.
     """
     try:
@@ -244,7 +250,7 @@ def load_config(path: Path, base: GatewayConfig = GatewayConfig()) -> GatewayCon
     if "data_dir" in data:
         changes["data_dir"] = Path(data["data_dir"])
     for key in ("max_request_body", "max_answer", "max_code_size", "max_vault_size", "min_body_rate",
-                "ws_max_message"):
+                "ws_max_message", "image_cache_size"):
         if key in data:
             changes[key] = parse_size(str(data[key]))
     if "vault_rate_limit" in data:

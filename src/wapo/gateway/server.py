@@ -21,6 +21,7 @@ from aiohttp.web_protocol import RequestHandler
 from ..host.keys import node_key
 from ..paths import default_data_dir
 from ..store import Store
+from ..host import cache_bound
 from ..host import threads as guest_threads
 from .context import CONFIG, REQUEST_ID_HEADER, error_response, new_request_id
 from .app import make_app
@@ -199,6 +200,8 @@ async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready=None,
     are told to drain too and waited for.
     """
     guest_threads.configure(config.guest_threads)  # this process's threads for guest steps
+    if config.image_cache_size is not None:  # else $WAPO_IMAGE_CACHE_SIZE or the default
+        cache_bound.set_limit("images", config.image_cache_size)
     app = make_app(config)
     runner = GatewayRunner(app, access_log=None)
     await runner.setup()

@@ -18,12 +18,13 @@ from typing import Callable
 import wasmtime
 
 from ..paths import cache_dir
+from . import cache_bound
 from .engine import EngineConfig, get_engine
 from .errors import GuestLoadError
 from .linker import linker_for
 
 _loaded: dict[tuple[EngineConfig, str], wasmtime.Module] = {}
-DIGEST_SUFFIX = ".sha256"
+DIGEST_SUFFIX = cache_bound.DIGEST_SUFFIX
 # A module at most this large, without a start function, is instantiated holding the GIL: with
 # nothing of it running, instantiation is a slot taken and at most this much data copied.
 QUICK_INSTANTIATE_BYTES = 4 * 1024 * 1024
@@ -65,6 +66,12 @@ def load_module(wasm: bytes, config: EngineConfig = EngineConfig()) -> wasmtime.
     return load_keyed(hashlib.sha256(wasm).hexdigest(), lambda: wasm, config)
 
 
+def cache_path(key: str, config: EngineConfig = EngineConfig(), kind: str = "modules") -> Path:
+    """Where ``load_keyed`` keeps the artifact of ``key`` compiled for ``config``."""
+    name = hashlib.sha256(f"{config.cache_tag()};{key}".encode()).hexdigest()[:32]
+    return _module_dir(kind) / f"{name}.cwasm"
+
+
 def load_keyed(key: str, make_wasm: Callable[[], bytes], config: EngineConfig = EngineConfig(),
                kind: str = "modules") -> wasmtime.Module:
     """The module ``make_wasm()`` returns, compiled for ``config``'s engine; ``key`` must name
@@ -75,15 +82,14 @@ def load_keyed(key: str, make_wasm: Callable[[], bytes], config: EngineConfig = 
     if module is not None:
         return module
     engine = get_engine(config)
-    name = hashlib.sha256(f"{config.cache_tag()};{key}".encode()).hexdigest()[:32]
-    path = _module_dir(kind) / f"{name}.cwasm"
+    path = cache_path(key, config, kind)
     module = read_verified(path, engine)
     if module is None:
         try:
             module = wasmtime.Module(engine, make_wasm())
         except wasmtime.WasmtimeError as exc:
             raise GuestLoadError(f"not a valid WebAssembly module: {str(exc).splitlines()[0]}") from exc
-        if store_verified(path, module):
+        if store_verified(path, module, max_bytes=cache_bound.limit(kind)):
             # loaded back from the file: wasmtime then maps memory images from it (shared by every
             # process that loads it) instead of a private copy
             module = read_verified(path, engine) or module
@@ -110,23 +116,33 @@ def private_dir(path: Path, create: bool = False) -> bool:
 
 def read_verified(path: Path, engine: wasmtime.Engine) -> wasmtime.Module | None:
     """The module serialized at ``path`` if the file is intact (its digest matches) and the
-    directory private; None (the bad file removed) otherwise."""
+    directory private; None (the bad file removed) otherwise, or if the file is gone (another
+    process pruned it: cache_bound). wasmtime maps the very file that was hashed (opened once,
+    through /proc/self/fd), so a file replaced or removed meanwhile is never run unchecked."""
     digest_path = path.with_name(path.name + DIGEST_SUFFIX)
     if not private_dir(path.parent):
         return None
     try:
         expected = digest_path.read_text().strip()
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        f = open(path, "rb")
     except OSError:
         return None
-    if expected != actual:
-        _remove(path, digest_path)
-        return None
-    try:
-        return wasmtime.Module.deserialize_file(engine, str(path))
-    except wasmtime.WasmtimeError:  # another wasmtime or engine setting: compile again
-        _remove(path, digest_path)
-        return None
+    with f:
+        try:
+            actual = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError:
+            return None
+        if expected != actual:
+            _remove(path, digest_path)
+            return None
+        by_fd = f"/proc/self/fd/{f.fileno()}"
+        try:
+            module = wasmtime.Module.deserialize_file(engine, by_fd if os.path.exists(by_fd) else str(path))
+        except wasmtime.WasmtimeError:  # another wasmtime or engine setting: compile again
+            _remove(path, digest_path)
+            return None
+    cache_bound.touch(path)  # used now: the last to be pruned
+    return module
 
 
 def _remove(*paths: Path) -> None:
@@ -137,22 +153,32 @@ def _remove(*paths: Path) -> None:
             pass
 
 
-def store_verified(path: Path, module: wasmtime.Module) -> bool:
+def store_verified(path: Path, module: wasmtime.Module, max_bytes: int = 0) -> bool:
     """Write ``module`` serialized to ``path`` with its digest beside it (False if the cache
-    directory is not private or not writable: the module then lives in this process only)."""
+    directory is not private or not writable: the module then lives in this process only).
+    Each file is written whole to a temporary file and renamed into place, so no reader ever sees
+    a partial one; the artifact goes first, so a digest always names a complete artifact (one
+    without its digest yet is a miss). Then, with ``max_bytes``, the directory is pruned to it
+    (least recently used first, never ``path``: cache_bound)."""
     if not private_dir(path.parent, create=True):
         return False
     data = module.serialize()
+    tmp = None
     try:
         for target, payload in ((path, data), (path.with_name(path.name + DIGEST_SUFFIX),
                                                hashlib.sha256(data).hexdigest().encode())):
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=cache_bound.TMP_SUFFIX)
             with os.fdopen(fd, "wb") as f:
                 f.write(payload)
             os.replace(tmp, target)
-        return True
-    except OSError:
+            tmp = None
+    except OSError:  # e.g. a full disk: nothing half-written stays behind
+        if tmp is not None:
+            _remove(Path(tmp))
         return False
+    if max_bytes:
+        cache_bound.prune(path.parent, max_bytes, keep=path)
+    return True
 
 
 class GuestModule:

@@ -15,7 +15,9 @@ gets no image (its runs compile the source and report the error) and is remember
 A hot image (used by ``HOT_RUNS`` runs in this process) is then compiled into a module of its
 own (wapo.host.snapshot.image_module) on a background thread, cached on disk for every worker
 process; runs after that map it copy-on-write instead of copying the image
-(``WAPO_IMAGE_MODULE_RUNS``, 0 = never).
+(``WAPO_IMAGE_MODULE_RUNS``, 0 = never). The thread is a daemon: a process exiting does not
+wait for a compile in progress (it was only a cache fill). The disk cache is bounded
+(wapo.host.cache_bound, ``WAPO_IMAGE_CACHE_SIZE``).
 
 Compiling is guest work (``image_for_run``): it runs on a guest thread as a step of the run's
 tenant, never on the event loop, under the run's burst limit (as in the reference, where the
@@ -30,9 +32,10 @@ import functools
 import hashlib
 import logging
 import os
+import queue
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 from ..host import LimitExceeded, Limits
 from ..host.errors import WapoError
@@ -63,7 +66,9 @@ _lock = threading.Lock()
 _compiling: dict[str, asyncio.Task] = {}  # key -> the compile in progress (one event loop's)
 _too_slow: dict[str, float] = {}  # key -> the longest deadline a compile overran
 _uses: dict[str, int] = {}  # key -> runs from its image, until it is hot
-_compiler: ThreadPoolExecutor | None = None  # one background thread compiles image modules
+# one background thread compiles image modules; a daemon: exiting never waits for a compile (a
+# cache fill; an abandoned one leaves no usable partial artifact: wapo.host.module, cache_bound)
+_compiler: queue.SimpleQueue | None = None
 
 
 def precompile_enabled() -> bool:
@@ -111,9 +116,33 @@ def _cached(code: str, name: str, entry: str) -> tuple[str | None, MemoryImage |
 
 def _compile_in_background(image: MemoryImage) -> Future:
     global _compiler
-    if _compiler is None:
-        _compiler = ThreadPoolExecutor(1, thread_name_prefix="wapo-image-module")
-    return _compiler.submit(compile_module, image)
+    future: Future = Future()
+    with _compiler_lock:
+        if _compiler is None:
+            _compiler = queue.SimpleQueue()
+            threading.Thread(target=_compile_loop, args=(_compiler,), name="wapo-image-module", daemon=True).start()
+        _compiler.put((future, image))
+    return future
+
+
+def _compile_loop(jobs: queue.SimpleQueue) -> None:
+    while True:
+        future, image = jobs.get()
+        if not future.set_running_or_notify_cancel():
+            continue
+        try:
+            future.set_result(compile_module(image))
+        except BaseException as exc:  # noqa: BLE001 - the caller's future holds it
+            future.set_exception(exc)
+
+
+def _forget_compiler() -> None:
+    global _compiler
+    _compiler = None  # a forked child has no such thread: it starts its own
+
+
+_compiler_lock = threading.Lock()
+os.register_at_fork(after_in_child=_forget_compiler)
 
 
 def compile_module(image: MemoryImage) -> ImageModule | None:

@@ -109,4 +109,5 @@ def js_instance(
         # the image compiled into a module of its own: mapped copy-on-write, nothing to copy
         # (a fuel-metered run needs other machine code: it copies the image as before)
         guest, memory_image = memory_image.compiled[0], None
+        guest.mark_used()  # type: ignore[attr-defined]
     return Instance(guest, args=argv, options=options, memory_image=memory_image)

@@ -7,18 +7,23 @@ minimum raised to the image's size) and compiled; wasmtime then maps the memory 
 sandbox from the compiled artifact copy-on-write, and the pool restores only what a run dirtied.
 The artifact is cached on disk (``cache_dir()/images``, keyed by the hash of the snapshot, of the
 image and of the engine settings; checked on load, wapo.host.module), so every worker process
-maps the same file. Compiling costs what the snapshot's compile costs (~1.5 s of Cranelift), so
-callers do it once an image is hot, off the request path (wapo.js.precompiled).
+maps the same file; the directory is bounded, least recently used artifacts pruned when one is
+written (wapo.host.cache_bound; ``mark_used`` keeps a used module's mtime fresh). Compiling costs
+what the snapshot's compile costs (~1.5 s of Cranelift), so callers do it once an image is hot,
+off the request path (wapo.js.precompiled).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
+from pathlib import Path
 
 import wasmtime
 
+from .. import cache_bound
 from ..engine import EngineConfig
-from ..module import GuestModule, load_keyed
+from ..module import GuestModule, cache_path, load_keyed
 from .capture import data_ranges
 from .image import MemoryImage
 from .wasm import (PAGE, SEC_DATA, SEC_DATACOUNT, SEC_MEMORY, Reader, SnapshotError, encode, encode_limits, parse,
@@ -103,6 +108,8 @@ class ImageModule(GuestModule):
         self.burst_grace = base.burst_grace
         self.quick_instantiate = False  # its memory may be more than QUICK_INSTANTIATE_BYTES to set up
         self._pres: dict[EngineConfig, wasmtime.InstancePre] = {}
+        self._paths: list[Path] = []  # its artifacts on disk, one per engine configuration
+        self._touched = time.monotonic()
         self.instance_pre(EngineConfig())
 
     @property
@@ -117,4 +124,14 @@ class ImageModule(GuestModule):
         return self.base.default_address()
 
     def _load(self, config: EngineConfig) -> wasmtime.Module:
+        self._paths.append(cache_path(self.key, config, CACHE_KIND))
         return load_keyed(self.key, lambda: self.wasm, config, kind=CACHE_KIND)
+
+    def mark_used(self) -> None:
+        """A run uses this module: its artifacts' mtimes say so, at most every TOUCH_EVERY
+        seconds, so the disk cache's pruning (cache_bound) takes them last."""
+        now = time.monotonic()
+        if now - self._touched >= cache_bound.TOUCH_EVERY:
+            self._touched = now
+            for path in self._paths:
+                cache_bound.touch(path)
