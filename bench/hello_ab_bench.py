@@ -23,6 +23,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from isolation_bench import HELLO_AGENT, PLAIN_SERVER, WAPO, Proc, free_port, loadgen, publish  # noqa: E402
 
 
+def cpu_and_switches(pid: int) -> tuple[float, float, int]:
+    """(seconds of CPU of the process, of its main (event loop) thread, context switches of all its threads)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    main = open(f"/proc/{pid}/task/{pid}/stat").read().rsplit(")", 1)[1].split()
+    switches = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            for line in open(f"/proc/{pid}/task/{tid}/status"):
+                if "ctxt_switches" in line:
+                    switches += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return (int(fields[11]) + int(fields[12])) / tick, (int(main[11]) + int(main[12])) / tick, switches
+
+
 class EnvProc(Proc):
     def __init__(self, name: str, argv: list[str], ready: str, env: dict) -> None:
         saved = dict(os.environ)
@@ -76,7 +92,15 @@ def main() -> int:
             got: dict[str, list[dict]] = {n: [] for n in names}
             for r in range(args.rounds):
                 for name in (names if r % 2 == 0 else names[::-1]):
-                    got[name].append(loadgen(urls[name], args.slice, args.concurrency, "hello"))
+                    pid = procs[name].proc.pid
+                    before = cpu_and_switches(pid)
+                    one = loadgen(urls[name], args.slice, args.concurrency, "hello")
+                    after = cpu_and_switches(pid)
+                    n = max(1, one["requests"] + args.concurrency)
+                    one["cpu_us"] = (after[0] - before[0]) / n * 1e6
+                    one["loop_us"] = (after[1] - before[1]) / n * 1e6
+                    one["cs"] = (after[2] - before[2]) / n
+                    got[name].append(one)
         finally:
             for p in procs.values():
                 p.stop()
@@ -90,6 +114,10 @@ def main() -> int:
               f"(p50 {c['p50_ms']:.1f} ms)  change/base {c['rps'] / b['rps']:.2f}x{extra}")
     print(f"change/base: median {statistics.median(ratios):.2f}x, total {total['change'] / total['base']:.2f}x "
           f"({total['change']:.0f} / {total['base']:.0f} req/s)")
+    for n in ("base", "change"):
+        print(f"{n}: CPU per request {statistics.median(x['cpu_us'] for x in got[n]):.0f} us (median of slices), "
+              f"loop thread {statistics.median(x['loop_us'] for x in got[n]):.0f} us, "
+              f"context switches {statistics.median(x['cs'] for x in got[n]):.2f}")
     if args.plain:
         print(f"change/plain {total['change'] / total['plain']:.3f}x, base/plain {total['base'] / total['plain']:.3f}x")
     return 0
