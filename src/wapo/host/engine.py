@@ -32,7 +32,7 @@ WASMTIME_VERSION = version("wasmtime")
 POOL_SLOTS = int(os.environ.get("WAPO_POOL_SLOTS", "128"))
 MAX_SANDBOXES = int(os.environ.get("WAPO_MAX_SANDBOXES", "4096"))
 POOL_KEEP_RESIDENT = int(os.environ.get("WAPO_POOL_KEEP_RESIDENT", 4 * 1024 * 1024))  # reset by memset, not madvise
-POOL_WARM_SLOTS = 32  # unused slots kept warm (each may hold POOL_KEEP_RESIDENT resident)
+POOL_WARM_SLOTS = int(os.environ.get("WAPO_POOL_WARM_SLOTS", "32"))  # unused slots kept warm (each may hold POOL_KEEP_RESIDENT resident)
 POOL_MAX_MEMORY = 4 * 1024 * 1024 * 1024
 
 
