@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import logging
 import os
 import time
@@ -28,11 +27,9 @@ TRIM_EVERY = float(os.environ.get("WAPO_TRIM_EVERY", "10"))  # seconds; 0 turns 
 
 def native_trim() -> Callable[[], int] | None:
     """glibc's ``malloc_trim(0)`` as a callable (the GIL is released while it runs), or None."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        trim = libc.malloc_trim
-    except (OSError, AttributeError, TypeError):
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own symbols: libc is among them
+    except (OSError, AttributeError):
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int

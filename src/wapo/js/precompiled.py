@@ -69,6 +69,7 @@ _uses: dict[str, int] = {}  # key -> runs from its image, until it is hot
 # one background thread compiles image modules; a daemon: exiting never waits for a compile (a
 # cache fill; an abandoned one leaves no usable partial artifact: wapo.host.module, cache_bound)
 _compiler: queue.SimpleQueue | None = None
+_compiler_lock = threading.Lock()
 
 
 def precompile_enabled() -> bool:
@@ -141,7 +142,6 @@ def _forget_compiler() -> None:
     _compiler = None  # a forked child has no such thread: it starts its own
 
 
-_compiler_lock = threading.Lock()
 os.register_at_fork(after_in_child=_forget_compiler)
 
 
