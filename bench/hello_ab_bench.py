@@ -117,7 +117,8 @@ def main() -> int:
     for n in ("base", "change"):
         print(f"{n}: CPU per request {statistics.median(x['cpu_us'] for x in got[n]):.0f} us (median of slices), "
               f"loop thread {statistics.median(x['loop_us'] for x in got[n]):.0f} us, "
-              f"context switches {statistics.median(x['cs'] for x in got[n]):.2f}")
+              f"context switches {statistics.median(x['cs'] for x in got[n]):.2f}, "
+              f"failed requests {sum(x['errors'] for x in got[n])}")
     if args.plain:
         print(f"change/plain {total['change'] / total['plain']:.3f}x, base/plain {total['base'] / total['plain']:.3f}x")
     return 0

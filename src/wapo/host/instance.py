@@ -24,12 +24,13 @@ from .abi import OcallError, ReportKind
 from .engine import EPOCH_TICK, MAX_SANDBOXES, MAX_WASM_STACK, EngineConfig, get_engine
 from .errors import CapacityExceeded, GuestError, GuestLoadError, GuestTrap, LimitExceeded, RunError, UnhandledRejection
 from .limits import MIB, format_size
-from .memory import GuestMemory
+from .memory import QUICK_COPY, GuestMemory
 from .module import GuestModule
 from .options import RunOptions
 from .resources import Oneshot
 from .sandbox import QUICK_DROP_BYTES, Sandbox
 from .snapshot.image import MemoryImage, apply_image
+from .speculation import BUDGET_TICKS, SpeculationEnded, loop_stack_fits, speculation
 from .state import GuestReport, GuestState, LogRecord, current
 from .threads import Step, guest_threads
 
@@ -100,6 +101,8 @@ class Instance:
         self._tenant = self.options.tenant or module.name
         self._in_step: Step | None = None  # a step queued or running on a guest thread
         self._fuel: int | None = None  # fuel used, read when the last step ends
+        self._first_cpu = 0.0  # CPU seconds of the first step (instantiation and first poll)
+        self._trapped = False  # a call into the guest trapped
 
     # --- host API for input (queries, requests, tests) ---------------------------
     def send_input(self, kind: int, message: bytes) -> None:
@@ -217,7 +220,7 @@ class Instance:
         if step is not None and self._threads is not None and self._threads.when_done(step, lambda: _drop(sandbox)):
             return
         if self._threads is not None:
-            self._threads.submit(self._tenant, lambda: _drop(sandbox))
+            self._threads.post(self._tenant, lambda: _drop(sandbox))
         else:
             _drop(sandbox)
 
@@ -293,6 +296,9 @@ class Instance:
         if self.limits.time:
             remaining = self.limits.time - (time.monotonic() - self._started)
             budget = min(budget, max(remaining, 0.0) + grace)
+        if self._state is not None and self._state.speculative:
+            self._sandbox.set_epoch_deadline(BUDGET_TICKS)
+            return
         self._sandbox.set_epoch_deadline(max(1, math.ceil(budget / EPOCH_TICK)) + 1)
 
     def restart_burst(self) -> None:
@@ -322,6 +328,9 @@ class Instance:
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
             if st.host_stop is not None:  # a host call stopped the guest, and said why
                 raise st.host_stop from None
+            self._trapped = True
+            if st.speculative:  # over its budget, or a fault the guest thread's run will report
+                raise SpeculationEnded("the speculative step trapped") from None
             if isinstance(exc, wasmtime.Trap):
                 raise self._trap_error(exc, st) from None
             raise GuestTrap(f"the guest failed: {_error_cause(exc)}") from None
@@ -331,16 +340,58 @@ class Instance:
 
     async def _drive(self, st: GuestState) -> RunError | None:
         """Poll until the guest is done. One step per poll; the first also instantiates and the last
-        also drops the Store, so a run that finishes in one poll costs one hand-off to a thread."""
-        first = True
+        also drops the Store, so a run that finishes in one poll costs one hand-off to a thread
+        (none when its tenant's first steps run on the loop: ``_speculate``)."""
+        st.begin_step()
+        outcome = self._speculate(st) if self._may_speculate() else None
+        if outcome is None:
+            outcome = await self._step(functools.partial(self._first_step, st))
+            speculation().record(self._tenant, self._first_cpu, st.slow_calls == 0 and not self._trapped)
         while True:
-            st.begin_step()
-            status, error = await self._step(functools.partial(self._poll_step, st, first))
-            first = False
+            status, error = outcome
             if status is None:
                 return error
             if not st.poll_requested:
                 await self._wait_for_wake(st)
+            st.begin_step()
+            outcome = await self._step(functools.partial(self._poll_step, st, False))
+
+    def _may_speculate(self) -> bool:
+        """The first step may run on the loop (speculation.py): its tenant earned it, and its
+        instantiation runs no guest code and copies at most ``QUICK_COPY`` bytes."""
+        image = self.memory_image
+        return (self._threads is not None and self.module.quick_instantiate and not self.module.has_initialize
+                and speculation().allowed(self._tenant) and loop_stack_fits()
+                and (image is None or image.nbytes <= QUICK_COPY))
+
+    def _speculate(self, st: GuestState) -> tuple[int | None, RunError | None] | None:
+        """Run the first step here, on the loop, within ``BUDGET_TICKS``; None if it was stopped
+        (too long, or at a call that needs the loop): then nothing of it remains and the caller
+        runs the step again on a guest thread."""
+        mark = st.checkpoint()
+        st.speculative = True
+        try:
+            status, error = self._first_step(st)
+        finally:
+            st.speculative = False
+        if isinstance(error, SpeculationEnded):
+            st.rollback(mark)
+            st.begin_step()
+            speculation().stopped(self._tenant, self._first_cpu, trapped=self._trapped)
+            self._longest_burst, self._memory_peak, self._fuel, self._trapped = 0.0, 0, None, False
+            return None
+        speculation().ran += 1
+        speculation().record(self._tenant, self._first_cpu, st.slow_calls == 0 and not self._trapped)
+        st.run_deferred()
+        return status, error
+
+    def _first_step(self, st: GuestState) -> tuple[int | None, RunError | None]:
+        """The instantiation and the first poll, with the CPU time they took (``_first_cpu``)."""
+        started = time.thread_time()
+        try:
+            return self._poll_step(st, True)
+        finally:
+            self._first_cpu = time.thread_time() - started
 
     def _poll_step(self, st: GuestState, first: bool) -> tuple[int | None, RunError | None]:
         """One guest step: (0, None) while pending; (None, error or None) when the run is over, in

@@ -40,6 +40,8 @@ def _ocall_entry(env: int, caller: int, values, count: int) -> int:
         else:
             values[0].i64 = dispatch(state, values[0].i32, values[1].i32, values[2].i32, values[3].i32,
                                      values[4].i32, values[5].i32)
+            if state.host_stop is not None:  # the call stopped the guest (a speculative step's end)
+                return _capi.new_trap(f"wapo: {state.host_stop}")
     except BaseException:  # nothing may unwind into wasm: dispatch already turns errors into codes
         log.exception("the ocall entry failed")
         values[0].i64 = to_signed_i64(err(ErrorCode.IO_ERROR))

@@ -304,6 +304,9 @@ def watch(st: GuestState, task: int, waker: int, res: int, *_: int) -> int:
 
 def dispatch(st: GuestState, task: int, func: int, p0: int, p1: int, p2: int, p3: int) -> int:
     handler = HANDLERS.get(func)
+    if st.speculative and func not in INLINE and handler is not None:
+        st.leave_speculation(f"host call {func}")  # the ocall entry traps: the run starts over
+        return 0
     if handler is None:
         result = err(ErrorCode.UNKNOWN_CALL_NUMBER)
     else:

@@ -20,6 +20,7 @@ from .keys import NodeKey, node_key
 from .limits import MAX_LOG_LINE, format_size
 from .options import RunOptions
 from .resources import InputChannels, ResourceTable
+from .speculation import SpeculationEnded
 
 if TYPE_CHECKING:
     from .memory import GuestMemory
@@ -89,6 +90,9 @@ class GuestState:
         self.stopping = threading.Event()  # the run is over or stopped: a host call waiting must end
         self.host_stop: Exception | None = None  # why a host call stopped the guest (a trap follows)
         self.cancelled: asyncio.Future[None] = self.loop.create_future()  # the caller went away
+        # a step on the loop on trust (speculation.py): only inline calls, output and logs held
+        self.speculative = False
+        self.slow_calls = 0  # calls that needed the loop's thread or waited (a step with none is "loop-free")
 
     # threads: the guest runs on a worker thread, asyncio objects live on the loop's
     def on_loop_thread(self) -> bool:
@@ -97,6 +101,7 @@ class GuestState:
     def call_on_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` on the event loop's thread and wait for it (the guest is paused in
         an ocall meanwhile, so its memory and state are touched by one thread at a time)."""
+        self.slow_calls += 1
         done = threading.Event()
         box: list[Any] = [None, None]
 
@@ -130,6 +135,9 @@ class GuestState:
         the loop per step, not one per line, and the step's result comes after what it wrote. A
         step that writes more than DEFERRED_BYTES hands what it wrote so far to the loop at once,
         so one step cannot hold more than that (a step may run for the whole burst limit)."""
+        if self.speculative:  # held until the step ends, dropped if it is stopped
+            self._deferred.append((fn, arg))
+            return
         if self.on_loop_thread():
             fn(arg)
             return
@@ -146,6 +154,30 @@ class GuestState:
         """On the loop's thread, after a step: what the guest wrote during it, in order."""
         batch, self._deferred, self._deferred_bytes = self._deferred, [], 0
         _run_calls(batch)
+
+    def leave_speculation(self, what: str) -> None:
+        """A speculative step reached a call it may not make (``what``): it stops at once (the
+        caller returns a trap) and the run starts again on a guest thread."""
+        self.host_stop = SpeculationEnded(f"{what} needs the event loop's thread")
+
+    def checkpoint(self) -> tuple:
+        """What a speculative step may change here, as it is before the step (see ``rollback``)."""
+        return (dict(self.ready_tasks), list(self.woken), set(self._woken_set), self.poll_requested,
+                len(self.output), len(self.logs), self.log_bytes, self.logs_dropped, self.log_bytes_dropped,
+                self.pending_return, self.report, self.host_faults, self.trace, self.slow_calls)
+
+    def rollback(self, mark: tuple) -> None:
+        """Undo a stopped speculative step: its output, logs and task queue changes, what it
+        reported; resources and input were out of its reach."""
+        (ready, woken, woken_set, self.poll_requested, output, logs, self.log_bytes, self.logs_dropped,
+         self.log_bytes_dropped, self.pending_return, self.report, self.host_faults, self.trace,
+         self.slow_calls) = mark
+        with self._tasks_lock:
+            self.ready_tasks, self.woken, self._woken_set = ready, woken, woken_set
+        del self.output[output:]
+        del self.logs[logs:]
+        self._deferred, self._deferred_bytes = [], 0
+        self.host_stop = None
 
     # tasks and wakers
     def wake(self, task: int, waker: int) -> None:

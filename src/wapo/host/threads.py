@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import os
 import threading
@@ -154,6 +155,11 @@ class GuestThreads:
         future: concurrent.futures.Future = concurrent.futures.Future()
         self._queue(Step(fn, tenant, cfuture=future))
         return future
+
+    def post(self, tenant: str, fn: Callable[[], None]) -> None:
+        """Queue ``fn`` as a step of ``tenant`` that nobody waits for (a Store's drop); a failure
+        is logged."""
+        self._queue(Step(functools.partial(_call_quietly, fn), tenant))
 
     async def run(self, tenant: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` as a step of ``tenant`` and await its result. Cancelling the await does not

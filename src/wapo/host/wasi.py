@@ -111,6 +111,10 @@ def _entry(env: int, caller: int, values, count: int) -> int:
     if st is None or count < 4 or st.memory is None:
         values[0].i32 = ENOTSUP  # no run (a snapshot's init): nothing to wait for
         return 0
+    if st.speculative:  # a wait is never run on the loop: the run starts over on a guest thread
+        st.leave_speculation("WASI poll_oneoff")
+        return _capi.new_trap("wapo: a wait in a speculative step")
+    st.slow_calls += 1
     u = [values[i].i32 & 0xFFFFFFFF for i in range(4)]
     try:
         values[0].i32 = poll_oneoff(st, *u)

@@ -43,8 +43,12 @@ def service(name: str, *, inline: bool = False) -> Callable[[Service], Service]:
 
 def call(st: GuestState, method: str, payload: bytes) -> bytes:
     """Run a service; the answer is tag 0 + result, or tag 1 + "Name: message"."""
-    if method not in INLINE and not st.on_loop_thread():
-        return st.call_on_loop(_call, st, method, payload)
+    if method not in INLINE:
+        if st.speculative:  # the ocall entry traps when this returns: the run starts over
+            st.leave_speculation(f"host service {method!r}")
+            return b"\1Error: stopped"
+        if not st.on_loop_thread():
+            return st.call_on_loop(_call, st, method, payload)
     return _call(st, method, payload)
 
 

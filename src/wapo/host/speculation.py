@@ -1,0 +1,140 @@
+"""Short first steps on the event loop, on trust, with a way back (docs/design.md, issue 12:
+"Short steps on the loop, on trust").
+
+Handing a step to a guest thread and back costs two thread wake-ups and the GIL twice; for a
+request whose whole run is one ~0.2 ms step (a hello agent) that hand-off is most of its wall
+time. So a run's *first* step (the instantiation and the first ``wapo_poll``) may run on the
+event loop itself when its tenant has earned it, under three rules that keep the loop safe:
+
+- **A budget the host sets.** The step's epoch deadline is ``BUDGET_TICKS`` ticks (at most
+  10 ms), not the burst limit: a step that runs longer is stopped.
+- **Nothing it does is seen outside the run until it succeeds.** Only host calls that touch no
+  asyncio object and leave nothing outside the guest's state may run (the handlers marked
+  ``inline``: logs, output, tasks, randomness, hashing, keys). Output and log lines are held
+  until the step ends. Any other call (a timer, a fetch, a socket, a resource, a WASI wait)
+  stops the step before its handler runs.
+- **A stopped step leaves no trace.** The request, argv and every resource the caller gave the
+  run are untouched (no call that reads them was allowed); the state's output, logs and task
+  queues go back to where they were, the sandbox is dropped, and the run starts again from
+  nothing on a guest thread, as any other run. The guest cannot tell: it is a fresh sandbox.
+
+A tenant earns it with ``streak`` first steps in a row (``STREAK`` at first) that each used less
+than ``SHORT`` seconds of CPU and made no such call; every step that breaks the rule ends the
+streak, and every stopped speculation doubles the streak the tenant needs next (up to
+``MAX_STREAK``). A hostile tenant thus costs the loop at most ``BUDGET_TICKS`` ticks once per
+``streak`` runs, the streak doubling each time; a new tenant (a new CID) never runs here before
+it has run ``STREAK`` times on the guest threads.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import resource
+import threading
+from collections import OrderedDict
+
+from .engine import MAX_WASM_STACK
+from .errors import RunError
+from .limits import MIB
+
+SPECULATE_ENV = "WAPO_SPECULATE"
+SHORT = 0.001  # seconds of CPU: a first step below this is "short"
+STREAK = 8  # short, loop-free first steps in a row before a tenant's first steps run on the loop
+MAX_STREAK = 4096
+BUDGET_TICKS = 1  # epoch ticks (engine.EPOCH_TICK each) a speculative step may run
+MAX_TENANTS = 4096  # tenants remembered (least recently seen forgotten first)
+
+
+class SpeculationEnded(RunError):
+    """A step run on the loop on trust was stopped (too long, or it needed the loop); the run
+    starts again on a guest thread. Never the outcome of a run."""
+
+    kind = "speculation_ended"
+
+
+def enabled_from_env() -> bool:
+    return os.environ.get(SPECULATE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+class _Record:
+    __slots__ = ("streak", "needed")
+
+    def __init__(self) -> None:
+        self.streak = 0
+        self.needed = STREAK
+
+
+class Speculation:
+    """Which tenants' first steps run on the loop: their record of recent first steps."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._tenants: OrderedDict[str, _Record] = OrderedDict()
+        self._lock = threading.Lock()  # one loop per process as a rule; tests may run several
+        self.ran = 0  # speculative steps that ran to their end
+        self.ended = 0  # speculative steps stopped (the run went to a guest thread)
+
+    def allowed(self, tenant: str) -> bool:
+        if not self.enabled:
+            return False
+        with self._lock:
+            record = self._tenants.get(tenant)
+            return record is not None and record.streak >= record.needed
+
+    def record(self, tenant: str, cpu: float, loop_free: bool) -> None:
+        """A first step ended (anywhere) after ``cpu`` seconds of CPU; ``loop_free``: it made no
+        call that needs the loop or waits."""
+        with self._lock:
+            record = self._record(tenant)
+            if cpu < SHORT and loop_free:
+                record.streak += 1
+            else:
+                record.streak = 0
+
+    def stopped(self, tenant: str, cpu: float, *, trapped: bool) -> None:
+        """A speculative step was stopped after ``cpu`` seconds of CPU, by a trap (``trapped``: the
+        budget, or the guest's own fault) or at a call that needs the loop. A trap before ``SHORT``
+        is the epoch ticking just after the step began and costs the tenant nothing (the guest
+        thread's run of it says whether it really traps); any other stop costs it its streak, and
+        the next streak must be twice as long."""
+        self.ended += 1
+        if trapped and cpu < SHORT:
+            return
+        with self._lock:
+            record = self._record(tenant)
+            record.streak = 0
+            record.needed = min(record.needed * 2, MAX_STREAK)
+
+    def _record(self, tenant: str) -> _Record:
+        record = self._tenants.get(tenant)
+        if record is None:
+            record = self._tenants[tenant] = _Record()
+            if len(self._tenants) > MAX_TENANTS:
+                self._tenants.popitem(last=False)
+        else:
+            self._tenants.move_to_end(tenant)
+        return record
+
+
+_speculation = Speculation(enabled_from_env())
+
+
+def loop_stack_fits() -> bool:
+    """The calling thread is the main thread and its stack holds a guest's (``MAX_WASM_STACK``)
+    with room to spare: a guest's wasm stack lives on the stack of the thread that calls it, and
+    the main thread's size is known (RLIMIT_STACK); another thread's is not."""
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    return _main_stack_fits()
+
+
+@functools.lru_cache(maxsize=1)
+def _main_stack_fits() -> bool:
+    soft, _ = resource.getrlimit(resource.RLIMIT_STACK)
+    return soft == resource.RLIM_INFINITY or soft >= 2 * MAX_WASM_STACK + 2 * MIB
+
+
+def speculation() -> Speculation:
+    """The process's record (one event loop's worth of tenants; used on the loop's thread only)."""
+    return _speculation

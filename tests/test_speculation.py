@@ -1,0 +1,207 @@
+"""Short first steps on the event loop, on trust (wapo.host.speculation): a tenant earns it with
+short, loop-free first steps; a speculative step that runs long or needs the loop is stopped and
+the run starts again on a guest thread with nothing of the stopped step left (no output, no log
+line, no answer twice). Real wasmtime, the real WapoJS guest."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from wapo.agent.runner import AgentRequest, call_agent
+from wapo.host import Limits
+from wapo.host.speculation import STREAK, speculation
+from wapo.host.threads import guest_threads
+
+
+@pytest.fixture(autouse=True)
+def _threads() -> None:
+    if guest_threads() is None:
+        pytest.skip("guests run on the loop itself (WAPO_GUEST_THREADS=0): nothing to speculate")
+    if not speculation().enabled:
+        pytest.skip("WAPO_SPECULATE=0")
+
+
+SHORT_AGENT = """async function main(request) {
+  console.log("short");
+  return JSON.stringify({status: 200, headers: {}, body: "short"});
+}"""
+
+
+async def _earn(tenant: str) -> None:
+    """Run a short agent as ``tenant`` until its first steps run on the loop."""
+    for _ in range(STREAK):
+        result = await call_agent(SHORT_AGENT, AgentRequest(), tenant=tenant)
+        assert result.response is not None and result.response.body == b"short", result.error
+    for _ in range(20):  # a first step that took long (a loaded machine) restarts the streak
+        if speculation().allowed(tenant):
+            return
+        await call_agent(SHORT_AGENT, AgentRequest(), tenant=tenant)
+    raise AssertionError(f"{tenant} never earned speculation")
+
+
+def test_a_tenant_earns_the_loop_with_short_first_steps() -> None:
+    async def scenario() -> tuple[int, int]:
+        tenant = f"earn-{uuid.uuid4()}"
+        assert not speculation().allowed(tenant)  # a new tenant runs on the guest threads first
+        await _earn(tenant)
+        ran = speculation().ran
+        result = await call_agent(SHORT_AGENT, AgentRequest(), tenant=tenant)
+        assert result.response is not None and result.response.body == b"short"
+        assert [r.message for r in result.logs] == ["short"]
+        return ran, speculation().ran
+
+    before, after = asyncio.run(scenario())
+    assert after == before + 1, "the earned run did not run on the loop"
+
+
+def test_a_step_that_needs_the_loop_starts_over_with_nothing_left_behind() -> None:
+    """The agent logs and makes its answer's first part, then waits on a timer (a call that needs
+    the loop): the speculative step stops there, and the run on a guest thread gives one answer
+    and each log line once."""
+    agent = """async function main(request) {
+      console.log("before");
+      const head = "a".repeat(10);
+      await new Promise(r => setTimeout(r, 1));
+      console.log("after");
+      return JSON.stringify({status: 200, headers: {}, body: head + "b"});
+    }"""
+
+    async def scenario():
+        tenant = f"loop-{uuid.uuid4()}"
+        await _earn(tenant)
+        ended = speculation().ended
+        result = await call_agent(agent, AgentRequest(), tenant=tenant)
+        return tenant, ended, result
+
+    tenant, ended, result = asyncio.run(scenario())
+    assert result.response is not None and result.response.body == b"a" * 10 + b"b", result.error
+    assert [r.message for r in result.logs] == ["before", "after"]
+    assert speculation().ended == ended + 1
+    assert not speculation().allowed(tenant)  # its streak is over, and the next one is longer
+
+
+def test_a_streamed_answer_is_whole() -> None:
+    """A style C agent (it watches its caller's cancel signal, a call that needs the loop, so its
+    speculative step stops early) streams its body in two parts: the answer is each part once."""
+    agent = """export default { async fetch(request) {
+      let part = 0;
+      const body = new ReadableStream({ async pull(c) {
+        if (part++ === 0) { c.enqueue(new TextEncoder().encode("one,")); return; }
+        await new Promise(r => setTimeout(r, 1));
+        c.enqueue(new TextEncoder().encode("two"));
+        c.close();
+      }});
+      return new Response(body, {status: 201});
+    }};"""
+
+    async def scenario():
+        tenant = f"stream-{uuid.uuid4()}"
+        await _earn(tenant)
+        ended = speculation().ended
+        result = await call_agent(agent, AgentRequest(), tenant=tenant)
+        return ended, result
+
+    ended, result = asyncio.run(scenario())
+    assert result.response is not None, result.error
+    assert (result.response.status, result.response.body) == (201, b"one,two")
+    assert speculation().ended == ended + 1
+
+
+def test_listeners_see_nothing_of_a_stopped_step() -> None:
+    """Log lines reach ``on_log`` as the run makes them; a speculative step's are held until it
+    ends, and a stopped step's never reach it: each line is seen once, in order."""
+    from wapo.js.sandbox import js_instance
+
+    code = """
+      console.log("one");
+      await new Promise(r => setTimeout(r, 1));
+      console.log("two");
+      scriptOutput = "done";
+    """
+
+    async def scenario():
+        tenant = f"listen-{uuid.uuid4()}"
+        for _ in range(STREAK + 20):
+            if speculation().allowed(tenant):
+                break
+            result = await js_instance('console.log("x"); scriptOutput = "x";', module=True, tenant=tenant).run()
+            assert result.ok, result.error
+        assert speculation().allowed(tenant)
+        ended = speculation().ended
+        seen: list[str] = []
+        result = await js_instance(code, module=True, tenant=tenant, on_log=lambda r: seen.append(r.message)).run()
+        return ended, result, seen
+
+    ended, result, seen = asyncio.run(scenario())
+    assert result.ok and result.output == b"done", result.error
+    assert seen == ["one", "two"]
+    assert speculation().ended == ended + 1
+
+
+def test_a_long_step_is_stopped_and_the_loop_is_not_held() -> None:
+    """A tenant that earned the loop with short steps then sends a 400 ms step: the loop runs it
+    for at most the budget (one epoch tick) and a guest thread runs it to its answer; meanwhile the
+    loop keeps turning (a 1 ms ticker on it never waits for the whole step)."""
+    agent = """async function main(request) {
+      const until = Date.now() + 400;
+      let n = 0;
+      while (Date.now() < until) n++;
+      return JSON.stringify({status: 200, headers: {}, body: "long " + (n > 0)});
+    }"""
+
+    async def scenario():
+        tenant = f"long-{uuid.uuid4()}"
+        await _earn(tenant)
+        ended = speculation().ended
+        gaps: list[float] = []
+        done = False
+
+        async def ticker() -> None:
+            last = time.monotonic()
+            while not done:
+                await asyncio.sleep(0.001)
+                now = time.monotonic()
+                gaps.append(now - last)
+                last = now
+
+        tick = asyncio.create_task(ticker())
+        await asyncio.sleep(0.01)
+        result = await call_agent(agent, AgentRequest(), tenant=tenant, limits=Limits(burst=5.0))
+        done = True
+        await tick
+        return tenant, ended, result, max(gaps)
+
+    tenant, ended, result, worst_gap = asyncio.run(scenario())
+    assert result.response is not None and result.response.body == b"long true", result.error
+    assert speculation().ended == ended + 1
+    assert not speculation().allowed(tenant)
+    # the whole step on the loop would hold it >= 400 ms; the budget is one 10 ms tick
+    assert worst_gap < 0.2, f"the loop was held {worst_gap * 1000:.0f} ms"
+
+
+def test_a_tenant_that_keeps_breaking_the_rule_needs_longer_streaks() -> None:
+    """Each stopped speculation doubles the streak the tenant must show next (policy alone)."""
+    from wapo.host.speculation import SHORT, Speculation
+
+    policy = Speculation()
+    for _ in range(STREAK):
+        policy.record("t", SHORT / 10, loop_free=True)
+    assert policy.allowed("t")
+    policy.stopped("t", SHORT * 5, trapped=True)  # ran past its budget
+    assert not policy.allowed("t")
+    for _ in range(2 * STREAK - 1):
+        policy.record("t", SHORT / 10, loop_free=True)
+    assert not policy.allowed("t")
+    policy.record("t", SHORT / 10, loop_free=True)
+    assert policy.allowed("t")
+    policy.stopped("t", SHORT / 10, trapped=True)  # the epoch ticked right after it began: no cost
+    assert policy.allowed("t")
+    policy.stopped("t", SHORT / 10, trapped=False)  # it needed the loop: a cost
+    assert not policy.allowed("t")
+    policy.record("t", SHORT * 2, loop_free=True)  # a long first step ends any streak
+    assert not policy.allowed("t")
+    assert not Speculation(enabled=False).allowed("t")
