@@ -386,7 +386,8 @@ class Instance:
         return status, error
 
     def _first_step(self, st: GuestState) -> tuple[int | None, RunError | None]:
-        """The instantiation and the first poll, with the CPU time they took (``_first_cpu``)."""
+        """The instantiation and the first poll, with the CPU time they took (``_first_cpu``: CPU,
+        not wall time, so that a loaded machine does not make every step look long)."""
         started = time.thread_time()
         try:
             return self._poll_step(st, True)

@@ -39,7 +39,7 @@ from .errors import RunError
 from .limits import MIB
 
 SPECULATE_ENV = "WAPO_SPECULATE"
-SHORT = 0.001  # seconds of CPU: a first step below this is "short"
+SHORT = 0.001  # seconds of CPU: a first step that used less is "short"
 STREAK = 8  # short, loop-free first steps in a row before a tenant's first steps run on the loop
 MAX_STREAK = 4096
 BUDGET_TICKS = 1  # epoch ticks (engine.EPOCH_TICK each) a speculative step may run
