@@ -188,6 +188,59 @@ def test_a_long_step_is_stopped_and_the_loop_is_not_held() -> None:
     assert worst_gap < 0.2, f"the loop was held {worst_gap * 1000:.0f} ms"
 
 
+async def _loop_gap_during(coro) -> tuple[object, float]:
+    """Await ``coro`` while a 1 ms ticker runs on the loop; (its result, the ticker's longest wait)."""
+    gaps: list[float] = []
+    done = False
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while not done:
+            await asyncio.sleep(0.001)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.sleep(0.01)
+    result = await coro
+    done = True
+    await tick
+    return result, max(gaps)
+
+
+def test_slow_host_work_never_runs_in_a_speculative_step() -> None:
+    """The epoch deadline stops wasm, not the host: a host call that may run long whatever its
+    payload (WebCrypto's PBKDF2 here, ~10^6 iterations) or reads a large payload (a 4 MiB hash)
+    stops a speculative step before it starts; a guest thread runs it, and the loop keeps turning."""
+    pbkdf2 = """async function main(request) {
+      const key = await crypto.subtle.importKey("raw", new TextEncoder().encode("pw"), "PBKDF2", false, ["deriveBits"]);
+      const bits = await crypto.subtle.deriveBits({name: "PBKDF2", hash: "SHA-256", salt: new Uint8Array(8),
+                                                   iterations: 1500000}, key, 256);
+      return JSON.stringify({status: 200, headers: {}, body: "bits " + new Uint8Array(bits).length});
+    }"""
+    big_hash = """async function main(request) {
+      const d = await crypto.subtle.digest("SHA-256", new Uint8Array(4 * 1024 * 1024));
+      return JSON.stringify({status: 200, headers: {}, body: "digest " + new Uint8Array(d).length});
+    }"""
+
+    async def scenario():
+        out = []
+        for name, code, body in (("pbkdf2", pbkdf2, b"bits 32"), ("hash", big_hash, b"digest 32")):
+            tenant = f"{name}-{uuid.uuid4()}"
+            await _earn(tenant)
+            ended = speculation().ended
+            result, gap = await _loop_gap_during(call_agent(code, AgentRequest(), tenant=tenant,
+                                                            limits=Limits(burst=10.0)))
+            out.append((name, result, body, speculation().ended - ended, gap))
+        return out
+
+    for name, result, body, stopped, gap in asyncio.run(scenario()):
+        assert result.response is not None and result.response.body == body, (name, result.error)
+        assert stopped == 1, name
+        assert gap < 0.2, f"{name}: the loop was held {gap * 1000:.0f} ms"
+
+
 def test_a_tenant_that_keeps_breaking_the_rule_needs_longer_streaks() -> None:
     """Each stopped speculation doubles the streak the tenant must show next (policy alone)."""
     from wapo.host.speculation import SHORT, Speculation

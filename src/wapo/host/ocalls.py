@@ -30,6 +30,11 @@ HANDLERS: dict[int, Handler] = {}
 # the event loop's thread while the guest waits (docs/design.md, the threading model).
 INLINE: set[int] = set()
 
+# The argument (0..3) that says how many bytes an inline call reads from the guest: a speculative
+# step stops at a call reading more than SPECULATIVE_BYTES (the others are capped lower already)
+SIZE_ARGUMENT = {int(Call.EMIT_PROGRAM_OUTPUT): 1, int(Call.WAPOJS_REPORT): 2, int(Call.HOST_CALL): 3}
+SPECULATIVE_BYTES = 1 << 20
+
 MAX_GETRANDOM = 1 << 20
 MAX_DERIVE_PATH = 256
 MAX_SGX_REPORT_DATA = 64
@@ -302,9 +307,19 @@ def watch(st: GuestState, task: int, waker: int, res: int, *_: int) -> int:
 
 # --- dispatch --------------------------------------------------------------------
 
+def _speculation_may(func: int, args: tuple[int, int, int, int]) -> bool:
+    """Whether a speculative step (speculation.py) may make this call: an inline one, reading at
+    most ``SPECULATIVE_BYTES`` (the epoch deadline stops wasm, never a host call: its time must
+    be short whatever the guest asks)."""
+    if func not in INLINE or func == Call.SIGN:  # signing hashes a message of any length
+        return False
+    index = SIZE_ARGUMENT.get(func)
+    return index is None or u32(args[index]) <= SPECULATIVE_BYTES
+
+
 def dispatch(st: GuestState, task: int, func: int, p0: int, p1: int, p2: int, p3: int) -> int:
     handler = HANDLERS.get(func)
-    if st.speculative and func not in INLINE and handler is not None:
+    if st.speculative and handler is not None and not _speculation_may(func, (p0, p1, p2, p3)):
         st.leave_speculation(f"host call {func}")  # the ocall entry traps: the run starts over
         return 0
     if handler is None:

@@ -201,6 +201,6 @@ def run_result(st: GuestState, payload: bytes) -> bytes:
     return result_json(task.result())
 
 
-@service("wapojs.version", inline=True)
+@service("wapojs.version", inline=True, quick=True)
 def version(st: GuestState, payload: bytes) -> bytes:
     return __version__.encode()

@@ -24,7 +24,7 @@ MAX_DERIVE_SALT = 256  # as the derive_secret ocall's path
 _HMAC_HASHES = {"SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
 
 
-@service("random", inline=True)
+@service("random", inline=True, quick=True)
 def random(st: GuestState, payload: bytes) -> bytes:
     """payload: u32 little-endian count (<= 65536) -> that many bytes from the OS."""
     if len(payload) != 4:
@@ -42,7 +42,7 @@ def _split_name(payload: bytes, what: str) -> tuple[str, bytes]:
     return name.decode("utf-8", "replace"), rest
 
 
-@service("hmac", inline=True)
+@service("hmac", inline=True, quick=True)
 def hmac_sign(st: GuestState, payload: bytes) -> bytes:
     """payload: hash name (SHA-1/256/384/512), NUL, u32 LE key length, key, message -> the MAC."""
     name, rest = _split_name(payload, "hmac")
@@ -79,7 +79,7 @@ _HASHES = {
 }
 
 
-@service("hash", inline=True)
+@service("hash", inline=True, quick=True)
 def hash_(st: GuestState, payload: bytes) -> bytes:
     """payload: algorithm (sha256 keccak256 blake2b128 blake2b256 blake2b512 sha1 sha224 sha384 sha512
     md5), NUL, data -> digest."""
@@ -90,7 +90,7 @@ def hash_(st: GuestState, payload: bytes) -> bytes:
     return fn(data)
 
 
-@service("deriveSecret", inline=True)
+@service("deriveSecret", inline=True, quick=True)
 def derive_secret(st: GuestState, payload: bytes) -> bytes:
     """payload: salt (<= 256 bytes) -> 64 bytes from the node key, the app address and the salt
     (the same secret as the derive_secret ocall with that path)."""

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 _DIGESTS = {"SHA-1": "sha1", "SHA-256": "sha256", "SHA-384": "sha384", "SHA-512": "sha512"}
 
 
-@service("digest", inline=True)
+@service("digest", inline=True, quick=True)
 def digest(st: GuestState, payload: bytes) -> bytes:
     """payload: algorithm name, NUL, data (the names of WebCrypto's digest)."""
     name, sep, data = payload.partition(b"\0")

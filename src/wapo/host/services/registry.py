@@ -19,6 +19,10 @@ SERVICES: dict[str, Service] = {}
 # Services that touch no asyncio object (hashing, randomness, output): they run on the guest's own
 # thread. Every other one runs on the event loop's thread (docs/design.md, the threading model).
 INLINE: set[str] = set()
+# Inline services whose time is in proportion to their payload (hashes, HMAC, randomness, output):
+# a speculative step (speculation.py, payload capped by the host call) may call them; the others
+# (WebCrypto: PBKDF2 iterations, key generation) may run long on any payload and stop it.
+QUICK: set[str] = set()
 R = TypeVar("R", bound=Resource)
 
 
@@ -31,24 +35,27 @@ class ServiceError(Exception):
         self.message = message
 
 
-def service(name: str, *, inline: bool = False) -> Callable[[Service], Service]:
-    """Register a service; ``inline`` ones must touch no asyncio object (see ``INLINE``)."""
+def service(name: str, *, inline: bool = False, quick: bool = False) -> Callable[[Service], Service]:
+    """Register a service; ``inline`` ones must touch no asyncio object (see ``INLINE``);
+    ``quick`` inline ones take time in proportion to their payload, no more (a speculative step
+    may call them: see ``QUICK``)."""
     def register(fn: Service) -> Service:
         SERVICES[name] = fn
         if inline:
             INLINE.add(name)
+            if quick:
+                QUICK.add(name)
         return fn
     return register
 
 
 def call(st: GuestState, method: str, payload: bytes) -> bytes:
     """Run a service; the answer is tag 0 + result, or tag 1 + "Name: message"."""
-    if method not in INLINE:
-        if st.speculative:  # the ocall entry traps when this returns: the run starts over
-            st.leave_speculation(f"host service {method!r}")
-            return b"\1Error: stopped"
-        if not st.on_loop_thread():
-            return st.call_on_loop(_call, st, method, payload)
+    if method not in QUICK and st is not None and st.speculative:  # the ocall entry traps: the run starts over
+        st.leave_speculation(f"host service {method!r}")
+        return b"\1Error: stopped"
+    if method not in INLINE and not st.on_loop_thread():
+        return st.call_on_loop(_call, st, method, payload)
     return _call(st, method, payload)
 
 

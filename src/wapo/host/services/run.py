@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     from ..state import GuestState
 
 
-@service("output.write", inline=True)
+@service("output.write", inline=True, quick=True)
 def write(st: GuestState, payload: bytes) -> bytes:
     st.emit_output(payload)
     return b""
