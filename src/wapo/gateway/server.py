@@ -23,6 +23,7 @@ from ..paths import default_data_dir
 from ..store import Store
 from ..host import cache_bound
 from ..host import threads as guest_threads
+from ..host.services import crypto as crypto_services
 from .context import CONFIG, REQUEST_ID_HEADER, error_response, new_request_id
 from .app import make_app
 from .apps.proxy import socket_path
@@ -200,6 +201,7 @@ async def serve_forever(config: GatewayConfig, *, reuse_port: bool, ready=None,
     are told to drain too and waited for.
     """
     guest_threads.configure(config.guest_threads)  # this process's threads for guest steps
+    crypto_services.warm_up()
     if config.image_cache_size is not None:  # else $WAPO_IMAGE_CACHE_SIZE or the default
         cache_bound.set_limit("images", config.image_cache_size)
     app = make_app(config)

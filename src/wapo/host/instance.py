@@ -30,7 +30,7 @@ from .options import RunOptions
 from .resources import Oneshot
 from .sandbox import QUICK_DROP_BYTES, Sandbox
 from .snapshot.image import MemoryImage, apply_image
-from .speculation import BUDGET_TICKS, SpeculationEnded, loop_stack_fits, speculation
+from .speculation import BUDGET_TICKS, SPECULATIVE_MEMORY, SpeculationEnded, loop_stack_fits, speculation
 from .state import GuestReport, GuestState, LogRecord, current
 from .threads import Step, guest_threads
 
@@ -103,6 +103,7 @@ class Instance:
         self._fuel: int | None = None  # fuel used, read when the last step ends
         self._first_cpu = 0.0  # CPU seconds of the first step (instantiation and first poll)
         self._trapped = False  # a call into the guest trapped
+        self._heap_ran_out = False  # the guest's heap ran out in a speculative step
 
     # --- host API for input (queries, requests, tests) ---------------------------
     def send_input(self, kind: int, message: bytes) -> None:
@@ -242,8 +243,10 @@ class Instance:
     def _new_sandbox_on(self, config: EngineConfig) -> Sandbox | None:
         """The sandbox on ``config``'s engine; None if its pool is full."""
         try:
+            speculative = self._state is not None and self._state.speculative
             sandbox = Sandbox(get_engine(config), args=self.args, env=self.options.env,
-                              memory_limit=self.limits.memory, fuel=self.limits.fuel,
+                              memory_limit=self._speculative_memory() if speculative else self.limits.memory,
+                              fuel=self.limits.fuel,
                               inherit_stdio=self.options.inherit_stdio)
         except ValueError as exc:
             raise GuestLoadError(f"cannot start {self.module.name}: {exc}") from None
@@ -357,33 +360,61 @@ class Instance:
             outcome = await self._step(functools.partial(self._poll_step, st, False))
 
     def _may_speculate(self) -> bool:
-        """The first step may run on the loop (speculation.py): its tenant earned it, and its
-        instantiation runs no guest code and copies at most ``QUICK_COPY`` bytes."""
-        image = self.memory_image
-        return (self._threads is not None and self.module.quick_instantiate and not self.module.has_initialize
+        """The first step may run on the loop (speculation.py): its tenant earned it, the guest
+        says whether its heap ran out (it runs under a smaller memory limit here), its
+        instantiation runs no guest code and copies at most ``QUICK_COPY`` bytes of image (and,
+        capped by the speculative memory limit, at most that much of data segments), and nothing
+        of it reaches the host's own stdio (which a stopped step could not take back)."""
+        image, module = self.memory_image, self.module
+        return (self._threads is not None and module.exhausted_export is not None and not module.starts_with_code
+                and not module.has_initialize and not self.options.inherit_stdio
                 and speculation().allowed(self._tenant) and loop_stack_fits()
                 and (image is None or image.nbytes <= QUICK_COPY))
 
     def _speculate(self, st: GuestState) -> tuple[int | None, RunError | None] | None:
-        """Run the first step here, on the loop, within ``BUDGET_TICKS``; None if it was stopped
-        (too long, or at a call that needs the loop): then nothing of it remains and the caller
-        runs the step again on a guest thread."""
-        mark = st.checkpoint()
+        """Run the first step here, on the loop, within ``BUDGET_TICKS`` and ``SPECULATIVE_MEMORY``;
+        None if it was stopped (too long, too much memory, or at a call that needs the loop): then
+        nothing of it remains and the caller runs the step again on a guest thread."""
+        mark, config = st.checkpoint(), self._config
         st.speculative = True
         try:
             status, error = self._first_step(st)
         finally:
             st.speculative = False
+        if not isinstance(error, SpeculationEnded):
+            if isinstance(error, GuestLoadError):  # e.g. an image larger than the speculative memory
+                error = SpeculationEnded(f"it could not start here: {error}")
+            elif self._heap_ran_out and self._speculative_memory() < self.limits.memory:
+                error = SpeculationEnded("its memory reached the speculative limit")
+            if isinstance(error, SpeculationEnded) and self._sandbox is not None:  # a pending run's
+                self._release(st, here=True)
         if isinstance(error, SpeculationEnded):
             st.rollback(mark)
             st.begin_step()
-            speculation().stopped(self._tenant, self._first_cpu, trapped=self._trapped)
+            speculation().stopped(self._tenant, self._first_cpu, trapped=self._trapped, why=str(error))
             self._longest_burst, self._memory_peak, self._fuel, self._trapped = 0.0, 0, None, False
+            self._heap_ran_out = False
+            self._config = config  # a pool that was full then is tried again
             return None
-        speculation().ran += 1
-        speculation().record(self._tenant, self._first_cpu, st.slow_calls == 0 and not self._trapped)
+        speculation().ran_to_end(self._tenant, self._first_cpu)
         st.run_deferred()
         return status, error
+
+    def _speculative_memory(self) -> int:
+        return min(self.limits.memory, SPECULATIVE_MEMORY)
+
+    def _guest_heap_ran_out(self) -> bool:
+        """Whether the guest's heap ran out in this run (its ``exhausted_export``); True when it
+        cannot say (a speculative step then starts over: the safe side)."""
+        sandbox, name = self._sandbox, self.module.exhausted_export
+        func = sandbox.func(name) if sandbox is not None and name else None
+        if func is None:
+            return True
+        sandbox.set_epoch_deadline(2)  # the step's own deadline may have passed as it returned
+        try:
+            return sandbox.call_i32(func) != 0
+        except (wasmtime.Trap, wasmtime.WasmtimeError):
+            return True
 
     def _first_step(self, st: GuestState) -> tuple[int | None, RunError | None]:
         """The instantiation and the first poll, with the CPU time they took (``_first_cpu``: CPU,
@@ -406,9 +437,13 @@ class Instance:
         except RunError as exc:
             status, error = None, exc
         if status is not None and status == 0 and error is None:
+            if st.speculative:
+                self._heap_ran_out = self._guest_heap_ran_out()
             return 0, None
         self._fuel = self.fuel_consumed() if self.limits.fuel is not None else None
         self._memory_peak = self._memory_used() or self._memory_peak
+        if st.speculative:
+            self._heap_ran_out = self._guest_heap_ran_out()
         self._release(st, here=True)
         return None, error
 

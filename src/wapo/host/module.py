@@ -185,17 +185,21 @@ class GuestModule:
     """Compiled guest code: loaded once, instantiated per run.
 
     ``backtrace_export`` names an export the host may call after a limit stopped the guest, to
-    learn where it was (WapoJS's allocation-free JS stack); ``burst_grace`` is how much later than
-    the burst limit the host's own deadline fires, for a guest that stops itself first."""
+    learn where it was (WapoJS's allocation-free JS stack); ``exhausted_export`` one that says
+    (non-zero) whether the guest's heap ran out in this run (a speculative step needs it:
+    speculation.py); ``burst_grace`` is how much later than the burst limit the host's own
+    deadline fires, for a guest that stops itself first."""
 
     def __init__(self, wasm: bytes, name: str = "guest", *, backtrace_export: str | None = None,
-                 burst_grace: float = 0.0) -> None:
+                 exhausted_export: str | None = None, burst_grace: float = 0.0) -> None:
         self.wasm = bytes(wasm)
         self.name = name
         self.backtrace_export = backtrace_export
+        self.exhausted_export = exhausted_export
         self.burst_grace = burst_grace
+        self.starts_with_code = has_start_function(self.wasm)  # instantiating it runs guest code
         # instantiation runs no guest code and is short: the call may keep the GIL (sandbox.py)
-        self.quick_instantiate = len(self.wasm) <= QUICK_INSTANTIATE_BYTES and not has_start_function(self.wasm)
+        self.quick_instantiate = len(self.wasm) <= QUICK_INSTANTIATE_BYTES and not self.starts_with_code
         self._pres: dict[EngineConfig, wasmtime.InstancePre] = {}
         self.instance_pre(EngineConfig())  # compile now: a bad module fails here, not mid-run
 

@@ -2,8 +2,9 @@
 
 A *step* is anything whose duration a guest controls: one entry into ``wapo_poll``, an
 instantiation (a start function, ``_initialize``, a memory image written in), an agent's
-compilation, the drop of its Store. The event loop never runs one; it hands it to
-``GuestThreads`` and awaits the answer. wasmtime releases the GIL while wasm runs (so do the
+compilation, the drop of its Store. The event loop hands it to ``GuestThreads`` and awaits the
+answer (the one exception: a trusted tenant's short first step, under a budget the host sets;
+speculation.py). wasmtime releases the GIL while wasm runs (so do the
 ctypes calls of the per-run path), so steps of different guests run on different cores.
 
 wasmtime cannot pause a running guest and resume it later, so a step, once started, holds its

@@ -48,7 +48,8 @@ def _guest_module(snapshot: bool) -> GuestModule:
     wasm = build.ensure_wasm().read_bytes()
     if snapshot:
         wasm = cached_snapshot(wasm, SNAPSHOT_INIT_EXPORT)
-    return GuestModule(wasm, name="wapojs", backtrace_export="wapojs_backtrace", burst_grace=BURST_GRACE)
+    return GuestModule(wasm, name="wapojs", backtrace_export="wapojs_backtrace",
+                       exhausted_export="wapojs_heap_exhausted", burst_grace=BURST_GRACE)
 
 
 def wapojs_module(snapshot: bool | None = None) -> GuestModule:

@@ -64,6 +64,12 @@ def _keccak256(data: bytes) -> bytes:
     return keccak.new(digest_bits=256, data=data).digest()
 
 
+def warm_up() -> None:
+    """Load what the first keccak256 would (0.1-0.4 s, holding the GIL: a server does it before
+    it serves, not in some guest's step; the CLI's commands never pay it)."""
+    _keccak256(b"")
+
+
 _HASHES = {
     "sha256": lambda data: hashlib.sha256(data).digest(),
     # for node:crypto's createHash/createHmac in bundles (wapo's shim), which must be synchronous

@@ -105,7 +105,9 @@ class ImageModule(GuestModule):
             f"image={image_digest(image)}".encode()).hexdigest()
         self.name = base.name
         self.backtrace_export = base.backtrace_export
+        self.exhausted_export = base.exhausted_export
         self.burst_grace = base.burst_grace
+        self.starts_with_code = base.starts_with_code  # the image is data: no code is added
         self.quick_instantiate = False  # its memory may be more than QUICK_INSTANTIATE_BYTES to set up
         self._pres: dict[EngineConfig, wasmtime.InstancePre] = {}
         self._paths: list[Path] = []  # its artifacts on disk, one per engine configuration

@@ -203,6 +203,15 @@ static const JSMallocFunctions heap_funcs = {
     heap_calloc, heap_malloc, heap_free, heap_realloc, js__malloc_usable_size,
 };
 
+/* Exported: whether an allocation of the JS heap failed in this run. The host runs a trusted
+ * tenant's first step under a smaller memory limit (wapo.host.speculation) and must start the run
+ * over when the heap ran out there, whatever the script made of it (it may catch the error). */
+__attribute__((export_name("wapojs_heap_exhausted")))
+int wapojs_heap_exhausted(void)
+{
+    return S.heap_exhausted;
+}
+
 /* ---- backtrace without allocation ------------------------------------- */
 
 static char backtrace_buf[4096];
