@@ -22,6 +22,7 @@ import wasmtime
 from . import _capi
 from .abi import OcallError, ReportKind
 from .engine import EPOCH_TICK, MAX_SANDBOXES, MAX_WASM_STACK, EngineConfig, get_engine
+from .fault_around import no_fault_around
 from .errors import CapacityExceeded, GuestError, GuestLoadError, GuestTrap, LimitExceeded, RunError, UnhandledRejection
 from .limits import MIB, format_size
 from .memory import GuestMemory
@@ -273,6 +274,7 @@ class Instance:
             raise GuestLoadError(f"{self.module.name} exports no memory")
         st.sandbox = sandbox
         st.memory = GuestMemory(sandbox)
+        no_fault_around(*sandbox.memory_base_and_size())  # the image's pages, one per read fault
         if self.memory_image is not None:
             try:
                 apply_image(st.memory, self.memory_image, sandbox.grow_memory)
