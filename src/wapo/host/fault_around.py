@@ -92,11 +92,24 @@ def _descriptor() -> int | None:
         return _fd
 
 
-def no_fault_around(base: int, length: int) -> bool:
+_slots: set[int] = set()        # pool slots (memory bases) registered once already
+
+
+def no_fault_around(base: int, length: int, pooled: bool = False) -> bool:
     """Read faults in [base, base + length) (a sandbox's memory, page-aligned) map one page each.
-    False where the kernel does not allow it (nothing changed)."""
+    False where the kernel does not allow it (nothing changed), or nothing needed doing.
+
+    ``pooled``: the memory is a pool slot's, at a fixed address. It is registered at its first
+    use only: the registration stays with the slot's mapping, and once the slot has been reset
+    (the pool restores the image by copy within keep-resident) its image pages are the slot's
+    own, so there is no file read fault left to widen. (If wasmtime maps another module's image
+    into the slot, that new mapping is not registered: fault-around again there, memory only.)"""
     if not ENABLED or _failed or not base or length <= 0:
         return False
+    if pooled:
+        if base in _slots:
+            return False
+        _slots.add(base)
     fd = _descriptor()
     if fd is None:
         return False
@@ -110,13 +123,14 @@ def no_fault_around(base: int, length: int) -> bool:
 
 
 def _after_fork_in_child() -> None:
-    global _fd, _pid, _lock
+    global _fd, _pid, _lock  # the child's mappings carry no registration (no UFFD_FEATURE_EVENT_FORK)
     if _fd is not None:
         try:
             os.close(_fd)
         except OSError:
             pass
     _fd, _pid, _lock = None, 0, threading.Lock()
+    _slots.clear()
 
 
 if hasattr(os, "register_at_fork"):

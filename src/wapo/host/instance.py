@@ -274,7 +274,7 @@ class Instance:
             raise GuestLoadError(f"{self.module.name} exports no memory")
         st.sandbox = sandbox
         st.memory = GuestMemory(sandbox)
-        no_fault_around(*sandbox.memory_base_and_size())  # the image's pages, one per read fault
+        no_fault_around(*sandbox.memory_base_and_size(), pooled=self._config.uses_pool)  # one page per read fault
         if self.memory_image is not None:
             try:
                 apply_image(st.memory, self.memory_image, sandbox.grow_memory)
