@@ -52,10 +52,11 @@ _libc = None
 
 def _open() -> int | None:
     """The process's userfaultfd with WP_ASYNC, or None where there is none."""
-    global _libc
+    global _libc, _failed
     machine = os.uname().machine if hasattr(os, "uname") else ""
     number = SYS_USERFAULTFD.get(machine)
     if not sys.platform.startswith("linux") or number is None:
+        _failed = True  # not Linux, or a machine whose syscall number is not known here: never
         return None
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
