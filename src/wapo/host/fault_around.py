@@ -93,24 +93,26 @@ def _descriptor() -> int | None:
         return _fd
 
 
-_slots: set[int] = set()        # pool slots (memory bases) registered once already
+_slots: dict[int, int] = {}     # pool slot (memory base) -> id of the module last registered there
 
 
-def no_fault_around(base: int, length: int, pooled: bool = False) -> bool:
+def no_fault_around(base: int, length: int, pooled_module: object | None = None) -> bool:
     """Read faults in [base, base + length) (a sandbox's memory, page-aligned) map one page each.
     False where the kernel does not allow it (nothing changed), or nothing needed doing.
 
-    ``pooled``: the memory is a pool slot's, at a fixed address. It is registered at its first
-    use only: the registration stays with the slot's mapping, and once the slot has been reset
-    (the pool restores the image by copy within keep-resident) its image pages are the slot's
-    own, so there is no file read fault left to widen. (If wasmtime maps another module's image
-    into the slot, that new mapping is not registered: fault-around again there, memory only.)"""
+    ``pooled_module``: the memory is a pool slot's (at a fixed address), instantiated from this
+    module. The pool maps a module's image into a slot only when the slot last held another
+    one's; otherwise the mapping, and with it the registration, stays. So a slot is registered
+    when its module changes, not at every use (and after the slot's first reset, the pool's
+    keep-resident copy has made its image pages its own anyway). A module that is freed and a new
+    one at the same id() would be taken for the same: that slot keeps fault-around (memory only)."""
     if not ENABLED or _failed or not base or length <= 0:
         return False
-    if pooled:
-        if base in _slots:
+    if pooled_module is not None:
+        key = id(pooled_module)
+        if _slots.get(base) == key:
             return False
-        _slots.add(base)
+        _slots[base] = key
     fd = _descriptor()
     if fd is None:
         return False

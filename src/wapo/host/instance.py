@@ -274,7 +274,8 @@ class Instance:
             raise GuestLoadError(f"{self.module.name} exports no memory")
         st.sandbox = sandbox
         st.memory = GuestMemory(sandbox)
-        no_fault_around(*sandbox.memory_base_and_size(), pooled=self._config.uses_pool)  # one page per read fault
+        no_fault_around(*sandbox.memory_base_and_size(),  # the image's read faults: one page each
+                        pooled_module=self.module if self._config.uses_pool else None)
         if self.memory_image is not None:
             try:
                 apply_image(st.memory, self.memory_image, sandbox.grow_memory)
