@@ -22,6 +22,7 @@ import wasmtime
 from . import _capi
 from .abi import OcallError, ReportKind
 from .engine import EPOCH_TICK, MAX_SANDBOXES, MAX_WASM_STACK, EngineConfig, get_engine
+from .fault_around import no_fault_around
 from .errors import CapacityExceeded, GuestError, GuestLoadError, GuestTrap, LimitExceeded, RunError, UnhandledRejection
 from .limits import MIB, format_size
 from .memory import QUICK_COPY, GuestMemory
@@ -279,6 +280,8 @@ class Instance:
             raise GuestLoadError(f"{self.module.name} exports no memory")
         st.sandbox = sandbox
         st.memory = GuestMemory(sandbox)
+        no_fault_around(*sandbox.memory_base_and_size(),  # the image's read faults: one page each
+                        pooled_module=self.module if self._config.uses_pool else None)
         if self.memory_image is not None:
             try:
                 apply_image(st.memory, self.memory_image, sandbox.grow_memory)
