@@ -60,3 +60,18 @@ def test_per_cid_labels_are_bounded():
     values = samples(metrics.render()[0].decode())
     counts = {dict(labels)["cid"]: v for (name, labels), v in values.items() if name == "wapo_agent_requests_total"}
     assert counts == {"QmA": 2, "QmB": 1, OTHER: 2}
+
+
+def test_first_steps_run_on_the_loop_are_counted(tmp_path, servers):
+    """`wapo_speculative_steps{outcome}`: once a hello agent has earned it (8 short first steps on
+    the guest threads), its first steps run on the event loop, and the scrape says how many."""
+    data_dir = tmp_path / "data"
+    server = Server(data_dir, env={"WAPO_GUEST_THREADS": "", "WAPO_SNAPSHOT": "", "WAPO_SPECULATE": ""})
+    servers.append(server)
+    cid = publish(tmp_path, data_dir, "hello.js", HELLO)
+    for _ in range(30):
+        assert http("GET", f"{server.base}/ipfs/{cid}")[0] == 200
+    values = samples(http("GET", f"{server.base}/metrics")[2].decode())
+    ran = values[("wapo_speculative_steps", (("outcome", "ran"),))]
+    stopped = values[("wapo_speculative_steps", (("outcome", "stopped"),))]
+    assert ran >= 10, (ran, stopped)  # 30 runs, 8 to earn it, a cold first one and ticks may cost a few

@@ -16,6 +16,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ..host.speculation import speculation
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 OTHER = "other"
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -49,6 +51,13 @@ class Metrics:
         self.cid_seconds = Histogram("wapo_agent_request_seconds", "Wall time of agent requests by CID (the "
                                      "first CIDs seen; the rest as 'other')", ["cid"], buckets=BUCKETS,
                                      registry=self.registry)
+        # first steps run on the event loop on trust (host/speculation.py), by how they ended; a
+        # gauge per process set as runs end ("livesum": the sum over workers)
+        self.speculative = Gauge("wapo_speculative_steps", "First steps run on the event loop on trust, "
+                                 "since start: ran (to their end) or stopped (run again on a guest thread)",
+                                 ["outcome"], registry=self.registry, multiprocess_mode="livesum")
+        self._speculative_ran = self.speculative.labels("ran")
+        self._speculative_stopped = self.speculative.labels("stopped")
         self.top_cids = top_cids
         self._labelled: set[str] = set()
         # labelled children, looked up once (``labels()`` builds a key and takes a lock each time)
@@ -84,6 +93,9 @@ class Metrics:
         if histogram is None:
             histogram = self._cid_histograms[label] = self.cid_seconds.labels(label)
         histogram.observe(seconds)
+        policy = speculation()
+        self._speculative_ran.set(policy.ran)
+        self._speculative_stopped.set(policy.ended)
 
     def render(self) -> tuple[bytes, str]:
         if self.shared:
