@@ -93,11 +93,21 @@ _ticker: threading.Thread | None = None
 _ticker_lock = threading.Lock()
 
 
+_last_tick = 0.0  # time.monotonic() of the ticker's last increment
+
+
+def last_tick() -> float:
+    """When the epoch last advanced (a deadline of one tick ends at the next: how soon, this says)."""
+    return _last_tick
+
+
 def _tick_forever() -> None:
+    global _last_tick
     while True:
         time.sleep(EPOCH_TICK)
         for engine in list(get_engine.made.values()):  # type: ignore[attr-defined]
             engine.increment_epoch()
+        _last_tick = time.monotonic()
 
 
 @per_config

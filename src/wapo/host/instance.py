@@ -21,7 +21,7 @@ import wasmtime
 
 from . import _capi
 from .abi import OcallError, ReportKind
-from .engine import EPOCH_TICK, MAX_SANDBOXES, MAX_WASM_STACK, EngineConfig, get_engine
+from .engine import EPOCH_TICK, MAX_SANDBOXES, MAX_WASM_STACK, EngineConfig, get_engine, last_tick
 from .fault_around import no_fault_around
 from .errors import CapacityExceeded, GuestError, GuestLoadError, GuestTrap, LimitExceeded, RunError, UnhandledRejection
 from .limits import MIB, format_size
@@ -31,7 +31,8 @@ from .options import RunOptions
 from .resources import Oneshot
 from .sandbox import QUICK_DROP_BYTES, Sandbox
 from .snapshot.image import MemoryImage, apply_image
-from .speculation import BUDGET_TICKS, SPECULATIVE_MEMORY, SpeculationEnded, loop_stack_fits, speculation
+from .speculation import (BUDGET_TICKS, MIN_SLICE, SPECULATIVE_MEMORY, SpeculationEnded, loop_stack_fits,
+                          speculation)
 from .state import GuestReport, GuestState, LogRecord, current
 from .threads import Step, guest_threads
 
@@ -303,7 +304,9 @@ class Instance:
             remaining = self.limits.time - (time.monotonic() - self._started)
             budget = min(budget, max(remaining, 0.0) + grace)
         if self._state is not None and self._state.speculative:
-            self._sandbox.set_epoch_deadline(BUDGET_TICKS)
+            # at least MIN_SLICE before the deadline: the next tick may be due in a moment
+            soon = time.monotonic() - last_tick() > EPOCH_TICK - MIN_SLICE
+            self._sandbox.set_epoch_deadline(BUDGET_TICKS + soon)
             return
         self._sandbox.set_epoch_deadline(max(1, math.ceil(budget / EPOCH_TICK)) + 1)
 

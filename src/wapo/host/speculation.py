@@ -6,8 +6,8 @@ request whose whole run is one ~0.2 ms step (a hello agent) that hand-off is mos
 time. So a run's *first* step (the instantiation and the first ``wapo_poll``) may run on the
 event loop itself when its tenant has earned it, under three rules that keep the loop safe:
 
-- **A budget the host sets.** The step's epoch deadline is ``BUDGET_TICKS`` ticks (at most
-  10 ms), not the burst limit, and its Store's memory limit is ``SPECULATIVE_MEMORY`` (one
+- **A budget the host sets.** The step's epoch deadline is ``BUDGET_TICKS`` ticks (2-12 ms: one
+  more when the next is due within ``MIN_SLICE``), not the burst limit, and its Store's memory limit is ``SPECULATIVE_MEMORY`` (one
   ``memory.fill`` or ``memory.copy`` instruction and the Store's drop run past any deadline, in
   proportion to the memory): a step that runs longer or comes near that memory is stopped.
 - **Nothing it does is seen outside the run until it succeeds.** Only host calls that touch no
@@ -48,6 +48,9 @@ SHORT = 0.001  # seconds of CPU: a first step that used less is "short"
 STREAK = 8  # short, loop-free first steps in a row before a tenant's first steps run on the loop
 MAX_STREAK = 4096
 BUDGET_TICKS = 1  # epoch ticks (engine.EPOCH_TICK each) a speculative step may run
+# ... plus one more when the next tick is due within this: a step is given at least MIN_SLICE
+# (a 0.3 ms step stopped by a tick that came right after it began is a run done twice)
+MIN_SLICE = 0.002
 # A speculative Store's memory limit: a single wasm instruction (memory.fill, memory.copy) runs
 # past any epoch deadline and a Store's drop takes time in proportion to its memory, so the
 # memory is what bounds them; a step whose guest heap ran out (the guest says so: the module's
