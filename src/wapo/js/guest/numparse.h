@@ -75,3 +75,60 @@ double wapo_strtod(const char *str, char **end)
  slow:
     return strtod(str, end);
 }
+
+/*
+ * wapo_js_dtoa: js_dtoa (dtoa.c) with a fast path for Number to string in base 10, the
+ * shortest round-trip form (String(x), JSON.stringify): dtoa.c finds the digits with
+ * multi-precision arithmetic (32-bit limbs), ~2x slower in the guest than natively. Most
+ * numbers in data have few digits: 12.5, -45.67. For s = 0, 1, ... the candidate
+ * M = round(|x| * 10^s) is checked with one division: M / 10^s is correctly rounded (M < 2^50
+ * and 10^s, s <= 22, are exact doubles), so it equals |x| exactly when the decimal M * 10^-s
+ * reads back as x. The first s that works has the fewest digits, and below 2^50 the candidates
+ * for one s are more than an ulp apart, so there is only one: the shortest and closest, which
+ * is what ECMAScript's Number::toString asks for. Only the positional forms are made here
+ * (1e-6 <= |x| < 2^50); everything else (exponents, -0, NaN, other radixes and formats) goes
+ * to dtoa.c. tests/test_js_numbers.py compares with Python's repr.
+ */
+int js_dtoa(char *buf, double d, int radix, int n_digits, int flags, JSDTOATempMem *tmp_mem);
+
+int wapo_js_dtoa(char *buf, double d, int radix, int n_digits, int flags, JSDTOATempMem *tmp_mem)
+{
+    if (radix == 10 && flags == JS_DTOA_FORMAT_FREE) {
+        double a = d < 0 ? -d : d;
+        if (a >= 1e-6 && a < 1125899906842624.0) {  /* 2^50; also false for NaN */
+            double p = 1;
+            for (int s = 0; s <= 22; s++, p *= 10) {
+                double x = a * p;
+                if (x >= 1125899906842624.0)
+                    break;
+                uint64_t m = (uint64_t)(x + 0.5);
+                if ((double)m / p != a)
+                    continue;
+                /* m * 10^-s: the digits of m with a point s places from the right */
+                char digits[24];
+                int n = 0;
+                do {
+                    digits[n++] = (char)('0' + m % 10);
+                    m /= 10;
+                } while (m);
+                char *q = buf;
+                if (d < 0)
+                    *q++ = '-';
+                if (n <= s) {  /* 0.00ddd */
+                    *q++ = '0';
+                    *q++ = '.';
+                    for (int i = n; i < s; i++)
+                        *q++ = '0';
+                }
+                for (int i = n - 1; i >= 0; i--) {
+                    *q++ = digits[i];
+                    if (i == s && s > 0 && n > s)
+                        *q++ = '.';
+                }
+                *q = '\0';
+                return (int)(q - buf);
+            }
+        }
+    }
+    return js_dtoa(buf, d, radix, n_digits, flags, tmp_mem);
+}
