@@ -39,12 +39,27 @@ def random_numbers(n: int, seed: int = 17) -> list[str]:
     return out
 
 
+def long_mantissas(n: int, seed: int = 29) -> list[str]:
+    """16 to 19 significant digits with a point or a small exponent, as JSON.stringify writes
+    sums and differences (-45.670000000000002): above 2^53, read exactly in 128-bit integers."""
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        digits = str(rnd.randrange(10**15, 10**rnd.choice([16, 17, 18, 19])))
+        point = rnd.randint(0, len(digits))
+        text = (digits[:point] or "0") + "." + (digits[point:] or "0")
+        if rnd.random() < 0.3:
+            text += "e" + str(rnd.randint(-19, 19))
+        out.append(("-" if rnd.random() < 0.3 else "") + text)
+    return out
+
+
 def bits(x: float) -> str:
     return struct.pack(">d", x).hex()
 
 
 def test_json_parse_numbers_are_correctly_rounded(js):
-    texts = EDGE_CASES + random_numbers(3000)
+    texts = EDGE_CASES + random_numbers(3000) + long_mantissas(3000)
     code = """
 const texts = JSON.parse(scriptArgs[0]);
 const view = new DataView(new ArrayBuffer(8));

@@ -72,6 +72,31 @@ double wapo_strtod(const char *str, char **end)
             *end = (char *)p;
         return neg ? -d : d;
     }
+    if (digits <= 19 && scale >= -19 && scale <= 19) {
+        /* m >= 2^53 (16 to 19 digits, e.g. JSON.stringify's -45.670000000000002): exact in
+         * 128-bit integers. 10^|scale| < 2^64, so m * 10^scale fits, and the conversion of an
+         * unsigned __int128 to double rounds correctly (compiler-rt's __floatuntidf). For a
+         * negative scale the quotient of m * 2^(64+a) (a: m's leading zero bits) by 10^-scale
+         * has at least 63 bits; a nonzero remainder sets its lowest bit ("round to odd"), which
+         * lies far below the 53 bits kept, so the one rounding is the correct one; the power of
+         * two is then exact (the result is at least 1e-19: no subnormal). */
+        uint64_t p10 = 1;
+        for (int k = scale < 0 ? -scale : scale; k > 0; k--)
+            p10 *= 10;
+        double d;
+        if (scale >= 0) {
+            d = (double)((unsigned __int128)m * p10);
+        } else {
+            int a = __builtin_clzll(m);  /* m >= 2^53 here: not zero */
+            unsigned __int128 n = (unsigned __int128)(m << a) << 64;
+            unsigned __int128 q = n / p10;
+            q |= (n - q * p10) != 0;
+            d = ldexp((double)q, -(64 + a));
+        }
+        if (end)
+            *end = (char *)p;
+        return neg ? -d : d;
+    }
  slow:
     return strtod(str, end);
 }
