@@ -1185,17 +1185,6 @@ static bool install_globals(JSContext *ctx)
     return true;
 }
 
-/* QuickJS frees an arena as soon as its last block is freed, and makes a new one (a 4 KiB malloc
- * and a free list written through every block) on the next allocation of that size: a loop that
- * allocates and frees one block of a size class nothing else uses pays that on each iteration
- * (RegExp.prototype.exec's capture buffer: ~190k arenas made in the regex benchmark, 8% of its
- * instructions). One block kept for good in each size class keeps one arena of each alive. */
-static void pin_arenas(JSRuntime *rt)
-{
-    for (int i = 0; i < JS_ARENA_BLOCK_SIZE_COUNT; i++)
-        js_malloc_rt(rt, arena_block_sizes[i] - sizeof(JSMallocBlockHeader));
-}
-
 /* Runtime initialization that needs no per-run input: runtime, context, console, timers,
  * host bindings and the lazy prelude accessors. Exported so that a host can run it once and
  * snapshot the instance (docs/design.md, "Snapshots"); wapo_poll calls it if nobody did.
@@ -1215,7 +1204,6 @@ void wapojs_init(void)
     JSContext *ctx = JS_NewContext(S.rt);
     if (!ctx)
         return;
-    pin_arenas(S.rt);
     if (!install_globals(ctx)) {
         JS_FreeContext(ctx);
         return;
