@@ -1,5 +1,7 @@
 """Numbers read by the guest's JSON.parse are exact: its strtod is our own (guest/numparse.h),
-so every result is checked bit for bit against Python's correctly rounded float()."""
+so every result is checked bit for bit against Python's correctly rounded float(). Numbers
+written by String(x) and JSON.stringify go through a fast path of ours too (wapo_js_dtoa), checked
+against ECMAScript's Number::toString computed from Python's shortest repr."""
 
 from __future__ import annotations
 
