@@ -1,8 +1,11 @@
 """Numbers read by the guest's JSON.parse are exact: its strtod is our own (guest/numparse.h),
-so every result is checked bit for bit against Python's correctly rounded float()."""
+so every result is checked bit for bit against Python's correctly rounded float(). Numbers
+written by String(x) and JSON.stringify go through a fast path of ours too (wapo_js_dtoa), checked
+against ECMAScript's Number::toString computed from Python's shortest repr."""
 
 from __future__ import annotations
 
+import decimal
 import json
 import random
 import struct
@@ -38,12 +41,27 @@ def random_numbers(n: int, seed: int = 17) -> list[str]:
     return out
 
 
+def long_mantissas(n: int, seed: int = 29) -> list[str]:
+    """16 to 19 significant digits with a point or a small exponent, as JSON.stringify writes
+    sums and differences (-45.670000000000002): above 2^53, read exactly in 128-bit integers."""
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        digits = str(rnd.randrange(10**15, 10**rnd.choice([16, 17, 18, 19])))
+        point = rnd.randint(0, len(digits))
+        text = (digits[:point] or "0") + "." + (digits[point:] or "0")
+        if rnd.random() < 0.3:
+            text += "e" + str(rnd.randint(-19, 19))
+        out.append(("-" if rnd.random() < 0.3 else "") + text)
+    return out
+
+
 def bits(x: float) -> str:
     return struct.pack(">d", x).hex()
 
 
 def test_json_parse_numbers_are_correctly_rounded(js):
-    texts = EDGE_CASES + random_numbers(3000)
+    texts = EDGE_CASES + random_numbers(3000) + long_mantissas(3000)
     code = """
 const texts = JSON.parse(scriptArgs[0]);
 const view = new DataView(new ArrayBuffer(8));
@@ -66,3 +84,75 @@ def test_json_parse_numbers_inside_documents(js):
            "scriptOutput = JSON.stringify([d.a, Object.is(d.a[4], -0), d.b])")
     assert r.ok, r.error
     assert json.loads(r.output) == [[1.5, -2000, 0.1, None, 0], True, 1.2345678901234568e22]
+
+
+def js_number_to_string(x: float) -> str:
+    """ECMAScript Number::toString(x) in base 10, from Python's shortest round-trip repr."""
+    if x != x:
+        return "NaN"
+    if x == 0:
+        return "0"
+    if x < 0:
+        return "-" + js_number_to_string(-x)
+    if x == float("inf"):
+        return "Infinity"
+    _, digits, exp = decimal.Decimal(repr(x)).normalize().as_tuple()
+    ds = "".join(map(str, digits))
+    k, n = len(ds), exp + len(ds)
+    if k <= n <= 21:
+        return ds + "0" * (n - k)
+    if 0 < n <= 21:
+        return ds[:n] + "." + ds[n:]
+    if -6 < n <= 0:
+        return "0." + "0" * -n + ds
+    e = f"{'+' if n - 1 >= 0 else '-'}{abs(n - 1)}"
+    return ds + "e" + e if k == 1 else ds[0] + "." + ds[1:] + "e" + e
+
+
+def doubles_to_format(n: int, seed: int = 23) -> list[float]:
+    """Numbers as data holds them (few decimals, sums of them, money, coordinates), numbers at
+    the guest's fast-path limits (1e-6, 2^50, 15-17 digits), and random bit patterns."""
+    rnd = random.Random(seed)
+    out = [0.1, 0.2, 0.1 + 0.2, 1e-6, 9.99e-7, 1.0000000000000002e-6, 2.0**50, 2.0**50 - 1, 2.0**50 - 0.5,
+           2.0**50 + 2, 2.0**53, 2.0**53 + 2, 1e15, 1e16, 1e21, 1e-7, 123456789012345.6,
+           1125899906842623.8, 0.30000000000000004, 5e-324, 1.7976931348623157e308, 4.35, 1.005,
+           -0.0, 100.0, 1e20, 12345.678e-10, 0.000001234, 1 / 3, 2 / 3, 1e-5, 1e14 + 0.5]
+    for _ in range(n):
+        kind = rnd.randrange(5)
+        if kind == 0:
+            x = rnd.randrange(10**rnd.randint(1, 17)) / 10**rnd.randint(0, 20)
+        elif kind == 1:
+            x = rnd.randrange(18000) / 100 - 90
+        elif kind == 2:
+            x = sum(rnd.randrange(100000) / 100 for _ in range(rnd.randint(2, 5)))
+        elif kind == 3:
+            x = struct.unpack(">d", rnd.getrandbits(64).to_bytes(8, "big"))[0]
+        else:
+            x = rnd.random() * 10.0 ** rnd.randint(-8, 17)
+        out.append(-x if rnd.random() < 0.3 else x)
+    return out
+
+
+def test_numbers_to_strings_match_ecmascript(js):
+    """String(x) and JSON.stringify(x) in the guest (a fast path in guest/numparse.h for the
+    positional forms, dtoa.c otherwise) against ECMAScript's Number::toString computed here."""
+    xs = doubles_to_format(5000)
+    code = """
+const hexes = JSON.parse(scriptArgs[0]);
+const view = new DataView(new ArrayBuffer(8));
+scriptOutput = JSON.stringify(hexes.map((h) => {
+  for (let i = 0; i < 8; i++) view.setUint8(i, parseInt(h.slice(2 * i, 2 * i + 2), 16));
+  const x = view.getFloat64(0);
+  return [String(x), JSON.stringify([x])];
+}));
+"""
+    r = js(code, json.dumps([bits(x) for x in xs]))
+    assert r.ok, r.error
+    got = json.loads(r.output)
+    wrong = []
+    for x, (s, j) in zip(xs, got):
+        want = js_number_to_string(x)
+        want_json = "[" + (want if want not in ("NaN", "Infinity", "-Infinity") else "null") + "]"
+        if s != want or j != want_json:
+            wrong.append((repr(x), s, j, want))
+    assert not wrong, wrong[:10]

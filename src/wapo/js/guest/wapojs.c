@@ -21,8 +21,10 @@
  * 128-bit long double, which wasm32 emulates in software: a quarter of JSON.parse's time.
  * wapo_strtod (numparse.h) is exact too, and fast. */
 #define strtod wapo_strtod
+#define js_dtoa wapo_js_dtoa  /* number to string: wapo_js_dtoa (numparse.h), same output */
 #include "quickjs.c"
 #undef strtod
+#undef js_dtoa
 #include "numparse.h"
 
 #include <time.h>
