@@ -9,6 +9,7 @@ ready, until the guest says it is finished, fails, or a limit stops it.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import functools
 import math
 import re
@@ -410,17 +411,24 @@ class Instance:
         return min(self.limits.memory, SPECULATIVE_MEMORY)
 
     def _guest_heap_ran_out(self) -> bool:
-        """Whether the guest's heap ran out in this run (its ``exhausted_export``); True when it
-        cannot say (a speculative step then starts over: the safe side)."""
-        sandbox, name = self._sandbox, self.module.exhausted_export
-        func = sandbox.func(name) if sandbox is not None and name else None
-        if func is None:
+        """Whether the guest's heap ran out in this run: the byte at the address its
+        ``exhausted_export`` gives (asked once per module). True when it cannot say (a speculative
+        step then starts over: the safe side)."""
+        sandbox, module = self._sandbox, self.module
+        if sandbox is None or not module.exhausted_export:
             return True
-        sandbox.set_epoch_deadline(2)  # the step's own deadline may have passed as it returned
-        try:
-            return sandbox.call_i32(func) != 0
-        except (wasmtime.Trap, wasmtime.WasmtimeError):
-            return True
+        address = module.exhausted_address
+        if address is None:
+            func = sandbox.func(module.exhausted_export)
+            if func is None:
+                return True
+            sandbox.set_epoch_deadline(2)  # the step's own deadline may have passed as it returned
+            try:
+                address = module.exhausted_address = sandbox.call_i32(func) & 0xFFFFFFFF
+            except (wasmtime.Trap, wasmtime.WasmtimeError):
+                return True
+        base, size = sandbox.memory_base_and_size()
+        return address >= size or ctypes.c_uint8.from_address(base + address).value != 0
 
     def _first_step(self, st: GuestState) -> tuple[int | None, RunError | None]:
         """The instantiation and the first poll, with the CPU time they took (``_first_cpu``: CPU,

@@ -185,9 +185,9 @@ class GuestModule:
     """Compiled guest code: loaded once, instantiated per run.
 
     ``backtrace_export`` names an export the host may call after a limit stopped the guest, to
-    learn where it was (WapoJS's allocation-free JS stack); ``exhausted_export`` one that says
-    (non-zero) whether the guest's heap ran out in this run (a speculative step needs it:
-    speculation.py); ``burst_grace`` is how much later than the burst limit the host's own
+    learn where it was (WapoJS's allocation-free JS stack); ``exhausted_export`` one that returns
+    the address of a byte saying (non-zero) whether the guest's heap ran out in the run (a static
+    address, read once per module; a speculative step needs it: speculation.py); ``burst_grace`` is how much later than the burst limit the host's own
     deadline fires, for a guest that stops itself first."""
 
     def __init__(self, wasm: bytes, name: str = "guest", *, backtrace_export: str | None = None,
@@ -196,6 +196,7 @@ class GuestModule:
         self.name = name
         self.backtrace_export = backtrace_export
         self.exhausted_export = exhausted_export
+        self.exhausted_address: int | None = None  # what exhausted_export returned, once asked
         self.burst_grace = burst_grace
         self.starts_with_code = has_start_function(self.wasm)  # instantiating it runs guest code
         # instantiation runs no guest code and is short: the call may keep the GIL (sandbox.py)

@@ -102,7 +102,8 @@ class Speculation:
             return False
         with self._lock:
             record = self._tenants.get(tenant)
-            return record is not None and record.streak >= record.needed and self._refill() >= 1.0
+            return (record is not None and record.streak >= record.needed
+                    and (self._tokens >= 1.0 or self._refill() >= 1.0))
 
     def record(self, tenant: str, cpu: float, loop_free: bool) -> None:
         """A first step on a guest thread ended after ``cpu`` seconds of CPU; ``loop_free``: it
@@ -176,9 +177,10 @@ def loop_stack_fits() -> bool:
     """The calling thread is the main thread and its stack holds a guest's (``MAX_WASM_STACK``)
     with room to spare: a guest's wasm stack lives on the stack of the thread that calls it, and
     the main thread's size is known (RLIMIT_STACK); another thread's is not."""
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    return _main_stack_fits()
+    return threading.get_ident() == _MAIN_THREAD and _main_stack_fits()
+
+
+_MAIN_THREAD = threading.main_thread().ident
 
 
 @functools.lru_cache(maxsize=1)

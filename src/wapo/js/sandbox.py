@@ -49,7 +49,7 @@ def _guest_module(snapshot: bool) -> GuestModule:
     if snapshot:
         wasm = cached_snapshot(wasm, SNAPSHOT_INIT_EXPORT)
     return GuestModule(wasm, name="wapojs", backtrace_export="wapojs_backtrace",
-                       exhausted_export="wapojs_heap_exhausted", burst_grace=BURST_GRACE)
+                       exhausted_export="wapojs_heap_exhausted_flag", burst_grace=BURST_GRACE)
 
 
 def wapojs_module(snapshot: bool | None = None) -> GuestModule:

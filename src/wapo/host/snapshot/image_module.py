@@ -106,6 +106,7 @@ class ImageModule(GuestModule):
         self.name = base.name
         self.backtrace_export = base.backtrace_export
         self.exhausted_export = base.exhausted_export
+        self.exhausted_address = base.exhausted_address  # the same code: the same static address
         self.burst_grace = base.burst_grace
         self.starts_with_code = base.starts_with_code  # the image is data: no code is added
         self.quick_instantiate = False  # its memory may be more than QUICK_INSTANTIATE_BYTES to set up

@@ -205,13 +205,15 @@ static const JSMallocFunctions heap_funcs = {
     heap_calloc, heap_malloc, heap_free, heap_realloc, js__malloc_usable_size,
 };
 
-/* Exported: whether an allocation of the JS heap failed in this run. The host runs a trusted
- * tenant's first step under a smaller memory limit (wapo.host.speculation) and must start the run
- * over when the heap ran out there, whatever the script made of it (it may catch the error). */
-__attribute__((export_name("wapojs_heap_exhausted")))
-int wapojs_heap_exhausted(void)
+/* Exported: where the flag "an allocation of the JS heap failed in this run" lives in memory (one
+ * byte, at a static address: the same in every instance of this module), so the host reads it
+ * without a call into the guest. The host runs a trusted tenant's first step under a smaller
+ * memory limit (wapo.host.speculation) and must start the run over when the heap ran out there,
+ * whatever the script made of it (it may catch the error). */
+__attribute__((export_name("wapojs_heap_exhausted_flag")))
+uintptr_t wapojs_heap_exhausted_flag(void)
 {
-    return S.heap_exhausted;
+    return (uintptr_t)&S.heap_exhausted;
 }
 
 /* ---- backtrace without allocation ------------------------------------- */
