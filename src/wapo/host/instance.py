@@ -12,7 +12,6 @@ import asyncio
 import ctypes
 import functools
 import math
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from .speculation import (BUDGET_TICKS, MIN_SLICE, SPECULATIVE_MEMORY, Speculati
                           speculation)
 from .state import GuestReport, GuestState, LogRecord, current
 from .threads import Step, guest_threads
+from .traps import error_cause, exit_error, trap_cause, wasm_frames
 
 T = TypeVar("T")
 
@@ -273,9 +273,9 @@ class Instance:
         except wasmtime.Trap as exc:
             raise self._trap_error(exc, st) from None
         except wasmtime.ExitTrap as exc:  # proc_exit in the start function
-            raise _exit_error(exc) from None
+            raise exit_error(exc) from None
         except wasmtime.WasmtimeError as exc:
-            reason = _error_cause(exc)
+            reason = error_cause(exc)
             raise GuestLoadError(f"cannot instantiate {self.module.name} with a {format_size(self.limits.memory)} "
                                  f"memory limit: {reason}") from exc
         if sandbox.memory() is None:
@@ -334,7 +334,7 @@ class Instance:
                 raise st.host_stop from None
             if exc.code == 0 and returns:
                 return 1  # WASI proc_exit(0) in wapo_poll: the guest finished
-            raise _exit_error(exc) from None
+            raise exit_error(exc) from None
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
             if st.host_stop is not None:  # a host call stopped the guest, and said why
                 raise st.host_stop from None
@@ -343,7 +343,7 @@ class Instance:
                 raise SpeculationEnded("the speculative step trapped") from None
             if isinstance(exc, wasmtime.Trap):
                 raise self._trap_error(exc, st) from None
-            raise GuestTrap(f"the guest failed: {_error_cause(exc)}") from None
+            raise GuestTrap(f"the guest failed: {error_cause(exc)}") from None
         finally:
             current.state = previous
             self._longest_burst = max(self._longest_burst, time.monotonic() - self._poll_started)
@@ -505,7 +505,7 @@ class Instance:
         code = trap.trap_code
         now = time.monotonic()
         if code == wasmtime.TrapCode.INTERRUPT:
-            stack = self._guest_backtrace(st) or _wasm_frames(trap)
+            stack = self._guest_backtrace(st) or wasm_frames(trap)
             ran = now - self._poll_started
             if self.limits.time and now - self._started >= self.limits.time:
                 return LimitExceeded("time", f"{now - self._started:.2f} s", f"{self.limits.time:g} s", stack=stack,
@@ -513,14 +513,14 @@ class Instance:
             return LimitExceeded("burst", f"{ran * 1000:.0f} ms", f"{self.limits.burst * 1000:.0f} ms", stack=stack,
                                  hint="time inside the guest without returning to the host; --burst-limit raises it")
         if code == wasmtime.TrapCode.OUT_OF_FUEL:
-            stack = self._guest_backtrace(st) or _wasm_frames(trap)
+            stack = self._guest_backtrace(st) or wasm_frames(trap)
             return LimitExceeded("fuel", f"{self.limits.fuel}", f"{self.limits.fuel} units", stack=stack,
                                  hint="--fuel raises it")
         if code == wasmtime.TrapCode.STACK_OVERFLOW:
-            stack = self._guest_backtrace(st) or _wasm_frames(trap)
+            stack = self._guest_backtrace(st) or wasm_frames(trap)
             return LimitExceeded("stack", "all", f"the {MAX_WASM_STACK // MIB} MiB wasm stack", stack=stack,
                                  hint="recursion too deep, e.g. deeply nested data")
-        return GuestTrap(f"the guest trapped: {_trap_cause(trap)}", stack=_wasm_frames(trap))
+        return GuestTrap(f"the guest trapped: {trap_cause(trap)}", stack=wasm_frames(trap))
 
     def _memory_used(self) -> int:
         """Bytes of the guest's linear memory now (0 before it has one: instantiation failed)."""
@@ -555,37 +555,4 @@ class Instance:
         if self._fuel is not None:  # the sandbox is gone: what it used at its end
             return self._fuel
         return self._state.fuel_consumed() if self._state is not None else 0
-
-
-def _trap_cause(trap: wasmtime.Trap) -> str:
-    """wasmtime's message starts with a backtrace header; the cause is the `wasm trap:` line."""
-    lines = [line.strip() for line in (trap.message or "").splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.startswith("wasm trap:"):
-            return line[len("wasm trap:"):].strip()
-    if "Caused by:" in lines:
-        return " ".join(lines[lines.index("Caused by:") + 1:]) or "trap"
-    return lines[-1] if lines else "trap"
-
-
-def _error_cause(exc: wasmtime.WasmtimeError) -> str:
-    """wasmtime's error text is a header, a backtrace, then ``Caused by:`` and numbered causes:
-    the causes, joined, say why (e.g. ``failed to call `get-random-bytes`: requested len ...``)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    if "Caused by:" in lines:
-        causes = [re.sub(r"^\d+:\s*", "", line) for line in lines[lines.index("Caused by:") + 1:]]
-        if causes:
-            return ": ".join(causes)
-    return lines[0] if lines else type(exc).__name__
-
-
-def _exit_error(exc: wasmtime.ExitTrap) -> RunError:
-    return GuestError(f"the guest exited with status {exc.code} (WASI proc_exit)")
-
-
-def _wasm_frames(trap: wasmtime.Trap, limit: int = 12) -> str:
-    lines = []
-    for frame in trap.frames[:limit]:
-        lines.append(f"    at wasm {frame.func_name or f'func[{frame.func_index}]'} (+{frame.func_offset:#x})")
-    return "\n".join(lines)
 
