@@ -8,10 +8,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass
 
 import pytest
 
-from wapo.agent.runner import AgentRequest, call_agent
+from wapo.agent.runner import AgentRequest, AgentResult, call_agent
 from wapo.host import Limits
 from wapo.host.speculation import STREAK, speculation
 from wapo.host.threads import guest_threads
@@ -60,6 +61,45 @@ async def _earn(tenant: str) -> None:
     raise AssertionError(f"{tenant} never earned speculation")
 
 
+async def _loop_gap_during(coro) -> tuple[object, float]:
+    """Await ``coro`` while a 1 ms ticker runs on the loop; (its result, the ticker's longest wait)."""
+    gaps: list[float] = []
+    done = False
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while not done:
+            await asyncio.sleep(0.001)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    tick = asyncio.create_task(ticker())
+    await asyncio.sleep(0.01)
+    result = await coro
+    done = True
+    await tick
+    return result, max(gaps)
+
+
+@dataclass
+class EarnedRun:
+    tenant: str
+    result: AgentResult
+    stops: int  # speculative steps stopped while it ran
+    why: str  # why the last one was
+    gap: float  # the loop's longest wait meanwhile (a 1 ms ticker's)
+
+
+async def _earned_run(name: str, code: str, **settings) -> EarnedRun:
+    """Earn the loop as a new tenant, then run ``code`` once as it."""
+    tenant = f"{name}-{uuid.uuid4()}"
+    await _earn(tenant)
+    ended = speculation().ended
+    result, gap = await _loop_gap_during(call_agent(code, AgentRequest(), tenant=tenant, **settings))
+    return EarnedRun(tenant, result, speculation().ended - ended, speculation().last_stop, gap)
+
+
 def test_a_tenant_earns_the_loop_with_short_first_steps() -> None:
     async def scenario() -> tuple[int, int]:
         tenant = f"earn-{uuid.uuid4()}"
@@ -88,19 +128,11 @@ def test_a_step_that_needs_the_loop_starts_over_with_nothing_left_behind(wide_bu
       return JSON.stringify({status: 200, headers: {}, body: head + "b"});
     }"""
 
-    async def scenario():
-        tenant = f"loop-{uuid.uuid4()}"
-        await _earn(tenant)
-        ended = speculation().ended
-        result = await call_agent(agent, AgentRequest(), tenant=tenant)
-        return tenant, ended, result
-
-    tenant, ended, result = asyncio.run(scenario())
-    assert result.response is not None and result.response.body == b"a" * 10 + b"b", result.error
-    assert [r.message for r in result.logs] == ["before", "after"]
-    assert speculation().ended == ended + 1
-    assert "needs the event loop" in speculation().last_stop
-    assert not speculation().allowed(tenant)  # its streak is over, and the next one is longer
+    run = asyncio.run(_earned_run("loop", agent))
+    assert run.result.response is not None and run.result.response.body == b"a" * 10 + b"b", run.result.error
+    assert [r.message for r in run.result.logs] == ["before", "after"]
+    assert run.stops == 1 and "needs the event loop" in run.why
+    assert not speculation().allowed(run.tenant)  # its streak is over, and the next one is longer
 
 
 def test_a_streamed_answer_is_whole() -> None:
@@ -117,17 +149,10 @@ def test_a_streamed_answer_is_whole() -> None:
       return new Response(body, {status: 201});
     }};"""
 
-    async def scenario():
-        tenant = f"stream-{uuid.uuid4()}"
-        await _earn(tenant)
-        ended = speculation().ended
-        result = await call_agent(agent, AgentRequest(), tenant=tenant)
-        return ended, result
-
-    ended, result = asyncio.run(scenario())
-    assert result.response is not None, result.error
-    assert (result.response.status, result.response.body) == (201, b"one,two")
-    assert speculation().ended == ended + 1
+    run = asyncio.run(_earned_run("stream", agent))
+    assert run.result.response is not None, run.result.error
+    assert (run.result.response.status, run.result.response.body) == (201, b"one,two")
+    assert run.stops == 1
 
 
 def test_listeners_see_nothing_of_a_stopped_step(wide_budget) -> None:
@@ -172,21 +197,12 @@ def test_a_long_step_is_stopped_and_the_loop_is_not_held() -> None:
       return JSON.stringify({status: 200, headers: {}, body: "long " + (n > 0)});
     }"""
 
-    async def scenario():
-        tenant = f"long-{uuid.uuid4()}"
-        await _earn(tenant)
-        ended = speculation().ended
-        result, gap = await _loop_gap_during(call_agent(agent, AgentRequest(), tenant=tenant,
-                                                        limits=Limits(burst=5.0)))
-        return tenant, ended, result, gap
-
-    tenant, ended, result, worst_gap = asyncio.run(scenario())
-    assert result.response is not None and result.response.body == b"long true", result.error
-    assert speculation().ended == ended + 1
-    assert "trapped" in speculation().last_stop
-    assert not speculation().allowed(tenant)
+    run = asyncio.run(_earned_run("long", agent, limits=Limits(burst=5.0)))
+    assert run.result.response is not None and run.result.response.body == b"long true", run.result.error
+    assert run.stops == 1 and "trapped" in run.why
+    assert not speculation().allowed(run.tenant)
     # the whole step on the loop would hold it >= 400 ms; the budget is one 10 ms tick
-    assert worst_gap < 0.1, f"the loop was held {worst_gap * 1000:.0f} ms"
+    assert run.gap < 0.1, f"the loop was held {run.gap * 1000:.0f} ms"
 
 
 def test_a_large_memory_never_runs_on_the_loop(wide_budget) -> None:
@@ -200,18 +216,10 @@ def test_a_large_memory_never_runs_on_the_loop(wide_budget) -> None:
       return JSON.stringify({status: 200, headers: {}, body: "big " + b[b.length - 1]});
     }"""
 
-    async def scenario():
-        tenant = f"mem-{uuid.uuid4()}"
-        await _earn(tenant)
-        ended = speculation().ended
-        result, gap = await _loop_gap_during(call_agent(agent, AgentRequest(), tenant=tenant))
-        return ended, result, gap
-
-    ended, result, gap = asyncio.run(scenario())
-    assert result.response is not None and result.response.body == b"big 7", result.error
-    assert speculation().ended == ended + 1
-    assert "memory" in speculation().last_stop
-    assert gap < 0.06, f"the loop was held {gap * 1000:.0f} ms"
+    run = asyncio.run(_earned_run("mem", agent))
+    assert run.result.response is not None and run.result.response.body == b"big 7", run.result.error
+    assert run.stops == 1 and "memory" in run.why
+    assert run.gap < 0.06, f"the loop was held {run.gap * 1000:.0f} ms"
 
 
 def test_a_large_answer_is_made_on_a_guest_thread(wide_budget) -> None:
@@ -221,38 +229,9 @@ def test_a_large_answer_is_made_on_a_guest_thread(wide_budget) -> None:
       return JSON.stringify({status: 200, headers: {}, body: "x".repeat(300 * 1024)});
     }"""
 
-    async def scenario():
-        tenant = f"out-{uuid.uuid4()}"
-        await _earn(tenant)
-        ended = speculation().ended
-        result = await call_agent(agent, AgentRequest(), tenant=tenant)
-        return ended, result
-
-    ended, result = asyncio.run(scenario())
-    assert result.response is not None and result.response.body == b"x" * (300 * 1024), result.error
-    assert speculation().ended == ended + 1
-    assert "host call" in speculation().last_stop, speculation().last_stop
-
-
-async def _loop_gap_during(coro) -> tuple[object, float]:
-    """Await ``coro`` while a 1 ms ticker runs on the loop; (its result, the ticker's longest wait)."""
-    gaps: list[float] = []
-    done = False
-
-    async def ticker() -> None:
-        last = time.monotonic()
-        while not done:
-            await asyncio.sleep(0.001)
-            now = time.monotonic()
-            gaps.append(now - last)
-            last = now
-
-    tick = asyncio.create_task(ticker())
-    await asyncio.sleep(0.01)
-    result = await coro
-    done = True
-    await tick
-    return result, max(gaps)
+    run = asyncio.run(_earned_run("out", agent))
+    assert run.result.response is not None and run.result.response.body == b"x" * (300 * 1024), run.result.error
+    assert run.stops == 1 and "host call" in run.why, run.why
 
 
 def test_slow_host_work_never_runs_in_a_speculative_step(wide_budget) -> None:
@@ -270,23 +249,13 @@ def test_slow_host_work_never_runs_in_a_speculative_step(wide_budget) -> None:
       return JSON.stringify({status: 200, headers: {}, body: "digest " + new Uint8Array(d).length});
     }"""
 
-    async def scenario():
-        out = []
-        for name, code, body in (("pbkdf2", pbkdf2, b"bits 32"), ("hash", big_hash, b"digest 32")):
-            tenant = f"{name}-{uuid.uuid4()}"
-            await _earn(tenant)
-            ended = speculation().ended
-            result, gap = await _loop_gap_during(call_agent(code, AgentRequest(), tenant=tenant,
-                                                            limits=Limits(burst=10.0)))
-            out.append((name, result, body, speculation().ended - ended, speculation().last_stop, gap))
-        return out
-
-    for name, result, body, stopped, why, gap in asyncio.run(scenario()):
-        assert result.response is not None and result.response.body == body, (name, result.error)
-        assert stopped == 1, name
+    for name, code, body in (("pbkdf2", pbkdf2, b"bits 32"), ("hash", big_hash, b"digest 32")):
+        run = asyncio.run(_earned_run(name, code, limits=Limits(burst=10.0)))
+        assert run.result.response is not None and run.result.response.body == body, (name, run.result.error)
         # the step stopped at the call itself (not at a tick before it): WebCrypto, a large payload
-        assert ("'subtle'" in why) if name == "pbkdf2" else ("host call" in why), (name, why)
-        assert gap < 0.1, f"{name}: the loop was held {gap * 1000:.0f} ms"
+        assert run.stops == 1 and (("'subtle'" in run.why) if name == "pbkdf2" else ("host call" in run.why)), \
+            (name, run.why)
+        assert run.gap < 0.1, f"{name}: the loop was held {run.gap * 1000:.0f} ms"
 
 
 def test_a_tenant_that_keeps_breaking_the_rule_needs_longer_streaks() -> None:
