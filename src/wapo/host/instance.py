@@ -450,14 +450,12 @@ class Instance:
             error = self._outcome(st, status)
         except RunError as exc:
             status, error = None, exc
+        if st.speculative:  # read while the sandbox lives (a finished run's is dropped below)
+            self._heap_ran_out = self._guest_heap_ran_out()
         if status is not None and status == 0 and error is None:
-            if st.speculative:
-                self._heap_ran_out = self._guest_heap_ran_out()
             return 0, None
         self._fuel = self.fuel_consumed() if self.limits.fuel is not None else None
         self._memory_peak = self._memory_used() or self._memory_peak
-        if st.speculative:
-            self._heap_ran_out = self._guest_heap_ran_out()
         self._release(st, here=True)
         return None, error
 
